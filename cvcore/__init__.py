@@ -1,0 +1,43 @@
+"""cvcore: a plugin-first computer-vision training framework for PyTorch.
+
+Importing cvcore is cheap: torch is imported only when something is built or trained.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+import pluggy
+
+from cvcore.api import create, get_component, list_components
+from cvcore.callbacks import Callback
+from cvcore.data import DataInfo, DataSplits
+from cvcore.errors import (
+    AmbiguousNameError,
+    ConfigError,
+    CvcoreError,
+    DataError,
+    OptionError,
+    PluginError,
+    UnknownNameError,
+)
+
+hookimpl = pluggy.HookimplMarker("cvcore")
+
+try:
+    __version__ = version("cvcore")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "AmbiguousNameError", "Callback", "ConfigError", "CvcoreError", "DataError", "DataInfo",
+    "DataSplits", "OptionError", "PluginError", "Trainer", "UnknownNameError", "__version__",
+    "create", "get_component", "hookimpl", "list_components",
+]
+
+
+def __getattr__(name: str):
+    # The Trainer imports torch; load it only when asked for.
+    if name == "Trainer":
+        from cvcore.trainer import Trainer
+
+        return Trainer
+    raise AttributeError(f"module 'cvcore' has no attribute {name!r}")

@@ -1,0 +1,200 @@
+"""The hooks through which plugins register components: one per kind, each called once per plugin.
+
+Every hook receives ``register``, a callable bound to the calling plugin so that each component
+records which plugin and distribution provided it. A plugin calls it once per component::
+
+    register(name, factory, *, summary=None, aliases=(), **metadata)
+
+- ``name``: the short name users type (``lenet``); the qualified name is ``PLUGIN:NAME``.
+- ``factory``: a function that builds the component. It must stay cheap to import: keep heavy
+  imports (torch, torchvision) inside its body so that listing plugins imports nothing heavy.
+  Its keyword parameters are the component's *options*; their annotations and defaults, and the
+  ``:param name: help`` lines of its docstring, are what ``cv info`` shows and what the CLI checks
+  values against before anything is built.
+- ``summary``: one line for ``cv list``; defaults to the first line of the factory's docstring.
+- ``aliases``: further short names for the same component.
+
+Options whose names match a field of :class:`cvcore.DataInfo` (``num_classes``, ``in_channels``,
+``image_size``, ``task``, ``class_names``) or of the run plan (``epochs``, ``steps_per_epoch``) are
+filled in by the Trainer from the data and the run unless the user sets them, so components adapt
+to the data set without configuration.
+
+A plugin implements any subset of the hooks, and a hook implementation may leave out arguments
+of its spec (pluggy's rule), so adding an argument to a spec later breaks no plugin.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from cvcore.registry import Register
+
+hookspec = pluggy.HookspecMarker("cvcore")
+
+# -------------------------------------------------------------------------------------------------
+# Data
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register data sets by name.
+
+    :param register: call ``register(name, factory, summary=...)`` once per data set.
+
+    The factory is called with keyword options only (``root`` receives ``--data-dir`` when the
+    factory declares it) and returns a :class:`cvcore.DataSplits`: the training set, the
+    validation set, and a :class:`cvcore.DataInfo` describing them (task, number of classes,
+    class names, channels, image size, normalisation). Each set is a map-style
+    ``torch.utils.data.Dataset`` yielding ``(image_tensor, target)`` pairs.
+
+    Example::
+
+        @cvcore.hookimpl
+        def register_datasets(register):
+            register("noise", make_noise)
+
+        def make_noise(*, size: int = 256, seed: int = 0):
+            '''Gaussian noise images in 10 classes, for smoke tests.'''
+            from my_plugin.data import build_noise  # heavy imports stay inside
+            return build_noise(size, seed)
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Models and losses
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_models(register: Register) -> None:
+    """Register models by name.
+
+    :param register: call ``register(name, factory, summary=...)`` once per model.
+
+    The factory is called with keyword options only and returns a ``torch.nn.Module`` that maps
+    a float batch ``(N, C, H, W)`` to logits ``(N, num_classes)`` (classification) or
+    ``(N, num_classes, H, W)`` (segmentation). Declare ``num_classes`` and ``in_channels`` (and
+    ``image_size`` if the architecture needs it) to have them filled from the data set.
+
+    Example::
+
+        @cvcore.hookimpl
+        def register_models(register):
+            register("tiny", make_tiny)
+
+        def make_tiny(*, num_classes: int = 10, in_channels: int = 3):
+            '''A single linear layer over globally pooled pixels.'''
+            import torch.nn as nn
+            return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(in_channels, num_classes))
+    """
+
+
+@hookspec
+def register_losses(register: Register) -> None:
+    """Register loss functions by name.
+
+    :param register: call ``register(name, factory, summary=...)`` once per loss.
+
+    The factory is called with keyword options only and returns a callable (usually an
+    ``nn.Module``) taking ``(logits, target)`` and returning a scalar tensor. ``num_classes``
+    is filled from the data set when declared.
+
+    Example::
+
+        @cvcore.hookimpl
+        def register_losses(register):
+            register("l1_logits", make_l1)
+
+        def make_l1(*, num_classes: int = 10):
+            '''L1 distance between softmax output and one-hot target.'''
+            from my_plugin.losses import L1Logits
+            return L1Logits(num_classes)
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Optimisation
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_optimizers(register: Register) -> None:
+    """Register optimizers by name.
+
+    :param register: call ``register(name, factory, summary=...)`` once per optimizer.
+
+    The factory receives the parameters to optimise as its one positional argument (an iterable
+    of tensors or of parameter-group dicts) and the options as keywords (``lr`` among them); it
+    returns a ``torch.optim.Optimizer``.
+
+    Example::
+
+        @cvcore.hookimpl
+        def register_optimizers(register):
+            register("sgd_plain", make_sgd)
+
+        def make_sgd(params, *, lr: float = 0.01):
+            '''Plain SGD without momentum.'''
+            import torch
+            return torch.optim.SGD(params, lr=lr)
+    """
+
+
+@hookspec
+def register_schedulers(register: Register) -> None:
+    """Register learning-rate schedulers by name.
+
+    :param register: call ``register(name, factory, interval="step" | "epoch")`` once per
+        scheduler. ``interval`` says whether the Trainer calls ``scheduler.step()`` after every
+        optimizer step or after every epoch (default ``"epoch"``).
+
+    The factory receives the optimizer as its one positional argument and the options as
+    keywords (declare ``epochs`` and ``steps_per_epoch`` to receive the run's plan); it returns
+    a ``torch.optim.lr_scheduler.LRScheduler``. Several schedulers may be chained in one run
+    (``--scheduler warmup --scheduler multistep``): each multiplies the learning rate that the
+    others leave, so write them in torch's chainable form.
+
+    Example::
+
+        @cvcore.hookimpl
+        def register_schedulers(register):
+            register("halve", make_halve, interval="epoch")
+
+        def make_halve(optimizer, *, every: int = 10):
+            '''Halve the learning rate every `every` epochs.'''
+            import torch
+            return torch.optim.lr_scheduler.StepLR(optimizer, every, 0.5)
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Callbacks
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_callbacks(register: Register) -> None:
+    """Register training callbacks by name.
+
+    :param register: call ``register(name, factory, summary=...)`` once per callback.
+
+    The factory is called with keyword options only and returns a :class:`cvcore.Callback`,
+    whose methods (``on_fit_start``, ``on_epoch_end``, ...) the Trainer calls directly:
+    callbacks never go through pluggy inside the training loop.
+
+    Example::
+
+        @cvcore.hookimpl
+        def register_callbacks(register):
+            register("bell", make_bell)
+
+        def make_bell():
+            '''Ring the terminal bell when training ends.'''
+            from my_plugin.callbacks import Bell
+            return Bell()
+    """

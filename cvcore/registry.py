@@ -1,0 +1,198 @@
+"""The registry: every component the loaded plugins registered, found by short or qualified name."""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from cvcore.errors import (
+    AmbiguousNameError,
+    OptionError,
+    PluginError,
+    UnknownNameError,
+    did_you_mean,
+)
+from cvcore.options import Option, describe, summary_of, validate
+
+# kind -> (hook name, number of positional inputs the factory receives before its options)
+KINDS: dict[str, tuple[str, int]] = {
+    "dataset": ("register_datasets", 0),
+    "model": ("register_models", 0),
+    "loss": ("register_losses", 0),
+    "optimizer": ("register_optimizers", 1),
+    "scheduler": ("register_schedulers", 1),
+    "callback": ("register_callbacks", 0),
+}
+_METADATA = {"scheduler": {"interval": ("step", "epoch")}}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
+
+
+def check_kind(kind: str) -> str:
+    """Return ``kind`` if it is one of KINDS, else raise an error listing them."""
+    if kind not in KINDS:
+        raise UnknownNameError(
+            f"Unknown component kind '{kind}'.{did_you_mean(kind, KINDS)} "
+            f"Kinds: {', '.join(KINDS)}."
+        )
+    return kind
+
+
+@attrs.frozen
+class Plugin:
+    """A plugin the loader found: where it came from and whether it loaded."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    import_seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def provider(self) -> str:
+        if self.distribution is None:
+            return self.name
+        return f"{self.distribution} {self.version}"
+
+
+@attrs.frozen(slots=False)  # slots=False: `options` is cached in the instance __dict__
+class Component:
+    """A registered factory with what can be known about it without calling it."""
+
+    kind: str
+    name: str
+    plugin: Plugin
+    factory: Callable[..., Any] = attrs.field(repr=False)
+    summary: str = ""
+    aliases: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.plugin.name}:{self.name}"
+
+    @functools.cached_property
+    def options(self) -> tuple[Option, ...]:
+        return describe(self.factory, KINDS[self.kind][1])
+
+    def build(self, *inputs: Any, **options: Any) -> Any:
+        """Check ``options`` against the declared ones, then call the factory."""
+        if self.plugin.error:
+            raise PluginError(
+                f"{self.kind} '{self.qualified_name}' is unavailable: plugin '{self.plugin.name}' "
+                f"({self.plugin.provider}) failed to load: {self.plugin.error}"
+            )
+        expected = KINDS[self.kind][1]
+        if len(inputs) != expected:
+            raise OptionError(
+                f"{self.kind} '{self.name}' takes {expected} positional input(s), got {len(inputs)}."
+            )
+        checked = validate(self.options, options, f"{self.kind} '{self.name}'")
+        return self.factory(*inputs, **checked)
+
+
+class Register:
+    """The ``register`` callable handed to one plugin's hook: records who provided what."""
+
+    def __init__(self, kind: str, plugin: Plugin, sink: list[Component]) -> None:
+        self.kind, self.plugin, self._sink = kind, plugin, sink
+
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        summary: str | None = None,
+        aliases: Iterable[str] = (),
+        **metadata: Any,
+    ) -> None:
+        aliases = tuple(aliases)
+        for each in (name, *aliases):
+            if not isinstance(each, str) or not _NAME.match(each):
+                raise PluginError(f"invalid {self.kind} name {each!r}: use letters, digits, _.-/")
+        if not callable(factory):
+            raise PluginError(f"{self.kind} '{name}': factory {factory!r} is not callable")
+        self._check_metadata(name, metadata)
+        taken = {n for c in self._sink if c.kind == self.kind and c.plugin == self.plugin
+                 for n in (c.name, *c.aliases)}
+        if taken.intersection((name, *aliases)):
+            raise PluginError(f"{self.kind} '{name}' is registered twice by this plugin")
+        self._sink.append(
+            Component(self.kind, name, self.plugin, factory,
+                      summary if summary is not None else summary_of(factory), aliases, metadata)
+        )
+
+    def _check_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
+        allowed = _METADATA.get(self.kind, {})
+        for key, value in metadata.items():
+            if key not in allowed:
+                raise PluginError(
+                    f"{self.kind} '{name}': unknown register() argument '{key}'"
+                    f"{did_you_mean(key, allowed)}"
+                )
+            if value not in allowed[key]:
+                raise PluginError(f"{self.kind} '{name}': {key} must be one of {allowed[key]}")
+
+
+@attrs.frozen
+class Registry:
+    """Every component by kind, plus the plugins that were found (loaded or broken)."""
+
+    components: tuple[Component, ...]
+    plugins: tuple[Plugin, ...]
+
+    @property
+    def failures(self) -> tuple[Plugin, ...]:
+        return tuple(p for p in self.plugins if p.error)
+
+    def of_kind(self, kind: str) -> list[Component]:
+        check_kind(kind)
+        return [c for c in self.components if c.kind == kind]
+
+    def conflicts(self) -> set[tuple[str, str]]:
+        """(kind, short name) pairs that more than one plugin registers."""
+        seen: dict[tuple[str, str], set[str]] = {}
+        for comp in self.components:
+            for name in (comp.name, *comp.aliases):
+                seen.setdefault((comp.kind, name), set()).add(comp.plugin.name)
+        return {key for key, owners in seen.items() if len(owners) > 1}
+
+    def list(self, kind: str | None = None, pattern: str | None = None) -> list[Component]:
+        """Components of ``kind`` (all when None) whose short or qualified name matches ``pattern``."""
+        found = self.of_kind(kind) if kind else list(self.components)
+        if pattern:
+            found = [c for c in found
+                     if fnmatch.fnmatchcase(c.name, pattern) or fnmatch.fnmatchcase(c.qualified_name, pattern)]
+        return sorted(found, key=lambda c: (list(KINDS).index(c.kind), c.name, c.plugin.name))
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component called ``name`` (short, alias or ``PLUGIN:NAME``), or a helpful error."""
+        candidates = self.of_kind(kind)
+        if ":" in name:
+            plugin, short = name.split(":", 1)
+            matches = [c for c in candidates if c.plugin.name == plugin and short in (c.name, *c.aliases)]
+        else:
+            matches = [c for c in candidates if name in (c.name, *c.aliases)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            names = ", ".join(sorted(c.qualified_name for c in matches))
+            raise AmbiguousNameError(
+                f"{kind.capitalize()} '{name}' is registered by several plugins: {names}. "
+                f"Use the qualified name, e.g. --{kind} {matches[0].qualified_name}."
+            )
+        raise UnknownNameError(self._unknown_message(kind, name, candidates))
+
+    def _unknown_message(self, kind: str, name: str, candidates: list[Component]) -> str:
+        names = {n for c in candidates for n in (c.name, c.qualified_name, *c.aliases)}
+        message = f"Unknown {kind} '{name}'.{did_you_mean(name, names)} See 'cv list {kind}'."
+        plugin = name.split(":", 1)[0] if ":" in name else None
+        for failed in self.failures:
+            if plugin in (None, failed.name):
+                message += (f" Plugin '{failed.name}' ({failed.provider}) failed to load and may "
+                            f"provide it: {failed.error}")
+        return message

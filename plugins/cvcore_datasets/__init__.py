@@ -1,0 +1,79 @@
+"""Built-in data sets: CIFAR-10, MNIST, FashionMNIST, ImageFolder and the offline `digits` set.
+
+This module is the plugin's table of contents and stays light: torch is imported inside factories.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cvcore
+
+
+@cvcore.hookimpl
+def register_datasets(register):
+    register("digits", digits)
+    register("cifar10", cifar10)
+    register("mnist", mnist)
+    register("fashion_mnist", fashion_mnist)
+    register("imagefolder", imagefolder)
+
+
+def digits(*, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images), offline; upscaled for conv nets.
+
+    :param image_size: side the 8x8 images are resized to (LeNet needs at least 16).
+    :param val_fraction: share of the images held out for validation.
+    :param seed: seed of the train/validation split.
+    """
+    from cvcore_datasets.digits import load_digits
+
+    return load_digits(image_size, val_fraction, seed)
+
+
+def cifar10(*, root: Path = Path("data"), download: bool = False, augment: bool = True):
+    """CIFAR-10 (python batches), with the tutorials' RandomCrop(32, padding=4) + flip + mean/std.
+
+    :param root: folder holding cifar-10-batches-py/ (set by --data-dir).
+    :param download: fetch the official archive into root if files are missing.
+    :param augment: random crop and flip on the training set.
+    """
+    from cvcore_datasets.vision import load_cifar10
+
+    return load_cifar10(root, download, augment)
+
+
+def mnist(*, root: Path = Path("data"), download: bool = False):
+    """MNIST handwritten digits (idx files), normalised with its mean/std.
+
+    :param root: folder holding MNIST/raw/ (set by --data-dir).
+    :param download: fetch the official files into root if they are missing.
+    """
+    from cvcore_datasets.vision import load_mnist
+
+    return load_mnist("mnist", root, download)
+
+
+def fashion_mnist(*, root: Path = Path("data"), download: bool = False):
+    """Fashion-MNIST clothing images (idx files), normalised with its mean/std.
+
+    :param root: folder holding FashionMNIST/raw/ (set by --data-dir).
+    :param download: fetch the official files into root if they are missing.
+    """
+    from cvcore_datasets.vision import load_mnist
+
+    return load_mnist("fashion_mnist", root, download)
+
+
+def imagefolder(*, root: Path = Path("data"), image_size: int = 224, resize: int = 256,
+                augment: bool = True):
+    """A folder with train/ and val/, one sub-folder of images per class (the ants/bees layout).
+
+    :param root: folder holding train/ and val/ (set by --data-dir).
+    :param image_size: crop size: RandomResizedCrop for training, CenterCrop for validation.
+    :param resize: validation images are resized to this before the center crop.
+    :param augment: random resized crop and flip on the training set (else resize + center crop).
+    """
+    from cvcore_datasets.vision import load_imagefolder
+
+    return load_imagefolder(root, image_size, resize, augment)

@@ -1,0 +1,73 @@
+"""torchvision's file-backed data sets with the tutorials' transforms and clear missing-file errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torchvision
+from torchvision import transforms as T
+
+from cvcore.data import DataInfo, DataSplits
+from cvcore.errors import DataError
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_MNISTS = {
+    "mnist": (torchvision.datasets.MNIST, "MNIST", (0.1307,), (0.3081,)),
+    "fashion_mnist": (torchvision.datasets.FashionMNIST, "FashionMNIST", (0.2860,), (0.3530,)),
+}
+
+
+def _open(build, expected: str, download: bool):
+    """Call a torchvision constructor, turning its 'not found' into a DataError naming the files."""
+    try:
+        return build()
+    except RuntimeError as exc:
+        hint = "" if download else " Pass download=true (--set dataset.download=true) to fetch them."
+        raise DataError(f"Data files not found or corrupted: expected {expected}.{hint}") from exc
+    except OSError as exc:  # a failed download: no network, refused, interrupted
+        raise DataError(f"Downloading failed ({exc}). Place the files by hand: {expected}.") from exc
+
+
+def load_cifar10(root: Path, download: bool, augment: bool) -> DataSplits:
+    normalize = [T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
+    train_tf = T.Compose(([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []) + normalize)
+    expected = f"{Path(root) / 'cifar-10-batches-py'}/data_batch_1..5, test_batch and batches.meta"
+    train = _open(lambda: torchvision.datasets.CIFAR10(root, True, train_tf, download=download), expected, download)
+    val = _open(lambda: torchvision.datasets.CIFAR10(root, False, T.Compose(normalize)), expected, download)
+    info = DataInfo(num_classes=10, class_names=train.classes, in_channels=3, image_size=(32, 32),
+                    mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    return DataSplits(train, val, info)
+
+
+def load_mnist(name: str, root: Path, download: bool) -> DataSplits:
+    cls, folder, mean, std = _MNISTS[name]
+    transform = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+    expected = (f"{Path(root) / folder / 'raw'}/train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (or the same with .gz)")
+    train = _open(lambda: cls(root, True, transform, download=download), expected, download)
+    val = _open(lambda: cls(root, False, transform), expected, download)
+    info = DataInfo(num_classes=10, class_names=train.classes, in_channels=1, image_size=(28, 28),
+                    mean=mean, std=std)
+    return DataSplits(train, val, info)
+
+
+def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool) -> DataSplits:
+    root = Path(root)
+    missing = [split for split in ("train", "val") if not (root / split).is_dir()]
+    if missing:
+        raise DataError(f"ImageFolder root '{root}' needs sub-folders train/ and val/ with one folder "
+                        f"of images per class; missing: {', '.join(missing)}/.")
+    normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    evaluate = [T.Resize(resize), T.CenterCrop(image_size)]
+    fit = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()] if augment else evaluate
+    try:
+        train = torchvision.datasets.ImageFolder(str(root / "train"), T.Compose(fit + normalize))
+        val = torchvision.datasets.ImageFolder(str(root / "val"), T.Compose(evaluate + normalize))
+    except FileNotFoundError as exc:
+        raise DataError(f"ImageFolder '{root}': {exc}") from exc
+    if train.classes != val.classes:
+        raise DataError(f"train/ and val/ of '{root}' have different classes: {train.classes} vs {val.classes}.")
+    info = DataInfo(num_classes=len(train.classes), class_names=train.classes, in_channels=3,
+                    image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return DataSplits(train, val, info)

@@ -1,0 +1,36 @@
+"""Losses that take integer class targets and compare them with one-hot vectors."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def one_hot_like(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Float targets pass through; integer class indices become one-hot rows of logits' width."""
+    if target.is_floating_point():
+        return target.to(logits.dtype)
+    return F.one_hot(target, logits.shape[1]).to(logits.dtype)
+
+
+class OneHotBCE(nn.Module):
+    def __init__(self, num_classes: int, pos_weight: list[float] | None) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        weight = torch.tensor(pos_weight, dtype=torch.float32) if pos_weight else None
+        self.register_buffer("pos_weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits.float(), one_hot_like(logits.float(), target),
+                                                  pos_weight=self.pos_weight)
+
+
+class SoftmaxMSE(nn.Module):
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        probs = logits.float().softmax(dim=1)
+        return F.mse_loss(probs, one_hot_like(probs, target))

@@ -1,0 +1,95 @@
+"""torchvision classifiers adapted to a data set: head, input channels, weights, freezing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from cvcore.errors import CvcoreError, DataError
+
+IMAGENET_CLASSES = 1000
+# Some architectures carry auxiliary heads in training mode; cvcore trains the main head only.
+_NO_AUX = {"googlenet", "inception_v3"}
+
+
+def build_torchvision(arch: str, *, num_classes: int, in_channels: int, pretrained: bool,
+                      weights: Path | None, freeze: bool) -> nn.Module:
+    extra = {"aux_logits": False} if arch in _NO_AUX else {}
+    if pretrained:
+        model = _pretrained(arch, extra)
+        if num_classes != IMAGENET_CLASSES:
+            replace_head(model, num_classes)
+    else:
+        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **extra)
+    if weights is not None:
+        load_safetensors(model, weights)
+    if freeze:
+        freeze_all_but_head(model)
+    if in_channels != 3:
+        model = nn.Sequential(nn.Conv2d(in_channels, 3, 1), model)
+    return model
+
+
+def _pretrained(arch: str, extra: dict) -> nn.Module:
+    try:
+        return torchvision.models.get_model(arch, weights="DEFAULT", **extra)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise CvcoreError(
+            f"Could not fetch torchvision's pretrained weights for '{arch}' ({exc}). Download them "
+            f"once where a network is available (they are cached in {cache}), or pass "
+            f"weights=PATH.safetensors to load a local file."
+        ) from exc
+
+
+def head_path(model: nn.Module) -> str:
+    """The module path of the final classification layer: the last Linear or 1x1 Conv2d."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            last = name
+    if last is None:
+        raise CvcoreError(f"{type(model).__name__} has no Linear or Conv2d layer to use as its head")
+    return last
+
+
+def replace_head(model: nn.Module, num_classes: int) -> None:
+    path = head_path(model)
+    parent_path, _, attr = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    old = getattr(parent, attr)
+    if isinstance(old, nn.Linear):
+        new = nn.Linear(old.in_features, num_classes)
+    else:
+        new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride)
+    setattr(parent, attr, new)
+
+
+def freeze_all_but_head(model: nn.Module) -> None:
+    head = head_path(model)
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith(head + ".")
+
+
+def load_safetensors(model: nn.Module, path: Path) -> None:
+    """Load weights from a safetensors file, naming any missing, extra or mis-shaped tensors."""
+    from safetensors.torch import load_file
+
+    if not Path(path).is_file():
+        raise DataError(f"Weights file '{path}' does not exist.")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise DataError(f"'{path}' is not a readable safetensors file: {exc}") from exc
+    own = model.state_dict()
+    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if wrong or missing or extra:
+        raise DataError(
+            f"Weights in '{path}' do not fit this model: missing {missing[:3]}, unexpected "
+            f"{extra[:3]}, wrong shape {wrong[:3]} (check num_classes and the architecture)."
+        )
+    model.load_state_dict(state)
