@@ -1,0 +1,136 @@
+"""Run configuration: TOML files, command-line overrides, and the resolved TOML that runs again.
+
+A configuration is a dict shaped like the TOML file::
+
+    [trainer]            # TrainerOptions: epochs, batch_size, precision, device, seed, ...
+    [dataset]            # name = "digits", then the data set's options
+    [model]              # name = "lenet", then its options (likewise [loss], [optimizer])
+    [scheduler]          # name = ["warmup", "multistep"], chained in order
+    [scheduler.warmup]   # options of one scheduler (likewise [callbacks] / [callbacks.NAME])
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from cvcore.errors import ConfigError, did_you_mean
+
+SINGLE = ("dataset", "model", "loss", "optimizer")
+CHAINED = ("scheduler", "callbacks")
+SECTIONS = ("trainer", *SINGLE, *CHAINED)
+
+# Under every configuration: what a run has unless its file or flags say otherwise.
+BASE: dict[str, Any] = {"loss": {"name": "cross_entropy"}, "scheduler": {"name": []}, "callbacks": {"name": []}}
+
+# The default job (`cv train` with no file): real handwritten digits, offline, in seconds.
+DEFAULT_JOB: dict[str, Any] = {
+    "trainer": {"epochs": 12, "batch_size": 32},
+    "dataset": {"name": "digits"},
+    "model": {"name": "lenet"},
+    "optimizer": {"name": "adam", "lr": 0.002},
+    "scheduler": {"name": ["cosine"]},
+}
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a TOML configuration file; a missing or malformed file is a ConfigError naming it."""
+    try:
+        with open(path, "rb") as stream:
+            config = tomllib.load(stream)
+    except FileNotFoundError:
+        raise ConfigError(f"Configuration file '{path}' does not exist.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"'{path}' is not valid TOML: {exc}.") from None
+    check_sections(config, str(path))
+    return config
+
+
+def check_sections(config: dict[str, Any], where: str) -> None:
+    for section, value in config.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"Unknown section [{section}] in {where}.{did_you_mean(section, SECTIONS)} "
+                              f"Sections: {', '.join(SECTIONS)}.")
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{section}] in {where} must be a table, got {value!r}.")
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``base`` with ``override`` laid over it, table by table."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value (``0.9``, ``true``, ``[80, 120]``, ``"x"``); anything else is a bare string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_set(config: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """Apply one ``--set KEY=VALUE`` (``optimizer.momentum=0.9``, ``scheduler.multistep.gamma=0.2``)."""
+    key, sep, text = assignment.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set expects SECTION.OPTION=VALUE (e.g. optimizer.momentum=0.9), got '{assignment}'.")
+    check_sections({parts[0]: {}}, "--set")
+    override: dict[str, Any] = {parts[-1]: parse_value(text.strip())}
+    for part in reversed(parts[:-1]):
+        override = {part: override}
+    return merge(config, override)
+
+
+def names(config: dict[str, Any], section: str) -> list[str]:
+    """The component names of a chained section (a single string counts as a list of one)."""
+    value = config.get(section, {}).get("name", [])
+    return [value] if isinstance(value, str) else list(value)
+
+
+def options_of(config: dict[str, Any], section: str, name: str | None = None) -> dict[str, Any]:
+    """The options of a component: a single section's keys, or a chained section's sub-table."""
+    table = config.get(section, {})
+    if name is None:
+        return {k: v for k, v in table.items() if k != "name"}
+    return dict(table.get(name, {}))
+
+
+def to_toml(config: dict[str, Any]) -> str:
+    """Serialise a configuration back to TOML (tables of scalars, lists and sub-tables)."""
+    lines: list[str] = []
+    for section in SECTIONS:
+        if section in config:
+            _write_table(lines, section, config[section])
+    return "\n".join(lines).strip() + "\n"
+
+
+def _write_table(lines: list[str], name: str, table: dict[str, Any]) -> None:
+    lines.append(f"[{name}]")
+    nested = []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            nested.append((key, value))
+        elif value is not None:
+            lines.append(f"{key} = {_toml_value(value)}")
+    lines.append("")
+    for key, value in nested:
+        _write_table(lines, f"{name}.{key}", value)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

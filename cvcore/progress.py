@@ -1,0 +1,55 @@
+"""Progress for people and for logs: a rich bar on a terminal, nothing per step otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cvcore.metrics import ClassificationMetrics
+    from cvcore.trainer import Trainer
+
+# Reading metrics for the bar is a host-device sync: do it a few times per second at most.
+REFRESH_SECONDS = 0.5
+
+
+def log(line: str) -> None:
+    print(line, flush=True)
+
+
+class EpochProgress:
+    """A per-epoch rich progress bar with loss, accuracy, lr, images/s and ETA (terminal, main process)."""
+
+    def __init__(self, trainer: Trainer, total: int) -> None:
+        self.trainer, self.total = trainer, total
+        self.enabled = trainer.is_main and sys.stdout.isatty()
+        self.last_refresh = 0.0
+
+    def __enter__(self) -> EpochProgress:
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+                                TextColumn("{task.fields[stats]}"), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=self.total, epoch=self.trainer.epoch + 1, stats="")
+            self.start = time.perf_counter()
+        return self
+
+    def advance(self, metrics: ClassificationMetrics) -> None:
+        if not self.enabled:
+            return
+        self.bar.advance(self.task)
+        now = time.perf_counter()
+        if now - self.last_refresh >= REFRESH_SECONDS:
+            self.last_refresh = now
+            loss, top1, _, count = metrics.totals.tolist()
+            stats = (f"loss {loss / count:.4f}  acc {top1 / count:.4f}  lr {self.trainer.lr:.3g}  "
+                     f"{count / (now - self.start):.0f} img/s")
+            self.bar.update(self.task, stats=stats)
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.bar.stop()

@@ -1,0 +1,345 @@
+"""The Trainer: one loop for CPU, CUDA and MPS, fp32 or mixed precision, one or many processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from cvcore import distributed
+from cvcore.callbacks import Callback
+from cvcore.data import DataSplits
+from cvcore.errors import ConfigError
+from cvcore.metrics import ClassificationMetrics
+from cvcore.progress import EpochProgress, log
+
+Precision = Literal["32", "16-mixed", "bf16-mixed"]
+_AUTOCAST = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+
+
+@attrs.frozen(kw_only=True)
+class TrainerOptions:
+    """How to train: length, precision, device, data loading, reproducibility and smoke limits.
+
+    :param epochs: number of epochs.
+    :param batch_size: images per batch (per process).
+    :param workers: DataLoader worker processes.
+    :param pin_memory: pin host memory for faster copies (default: on when training on CUDA).
+    :param precision: 32, 16-mixed (float16 autocast + GradScaler) or bf16-mixed.
+    :param device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.
+    :param seed: seed of python, numpy, torch and the loader workers; none for a random run.
+    :param deterministic: use only deterministic algorithms (slower on GPU).
+    :param channels_last: NHWC memory format for model and inputs (faster convs with AMP on GPU).
+    :param compile: wrap the model in torch.compile.
+    :param accumulate: micro-batches per optimizer step (gradient accumulation).
+    :param clip_norm: clip the global gradient norm to this value.
+    :param limit_train_batches: train on at most this many batches per epoch (smoke runs).
+    :param limit_val_batches: validate on at most this many batches per epoch.
+    :param monitor: metric that picks the best epoch, whose weights are restored at the end.
+    :param monitor_mode: max if higher is better, min if lower is better.
+    :param run_dir: where config.toml, metrics.jsonl and summary.json go (default: runs/<time>-<data>-<model>).
+    """
+
+    epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    batch_size: int = attrs.field(default=64, validator=attrs.validators.ge(1))
+    workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    pin_memory: bool | None = None
+    precision: Precision = "32"
+    device: str = "auto"
+    seed: int | None = 0
+    deterministic: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    accumulate: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    clip_norm: float | None = None
+    limit_train_batches: int | None = None
+    limit_val_batches: int | None = None
+    monitor: str = "val_acc1"
+    monitor_mode: Literal["min", "max"] = "max"
+    run_dir: Path | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; under torchrun each process takes its local GPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"Unknown device '{name}': use auto, cpu, cuda, cuda:N or mps.") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"Device '{name}' asked for, but CUDA is not available here; use --device cpu.")
+        if device.index is None:
+            device = torch.device("cuda", distributed.local_rank())
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"Device '{name}' asked for, but MPS is not available here; use --device cpu.")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    import numpy
+
+    random.seed(seed)
+    numpy.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    import numpy
+
+    # torch already gives each worker its own seed; derive python's and numpy's from it.
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    numpy.random.seed(seed)
+
+
+def steps_per_epoch(num_train: int, options: TrainerOptions) -> int:
+    """Optimizer steps in one epoch (what per-step schedulers are sized with)."""
+    batches = math.ceil(num_train / (options.batch_size * distributed.world_size()))
+    if options.limit_train_batches is not None:
+        batches = min(batches, options.limit_train_batches)
+    return max(1, math.ceil(batches / options.accumulate))
+
+
+class Trainer:
+    """Fits a model to a data set; every component arrives built, so the Trainer holds no registry."""
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+        data: DataSplits,
+        schedulers: Sequence[tuple[Any, str]] = (),
+        callbacks: Sequence[Callback] = (),
+        options: TrainerOptions = TrainerOptions(),
+    ) -> None:
+        self.module, self.loss_fn, self.optimizer, self.data = model, loss, optimizer, data
+        self.schedulers, self.callbacks, self.options = list(schedulers), list(callbacks), options
+        self.device = resolve_device(options.device)
+        self.autocast_dtype = _AUTOCAST.get(options.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=options.precision == "16-mixed")
+        self.epoch = 0
+        self.global_step = 0
+        self.history: list[dict[str, float]] = []
+        self.best: dict[str, Any] = {"value": None, "epoch": None, "per_class": None}
+        self.stop_reason: str | None = None
+        self.is_main = distributed.is_main()
+        self.run_dir = options.run_dir
+
+    # -- public hooks for callbacks ---------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        """Finish the current epoch, then stop (early stopping, faults)."""
+        self.stop_reason = reason
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    # -- set-up -----------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        opts = self.options
+        distributed.setup(self.device)
+        if opts.seed is not None:
+            seed_everything(opts.seed + distributed.rank())
+        if opts.deterministic:
+            import os
+
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        memory_format = torch.channels_last if opts.channels_last else torch.preserve_format
+        self.module.to(self.device, memory_format=memory_format)
+        if isinstance(self.loss_fn, nn.Module):
+            self.loss_fn.to(self.device)
+        self.model = self.module
+        if distributed.world_size() > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=device_ids)
+        if opts.compile:
+            self.model = torch.compile(self.model)
+        self.train_loader = self._loader(self.data.train, shuffle=True)
+        self.val_loader = self._loader(self.data.val, shuffle=False)
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        opts = self.options
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=opts.seed or 0) if distributed.world_size() > 1 else None
+        generator = torch.Generator().manual_seed(opts.seed) if opts.seed is not None else None
+        pin = opts.pin_memory if opts.pin_memory is not None else self.device.type == "cuda"
+        return DataLoader(
+            dataset, batch_size=opts.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+            num_workers=opts.workers, pin_memory=pin, persistent_workers=opts.workers > 0,
+            worker_init_fn=_seed_worker, generator=generator,
+        )
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        """Train for ``options.epochs`` epochs, restore the best weights, and return a summary."""
+        self._setup()
+        try:
+            self._emit("on_fit_start")
+            while self.epoch < self.options.epochs and self.stop_reason is None:
+                self._emit("on_epoch_start")
+                metrics = self._run_epoch()
+                self._emit("on_validation_end", metrics)
+                self.epoch += 1
+                self._record(metrics)
+                self._emit("on_epoch_end", metrics)
+            self._restore_best()
+            self._emit("on_fit_end")
+        except BaseException as exc:
+            for callback in self.callbacks:
+                callback.on_exception(self, exc)
+            raise
+        finally:
+            distributed.teardown()
+        return self.summary()
+
+    def _run_epoch(self) -> dict[str, float]:
+        start = time.perf_counter()
+        if isinstance(self.train_loader.sampler, DistributedSampler):
+            self.train_loader.sampler.set_epoch(self.epoch)
+        train = self._train_epoch()
+        train_seconds = time.perf_counter() - start
+        val = self._validate()
+        metrics = {"epoch": self.epoch + 1, **train.compute("train"), **val.compute("val"), "lr": self.lr,
+                   "seconds": time.perf_counter() - start,
+                   "images_per_second": train.totals[3].item() / max(train_seconds, 1e-9)}
+        self._last_per_class = val.per_class()
+        for scheduler, interval in self.schedulers:
+            if interval == "epoch":
+                scheduler.step()
+        return metrics
+
+    def _batches(self, loader: DataLoader, limit: int | None):
+        channels_last = self.options.channels_last
+        for index, (images, target) in enumerate(loader):
+            if limit is not None and index >= limit:
+                return
+            images = images.to(self.device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, target.to(self.device, non_blocking=True)
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _train_epoch(self) -> ClassificationMetrics:
+        self.model.train()
+        metrics = ClassificationMetrics(self.data.info.num_classes, self.device)
+        total = len(self.train_loader)
+        if self.options.limit_train_batches is not None:
+            total = min(total, self.options.limit_train_batches)
+        accumulate = self.options.accumulate
+        with EpochProgress(self, total) as progress:
+            for index, (images, target) in enumerate(self._batches(self.train_loader, total)):
+                stepping = (index + 1) % accumulate == 0 or index + 1 == total
+                sync = contextlib.nullcontext() if stepping or self.model is self.module else self.model.no_sync()
+                with sync:
+                    with self._autocast():
+                        logits = self.model(images)
+                        loss = self.loss_fn(logits, target)
+                    self.scaler.scale(loss / accumulate).backward()
+                if stepping:
+                    self._optimizer_step()
+                metrics.update(logits.detach(), target, loss)
+                for callback in self.callbacks:
+                    callback.on_batch_end(self, loss)
+                progress.advance(metrics)
+        distributed.all_reduce_sum(metrics.tensors())
+        return metrics
+
+    def _optimizer_step(self) -> None:
+        if self.options.clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.options.clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        for scheduler, interval in self.schedulers:
+            if interval == "step":
+                scheduler.step()
+
+    def _validate(self) -> ClassificationMetrics:
+        self.model.eval()
+        metrics = ClassificationMetrics(self.data.info.num_classes, self.device)
+        with torch.inference_mode(), self._autocast():
+            for images, target in self._batches(self.val_loader, self.options.limit_val_batches):
+                logits = self.model(images)
+                metrics.update(logits, target, self.loss_fn(logits, target))
+                metrics.update_per_class(logits, target)
+        distributed.all_reduce_sum(metrics.tensors())
+        return metrics
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, event)(self, *args)
+
+    def _record(self, metrics: dict[str, float]) -> None:
+        """Track the best epoch, append to metrics.jsonl and print the epoch line."""
+        self.history.append(metrics)
+        if self.options.monitor not in metrics:
+            raise ConfigError(f"monitor '{self.options.monitor}' is not a logged metric; "
+                              f"logged: {', '.join(sorted(metrics))}.")
+        value = metrics[self.options.monitor]
+        best = self.best["value"]
+        better = best is None or (value > best if self.options.monitor_mode == "max" else value < best)
+        if better and math.isfinite(value):
+            state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+            self.best = {"value": value, "epoch": metrics["epoch"], "per_class": self._last_per_class,
+                         "state": state}
+        if self.is_main:
+            if self.run_dir is not None:
+                with open(Path(self.run_dir) / "metrics.jsonl", "a", encoding="utf-8") as stream:
+                    stream.write(json.dumps(metrics) + "\n")
+            log(format_epoch(metrics, self.options.epochs))
+
+    def _restore_best(self) -> None:
+        if self.best.get("state") is not None:
+            self.module.load_state_dict(self.best["state"])
+
+    def summary(self) -> dict[str, Any]:
+        """What the run achieved: the best epoch, its metric and per-class accuracy, the last metrics."""
+        return {
+            "monitor": self.options.monitor,
+            "best_value": self.best["value"],
+            "best_epoch": self.best["epoch"],
+            "epochs_run": self.epoch,
+            "stop_reason": self.stop_reason,
+            "per_class_accuracy": dict(zip(self.data.info.class_names, self.best["per_class"] or [])),
+            "last": self.history[-1] if self.history else {},
+        }
+
+
+def format_epoch(metrics: dict[str, float], epochs: int) -> str:
+    return (f"epoch {metrics['epoch']}/{epochs}  train_loss {metrics['train_loss']:.4f}  "
+            f"train_acc1 {metrics['train_acc1']:.4f}  val_loss {metrics['val_loss']:.4f}  "
+            f"val_acc1 {metrics['val_acc1']:.4f}  val_acc5 {metrics['val_acc5']:.4f}  "
+            f"lr {metrics['lr']:.3g}  {metrics['images_per_second']:.0f} img/s  {metrics['seconds']:.1f}s")
