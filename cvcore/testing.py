@@ -1,0 +1,132 @@
+"""A kit for plugin authors: register a plugin for one test, and check every component it provides.
+
+    from cvcore.testing import check_plugin, plugin_registered
+
+    def test_my_plugin():
+        with plugin_registered(my_plugin, name="mine"):
+            check_plugin("mine")
+
+Each check builds the component with small sample inputs and asserts what the hook contract
+promises (a model's forward gives (N, num_classes), a loss is a finite scalar, ...), raising
+AssertionError with the component's name on failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from cvcore.loader import extra_plugin, registry
+from cvcore.registry import Component, Registry
+
+SAMPLE = {"num_classes": 3, "in_channels": 3, "image_size": (32, 32), "steps_per_epoch": 4, "total_epochs": 3}
+
+
+@contextmanager
+def plugin_registered(plugin: object, name: str = "test-plugin") -> Iterator[Registry]:
+    """Load ``plugin`` (a module or object with hook implementations) beside the installed plugins."""
+    with extra_plugin(plugin, name):
+        yield registry()
+
+
+def check_plugin(plugin_name: str, skip: tuple[str, ...] = ()) -> list[Component]:
+    """Run :func:`check_component` over every component ``plugin_name`` registers; return them."""
+    reg = registry()
+    failed = next((p for p in reg.plugins if p.name == plugin_name), None)
+    assert failed is not None, f"plugin '{plugin_name}' is not loaded; loaded: {[p.name for p in reg.plugins]}"
+    assert failed.error is None, f"plugin '{plugin_name}' failed to load: {failed.error}"
+    components = [c for c in reg.components if c.plugin.name == plugin_name and c.name not in skip]
+    assert components, f"plugin '{plugin_name}' registers no component"
+    for component in components:
+        check_component(component.kind, component.qualified_name)
+    return components
+
+
+def check_component(kind: str, name: str, **options: Any) -> Any:
+    """Build one component with sample inputs, check it against its kind's contract, return it."""
+    component = registry().get(kind, name)
+    assert component.summary, f"{kind} '{name}' has no summary (give it a docstring)"
+    # Data sets produce the data context; every other kind receives it, as in a run.
+    declared = {opt.name for opt in component.options} if kind != "dataset" else set()
+    options = {**{k: v for k, v in SAMPLE.items() if k in declared}, **options}
+    return _CHECKS[kind](component, options)
+
+
+def _check_dataset(component: Component, options: dict[str, Any]) -> Any:
+    from cvcore.data import DataInfo, DataSplits
+
+    splits = component.build(**options)
+    label = f"dataset '{component.name}'"
+    assert isinstance(splits, DataSplits), f"{label} returned {type(splits).__name__}, not DataSplits"
+    assert isinstance(splits.info, DataInfo), f"{label}: info is not a DataInfo"
+    assert len(splits.train) > 0 and len(splits.val) > 0, f"{label} has an empty split"
+    image, target = splits.train[0]
+    expected = (splits.info.in_channels, *splits.info.image_size)
+    assert tuple(image.shape) == expected, f"{label}: image shape {tuple(image.shape)}, info says {expected}"
+    assert 0 <= int(target) < splits.info.num_classes, f"{label}: target {int(target)} out of range"
+    return splits
+
+
+def _check_model(component: Component, options: dict[str, Any]) -> Any:
+    import torch
+
+    model = component.build(**options)
+    classes, channels = options.get("num_classes", 3), options.get("in_channels", 3)
+    images = torch.randn(2, channels, *options.get("image_size", (32, 32)))
+    out = model(images)
+    assert out.shape[:2] == (2, classes), f"model '{component.name}' output {tuple(out.shape)}, expected (2, {classes})"
+    out.float().sum().backward()
+    return model
+
+
+def _check_loss(component: Component, options: dict[str, Any]) -> Any:
+    import torch
+
+    loss_fn = component.build(**options)
+    logits = torch.randn(4, options.get("num_classes", 3), requires_grad=True)
+    value = loss_fn(logits, torch.tensor([0, 1, 2, 1]) % logits.shape[1])
+    label = f"loss '{component.name}'"
+    assert value.dim() == 0, f"{label} returned shape {tuple(value.shape)}, not a scalar"
+    assert torch.isfinite(value), f"{label} returned {value.item()}"
+    value.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all(), f"{label} gives no finite gradient"
+    return loss_fn
+
+
+def _check_optimizer(component: Component, options: dict[str, Any]) -> Any:
+    import torch
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = component.build([weight], **options)
+    (weight**2).sum().backward()
+    optimizer.step()
+    assert not torch.equal(weight.detach(), torch.ones(3)), f"optimizer '{component.name}' did not move the weights"
+    return optimizer
+
+
+def _check_scheduler(component: Component, options: dict[str, Any]) -> Any:
+    import math
+
+    import torch
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
+    scheduler = component.build(optimizer, **options)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        assert math.isfinite(lr) and lr >= 0, f"scheduler '{component.name}' set lr {lr}"
+    return scheduler
+
+
+def _check_callback(component: Component, options: dict[str, Any]) -> Any:
+    from cvcore.callbacks import Callback
+
+    callback = component.build(**options)
+    assert isinstance(callback, Callback), f"callback '{component.name}' is not a cvcore.Callback"
+    return callback
+
+
+_CHECKS = {"dataset": _check_dataset, "model": _check_model, "loss": _check_loss,
+           "optimizer": _check_optimizer, "scheduler": _check_scheduler, "callback": _check_callback}

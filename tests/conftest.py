@@ -1,0 +1,20 @@
+import pytest
+
+from cvcore import loader
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch):
+    """Each test loads plugins anew, from the environment it sets up."""
+    for variable in ("CVCORE_LOAD_PLUGINS", "CVCORE_DISABLE_PLUGINS", "CVCORE_STRICT_PLUGINS", "CVCORE_DEBUG"):
+        monkeypatch.delenv(variable, raising=False)
+    loader.reset()
+    yield
+    loader.reset()
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run in an empty directory, so default run directories land in tmp_path/runs."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,102 @@
+"""Small data sets written in the real on-disk formats, and a loopback server to 'download' them."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import pickle
+import struct
+import tarfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CIFAR_FILES = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def write_cifar10(root: Path, per_batch: int = 8, seed: int = 0) -> Path:
+    """cifar-10-batches-py/ with python-pickled batches, exactly as the official archive has them."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in CIFAR_FILES:
+        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 b"labels": [int(i % 10) for i in range(per_batch)], b"batch_label": name.encode()}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [n.encode() for n in names]}))
+    return folder
+
+
+def trust_cifar_fixture(monkeypatch, folder: Path) -> None:
+    """Make torchvision's checksum check accept the fixture's files (the check itself still runs)."""
+    from torchvision.datasets import CIFAR10
+
+    monkeypatch.setattr(CIFAR10, "train_list", [[n, md5(folder / n)] for n in CIFAR_FILES[:5]])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5(folder / "test_batch")]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5(folder / "batches.meta")})
+
+
+def write_idx_gz(folder: Path, prefix: str, count: int, seed: int = 0) -> list[Path]:
+    """MNIST-format idx files, gzipped, as the official mirrors serve them."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+    labels = (np.arange(count) % 10).astype(np.uint8)
+    files = []
+    for name, header, payload in (
+        (f"{prefix}-images-idx3-ubyte.gz", struct.pack(">IIII", 2051, count, 28, 28), images.tobytes()),
+        (f"{prefix}-labels-idx1-ubyte.gz", struct.pack(">II", 2049, count), labels.tobytes()),
+    ):
+        path = folder / name
+        path.write_bytes(gzip.compress(header + payload))
+        files.append(path)
+    return files
+
+
+def write_mnist_mirror(folder: Path, count: int = 20) -> list[Path]:
+    return write_idx_gz(folder, "train", count) + write_idx_gz(folder, "t10k", count // 2)
+
+
+def write_image_folder(root: Path, classes=("ants", "bees"), per_class: int = 3, size: int = 40) -> Path:
+    """root/train/<class>/*.png|jpg and root/val/<class>/..., the transfer-learning tutorial's layout."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in classes:
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(per_class):
+                pixels = rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
+                suffix = "png" if index % 2 else "jpg"
+                Image.fromarray(pixels).save(folder / f"{index}.{suffix}")
+    return root
+
+
+@contextmanager
+def serve(folder: Path):
+    """Serve ``folder`` over HTTP on the loopback interface; yields the base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def tar_cifar(source_root: Path, archive: Path) -> Path:
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source_root / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return archive

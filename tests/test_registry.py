@@ -1,0 +1,73 @@
+"""The Python API: create, list_components, option descriptions and errors."""
+
+import pytest
+
+import cvcore
+from cvcore.testing import plugin_registered
+from plugins_for_tests import needs_depth, plugin
+
+
+def test_create_builds_with_options():
+    model = cvcore.create("model", "lenet", num_classes=7, in_channels=1, image_size=(28, 28))
+    assert model.classifier[-1].out_features == 7
+
+
+def test_create_drops_none_options_so_defaults_hold():
+    assert cvcore.create("model", "mlp", hidden=None).layers[1].out_features == 512
+
+
+def test_unknown_name_quotes_it_and_suggests():
+    with pytest.raises(cvcore.UnknownNameError) as error:
+        cvcore.create("model", "resnt18")
+    message = str(error.value)
+    assert "Unknown model 'resnt18'" in message
+    assert "Did you mean 'resnet18'" in message
+    assert "See 'cv list model'" in message
+
+
+def test_unknown_kind_lists_kinds():
+    with pytest.raises(cvcore.UnknownNameError, match="Did you mean 'model'.*Kinds: dataset, model"):
+        cvcore.list_components("modle")
+
+
+def test_unknown_option_names_valid_ones():
+    with pytest.raises(cvcore.OptionError) as error:
+        cvcore.create("optimizer", "sgd", [], momentun=0.9)
+    assert "Unknown option 'momentun' for optimizer 'sgd'. Did you mean 'momentum'?" in str(error.value)
+    assert "Valid options: lr, momentum, nesterov, weight_decay, dampening." in str(error.value)
+
+
+def test_wrong_option_type_is_named():
+    with pytest.raises(cvcore.OptionError, match="Option 'lr' of optimizer 'sgd' must be float, got 'fast'"):
+        cvcore.create("optimizer", "sgd", [], lr="fast")
+
+
+def test_missing_required_option():
+    def register_models(register):
+        register("deep", needs_depth)
+
+    with plugin_registered(plugin(register_models=register_models), name="req"):
+        with pytest.raises(cvcore.OptionError, match="needs option\\(s\\) depth"):
+            cvcore.create("model", "deep")
+        assert cvcore.create("model", "deep", depth=3) == (3, 4)
+
+
+def test_options_are_described_without_building():
+    options = {opt.name: opt for opt in cvcore.get_component("optimizer", "sgd").options}
+    assert options["momentum"].type_name == "float"
+    assert options["momentum"].default == 0.0
+    assert options["momentum"].help == "momentum factor."
+    assert options["nesterov"].type_name == "bool"
+    milestones = {o.name: o for o in cvcore.get_component("scheduler", "multistep").options}["milestones"]
+    assert milestones.type_name == "list[int]"
+
+
+def test_list_components_with_wildcards_and_providers():
+    found = cvcore.list_components("model", "tv/resnet*")
+    assert {c.name for c in found} >= {"tv/resnet18", "tv/resnet50", "tv/resnet152"}
+    assert all(c.plugin.distribution == "cvcore" and c.plugin.version == cvcore.__version__ for c in found)
+    assert all(c.summary for c in cvcore.list_components())
+
+
+def test_aliases_resolve():
+    assert cvcore.get_component("loss", "ce").name == "cross_entropy"
