@@ -84,6 +84,9 @@ def load_registry() -> Registry:
         info = Plugin(ep.name, dist.name if dist else None, dist.version if dist else None)
         plugins[ep.name] = _add(manager, info, ep.load)
     for name, obj in _extra_plugins:
+        if manager.is_registered(obj):  # installed too: the test's registration takes its place
+            del plugins[manager.get_name(obj)]
+            manager.unregister(obj)
         plugins[name] = _add(manager, Plugin(name), lambda obj=obj: obj)
     components = _collect(manager, plugins)
     final = {name: plugins[name] for name in plugins}

@@ -1,0 +1,60 @@
+"""The example plugin installed for real with pip (no network) into a throwaway virtual environment."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "cvcore-example-plugin"
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    """A venv seeing this environment's packages (cvcore, torch), plus the example installed by pip."""
+    path = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(path)], check=True)
+    # This environment's pip installs into the venv, building with this environment's setuptools.
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(path / "bin" / "python"), "install", "--quiet",
+                    "--no-deps", "--no-build-isolation", "--no-index", str(EXAMPLE)], check=True)
+    return path
+
+
+def cv_in(venv, *args, **kwargs):
+    command = [str(venv / "bin" / "python"), "-m", "cvcore.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, **kwargs)
+
+
+def test_installed_plugin_is_listed_with_its_provider(venv):
+    done = cv_in(venv, "list", "--json", check=True)
+    mine = [e for e in json.loads(done.stdout) if e["plugin"] == "example"]
+    assert {e["kind"] for e in mine} == {"dataset", "model", "loss", "optimizer", "scheduler", "callback"}
+    assert {(e["distribution"], e["version"]) for e in mine} == {("cvcore-example-plugin", "0.1.0")}
+    table = cv_in(venv, "list", "model", check=True, env={**os.environ, "COLUMNS": "200"}).stdout
+    assert "example (cvcore-example-plugin 0.1.0)" in table
+
+
+def test_installed_plugin_components_are_created_through_cvcore(venv):
+    code = ("import cvcore\n"
+            "model = cvcore.create('model', 'tiny_cnn', num_classes=3)\n"
+            "opt = cvcore.create('optimizer', 'example:signsgd', model.parameters(), lr=0.1)\n"
+            "print(type(model).__name__, model[-1].out_features, type(opt).__name__)")
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["Sequential", "3", "SignSGD"]
+
+
+def test_installed_plugin_trains_from_the_command_line(venv, tmp_path):
+    done = cv_in(venv, "train", "--dataset", "stripes", "--model", "tiny_cnn", "--loss", "focal_ce",
+                 "--optimizer", "signsgd", "--scheduler", "halving", "--callback", "epoch_timer", "--epochs", "2",
+                 "--run-dir", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_example_plugin_own_test_suite_passes(venv):
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(EXAMPLE / "tests")], capture_output=True, text=True, cwd=EXAMPLE)
+    assert done.returncode == 0, done.stdout + done.stderr
