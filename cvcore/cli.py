@@ -140,7 +140,7 @@ def _flags_config(flags: dict) -> dict:
     renamed = {"data_dir": "root"}
     config: dict = {}
     for key, section in places.items():
-        if flags.get(key) not in (None, False):
+        if flags.get(key) is not None and flags.get(key) is not False:
             config.setdefault(section, {})[renamed.get(key, key)] = flags[key]
     for section in ("dataset", "model", "loss", "optimizer"):
         if flags.get(section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
+import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -114,6 +115,9 @@ class Register:
         for each in (name, *aliases):
             if not isinstance(each, str) or not _NAME.match(each):
                 raise PluginError(f"invalid {self.kind} name {each!r}: use letters, digits, _.-/")
+        if isinstance(factory, types.ModuleType):
+            raise PluginError(f"{self.kind} '{name}': the factory is the module {factory.__name__}; importing a "
+                              f"submodule named like the factory function replaced it: rename the submodule")
         if not callable(factory):
             raise PluginError(f"{self.kind} '{name}': factory {factory!r} is not callable")
         self._check_metadata(name, metadata)

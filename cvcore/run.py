@@ -100,9 +100,12 @@ class Built:
     """Every component of a run, built, and the Trainer that ties them together."""
 
     def __init__(self, plan: Plan, run_dir: Path | None) -> None:
-        from cvcore.trainer import Trainer, TrainerOptions, steps_per_epoch
+        from cvcore import distributed
+        from cvcore.trainer import Trainer, TrainerOptions, seed_everything, steps_per_epoch
 
         options = TrainerOptions(**{**plan.trainer, "run_dir": run_dir})
+        if options.seed is not None:  # before anything is built: weight init is seeded too
+            seed_everything(options.seed + distributed.rank())
         self.plan = plan
         dataset = plan.part("dataset")
         self.data = dataset.component.build(**dataset.options)

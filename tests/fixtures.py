@@ -29,11 +29,12 @@ def write_cifar10(root: Path, per_batch: int = 8, seed: int = 0) -> Path:
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     for name in CIFAR_FILES:
-        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 b"labels": [int(i % 10) for i in range(per_batch)], b"batch_label": name.encode()}
+        # The official batches were pickled by Python 2, whose str keys load as str.
+        batch = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 "labels": [int(i % 10) for i in range(per_batch)], "batch_label": name}
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [n.encode() for n in names]}))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
     return folder
 
 
@@ -65,6 +66,14 @@ def write_idx_gz(folder: Path, prefix: str, count: int, seed: int = 0) -> list[P
 
 def write_mnist_mirror(folder: Path, count: int = 20) -> list[Path]:
     return write_idx_gz(folder, "train", count) + write_idx_gz(folder, "t10k", count // 2)
+
+
+def install_mnist(root: Path, folder: str) -> Path:
+    """root/<folder>/raw/ as torchvision leaves it after a download: the .gz files and their contents."""
+    raw = root / folder / "raw"
+    for path in write_mnist_mirror(raw):
+        path.with_suffix("").write_bytes(gzip.decompress(path.read_bytes()))
+    return root
 
 
 def write_image_folder(root: Path, classes=("ants", "bees"), per_class: int = 3, size: int = 40) -> Path:

@@ -21,6 +21,6 @@ def early_stopping(*, monitor: str = "val_loss", patience: int = 5, min_delta: f
     :param min_delta: smallest change that counts as an improvement.
     :param mode: min if lower is better, max if higher is better.
     """
-    from cvcore_callbacks.early_stopping import EarlyStopping
+    from cvcore_callbacks.stopping import EarlyStopping
 
     return EarlyStopping(monitor, patience, min_delta, mode)

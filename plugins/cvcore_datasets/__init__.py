@@ -26,7 +26,7 @@ def digits(*, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0):
     :param val_fraction: share of the images held out for validation.
     :param seed: seed of the train/validation split.
     """
-    from cvcore_datasets.digits import load_digits
+    from cvcore_datasets.sklearn_digits import load_digits
 
     return load_digits(image_size, val_fraction, seed)
 

@@ -1,0 +1,78 @@
+"""Built-in data sets read fixtures in the real file formats; the download code runs against a loopback server."""
+
+import pytest
+from torchvision.datasets import CIFAR10, MNIST, FashionMNIST
+
+import cvcore
+from cvcore.testing import check_component
+from fixtures import md5, serve, tar_cifar, trust_cifar_fixture, write_cifar10, write_image_folder, write_mnist_mirror
+
+
+def test_digits_is_real_and_offline():
+    splits = check_component("dataset", "digits")
+    assert (len(splits.train), len(splits.val)) == (1438, 359)
+    assert splits.info.in_channels == 1 and splits.info.image_size == (32, 32)
+    image, _ = splits.train[0]
+    assert abs(float(image.mean())) < 1.5  # normalised
+
+
+def test_cifar10_reads_python_batches_with_checksums(tmp_path, monkeypatch):
+    trust_cifar_fixture(monkeypatch, write_cifar10(tmp_path))
+    splits = check_component("dataset", "cifar10", root=tmp_path)
+    assert (len(splits.train), len(splits.val)) == (40, 8)
+    assert splits.info.class_names[:2] == ("airplane", "automobile")
+
+
+def test_cifar10_checksum_stays_on_for_users(tmp_path):
+    write_cifar10(tmp_path)  # files present, but not the official release
+    with pytest.raises(cvcore.DataError, match="not found or corrupted"):
+        cvcore.create("dataset", "cifar10", root=tmp_path)
+
+
+def test_cifar10_download_code_runs_against_a_local_mirror(tmp_path, monkeypatch):
+    source = tmp_path / "source"
+    archive = tar_cifar(source, tmp_path / "cifar-10-python.tar.gz") if write_cifar10(source) else None
+    trust_cifar_fixture(monkeypatch, source / "cifar-10-batches-py")
+    monkeypatch.setattr(CIFAR10, "tgz_md5", md5(archive))
+    with serve(tmp_path) as url:
+        monkeypatch.setattr(CIFAR10, "url", url + archive.name)
+        splits = cvcore.create("dataset", "cifar10", root=tmp_path / "data", download=True)
+    assert len(splits.train) == 40
+
+
+@pytest.mark.parametrize(("name", "cls", "folder"), [("mnist", MNIST, "MNIST"),
+                                                     ("fashion_mnist", FashionMNIST, "FashionMNIST")])
+def test_mnist_family_downloads_idx_gz_from_a_mirror(tmp_path, monkeypatch, name, cls, folder):
+    files = write_mnist_mirror(tmp_path / "mirror")
+    monkeypatch.setattr(cls, "resources", [(f.name, md5(f)) for f in files])
+    with serve(tmp_path / "mirror") as url:
+        monkeypatch.setattr(cls, "mirrors", [url])
+        check_component("dataset", name, root=tmp_path / "data", download=True)
+    assert (tmp_path / "data" / folder / "raw" / "train-images-idx3-ubyte").exists()
+    splits = check_component("dataset", name, root=tmp_path / "data")  # offline now
+    assert (len(splits.train), len(splits.val), splits.info.in_channels) == (20, 10, 1)
+
+
+def test_missing_files_name_what_is_expected_where(tmp_path):
+    with pytest.raises(cvcore.DataError) as error:
+        cvcore.create("dataset", "mnist", root=tmp_path)
+    assert f"{tmp_path}/MNIST/raw/train-images-idx3-ubyte" in str(error.value)
+    assert "download=true" in str(error.value)
+
+
+def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens on port 9
+    with pytest.raises(cvcore.DataError, match="(Downloading failed|not found).*train-images-idx3-ubyte"):
+        cvcore.create("dataset", "mnist", root=tmp_path, download=True)
+
+
+def test_imagefolder_reads_png_and_jpeg_with_tutorial_transforms(tmp_path):
+    splits = check_component("dataset", "imagefolder", root=write_image_folder(tmp_path), image_size=32, resize=36)
+    assert splits.info.class_names == ("ants", "bees") and len(splits.train) == 6
+    assert tuple(splits.val[0][0].shape) == (3, 32, 32)
+
+
+def test_imagefolder_without_splits_says_what_is_missing(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(cvcore.DataError, match="needs sub-folders train/ and val/.*missing: val/"):
+        cvcore.create("dataset", "imagefolder", root=tmp_path)
