@@ -6,44 +6,51 @@ import torch
 
 
 class ClassificationMetrics:
-    """Sums of loss, top-1 / top-5 hits and per-class hits; ``compute`` turns them into fractions."""
+    """Sums of loss, top-1 (and in validation top-5 and per-class) hits; ``compute`` makes fractions.
 
-    def __init__(self, num_classes: int, device: torch.device) -> None:
-        self.num_classes = num_classes
-        self.topk = (1, min(5, num_classes))
-        self.totals = torch.zeros(4, device=device, dtype=torch.float64)  # loss, top1, top5, count
-        self.class_hits = torch.zeros(num_classes, device=device, dtype=torch.float64)
-        self.class_counts = torch.zeros(num_classes, device=device, dtype=torch.float64)
+    Training tracks loss and top-1 only: top-5 and per-class counts cost a few kernels per step,
+    which is measurable on small models (benchmarks/overhead.py).
+    """
+
+    def __init__(self, num_classes: int, device: torch.device, detailed: bool) -> None:
+        self.num_classes, self.detailed = num_classes, detailed
+        self.k = min(5, num_classes)
+        self.sums = torch.zeros(3, device=device)  # loss * count, top-1 hits, top-k hits
+        self.count = torch.zeros((), device=device)
+        self.class_hits = torch.zeros(num_classes, device=device)
+        self.class_counts = torch.zeros(num_classes, device=device)
+        self.seen = 0  # images this process has counted, known on the host without a sync
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
-        hits = accuracy_hits(logits, target, self.topk)
-        count = target.new_tensor(target.shape[0], dtype=torch.float64)
-        self.totals += torch.stack([loss.detach().double() * count, hits[0], hits[1], count])
-
-    @torch.no_grad()
-    def update_per_class(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        correct = logits.argmax(dim=1) == target
+        count = target.shape[0]
+        self.seen += count
+        if not self.detailed:
+            top1 = (logits.argmax(dim=1) == target).sum()
+            self.sums[:2] += torch.stack([loss.detach().float() * count, top1.float()])
+            return
+        top = logits.topk(self.k, dim=1).indices == target.unsqueeze(1)
+        correct = top[:, 0]
+        self.sums += torch.stack([loss.float() * count, correct.sum().float(), top.any(dim=1).sum().float()])
         self.class_counts += torch.bincount(target, minlength=self.num_classes)
-        self.class_hits += torch.bincount(target[correct], minlength=self.num_classes)
+        self.class_hits += torch.bincount(target, weights=correct.float(), minlength=self.num_classes)
 
     def tensors(self) -> list[torch.Tensor]:
-        """The sums, for an all-reduce across processes."""
-        return [self.totals, self.class_hits, self.class_counts]
+        """The sums, for an all-reduce across processes; ``count`` then holds every process's images."""
+        self.count.fill_(self.seen)
+        return [self.sums, self.count, self.class_hits, self.class_counts]
 
     def compute(self, prefix: str) -> dict[str, float]:
-        loss, top1, top5, count = self.totals.tolist()  # the one host-device sync of the epoch
-        count = max(count, 1.0)
-        return {f"{prefix}_loss": loss / count, f"{prefix}_acc1": top1 / count, f"{prefix}_acc5": top5 / count}
+        """Fractions from the sums (after :meth:`tensors` was all-reduced)."""
+        loss, top1, top5 = self.sums.tolist()  # the one host-device sync of the epoch
+        count = max(self.count.item(), 1.0)
+        values = {f"{prefix}_loss": loss / count, f"{prefix}_acc1": top1 / count}
+        if self.detailed:
+            values[f"{prefix}_acc5"] = top5 / count
+        return values
 
     def per_class(self) -> list[float | None]:
         """Accuracy of each class (None for a class absent from the validation set)."""
         hits, counts = self.class_hits.tolist(), self.class_counts.tolist()
         return [h / c if c else None for h, c in zip(hits, counts)]
 
-
-def accuracy_hits(logits: torch.Tensor, target: torch.Tensor, topk: tuple[int, ...]) -> list[torch.Tensor]:
-    """Number of samples whose target is among the top-k predictions, for each k (as tensors)."""
-    top = logits.topk(max(topk), dim=1).indices
-    matches = top == target.unsqueeze(1)
-    return [matches[:, :k].any(dim=1).sum().double() for k in topk]

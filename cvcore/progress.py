@@ -45,7 +45,8 @@ class EpochProgress:
         now = time.perf_counter()
         if now - self.last_refresh >= REFRESH_SECONDS:
             self.last_refresh = now
-            loss, top1, _, count = metrics.totals.tolist()
+            loss, top1, _ = metrics.sums.tolist()
+            count = max(metrics.seen, 1)
             stats = (f"loss {loss / count:.4f}  acc {top1 / count:.4f}  lr {self.trainer.lr:.3g}  "
                      f"{count / (now - self.start):.0f} img/s")
             self.bar.update(self.task, stats=stats)

@@ -226,7 +226,7 @@ class Trainer:
         val = self._validate()
         metrics = {"epoch": self.epoch + 1, **train.compute("train"), **val.compute("val"), "lr": self.lr,
                    "seconds": time.perf_counter() - start,
-                   "images_per_second": train.totals[3].item() / max(train_seconds, 1e-9)}
+                   "images_per_second": train.count.item() / max(train_seconds, 1e-9)}
         self._last_per_class = val.per_class()
         for scheduler, interval in self.schedulers:
             if interval == "epoch":
@@ -250,7 +250,7 @@ class Trainer:
 
     def _train_epoch(self) -> ClassificationMetrics:
         self.model.train()
-        metrics = ClassificationMetrics(self.data.info.num_classes, self.device)
+        metrics = ClassificationMetrics(self.data.info.num_classes, self.device, detailed=False)
         total = len(self.train_loader)
         if self.options.limit_train_batches is not None:
             total = min(total, self.options.limit_train_batches)
@@ -263,7 +263,7 @@ class Trainer:
                     with self._autocast():
                         logits = self.model(images)
                         loss = self.loss_fn(logits, target)
-                    self.scaler.scale(loss / accumulate).backward()
+                    self.scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
                 if stepping:
                     self._optimizer_step()
                 metrics.update(logits.detach(), target, loss)
@@ -287,12 +287,11 @@ class Trainer:
 
     def _validate(self) -> ClassificationMetrics:
         self.model.eval()
-        metrics = ClassificationMetrics(self.data.info.num_classes, self.device)
+        metrics = ClassificationMetrics(self.data.info.num_classes, self.device, detailed=True)
         with torch.inference_mode(), self._autocast():
             for images, target in self._batches(self.val_loader, self.options.limit_val_batches):
                 logits = self.model(images)
                 metrics.update(logits, target, self.loss_fn(logits, target))
-                metrics.update_per_class(logits, target)
         distributed.all_reduce_sum(metrics.tensors())
         return metrics
 

@@ -85,11 +85,11 @@ def load_safetensors(model: nn.Module, path: Path) -> None:
     except Exception as exc:
         raise DataError(f"'{path}' is not a readable safetensors file: {exc}") from exc
     own = model.state_dict()
-    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if wrong or missing or extra:
-        raise DataError(
-            f"Weights in '{path}' do not fit this model: missing {missing[:3]}, unexpected "
-            f"{extra[:3]}, wrong shape {wrong[:3]} (check num_classes and the architecture)."
-        )
+    problems = [f"{label} {names[:3]}" for label, names in
+                (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)) if names]
+    if problems:
+        raise DataError(f"Weights in '{path}' do not fit this model: {'; '.join(problems)} "
+                        f"(check num_classes and the architecture).")
     model.load_state_dict(state)
