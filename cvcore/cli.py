@@ -203,10 +203,10 @@ def train(config_file, sets, print_config, dry_run, **flags) -> None:
 
 
 def _summary_line(summary: dict, run_dir) -> str:
-    per_class = "  ".join(f"{name}: {acc:.3f}" for name, acc in summary["per_class_accuracy"].items()
-                          if acc is not None)
+    per_class = "  ".join(f"{name}: {value:.3f}" for name, value in summary["per_class"].items()
+                          if value is not None)
     stopped = f" ({summary['stop_reason']})" if summary["stop_reason"] else ""
-    return (f"per-class accuracy (best epoch): {per_class}\n"
+    return (f"per-class {summary['per_class_metric']} (best epoch): {per_class}\n"
             f"done{stopped}: best {summary['monitor']} {summary['best_value']:.4f} at epoch "
             f"{summary['best_epoch']} of {summary['epochs_run']}; weights restored; run in {run_dir}")
 

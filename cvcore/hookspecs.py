@@ -13,6 +13,9 @@ records which plugin and distribution provided it. A plugin calls it once per co
   values against before anything is built.
 - ``summary``: one line for ``cv list``; defaults to the first line of the factory's docstring.
 - ``aliases``: further short names for the same component.
+- ``tasks`` (models and losses): the tasks the component supports, e.g.
+  ``("classification", "segmentation")``; ``cv train`` refuses a data set of another task.
+  Left out, any task is allowed.
 
 Options whose names match a field of :class:`cvcore.DataInfo` (``num_classes``, ``in_channels``,
 ``image_size``, ``task``, ``class_names``) or of the run plan (``epochs``, ``steps_per_epoch``) are
@@ -73,7 +76,7 @@ def register_datasets(register: Register) -> None:
 def register_models(register: Register) -> None:
     """Register models by name.
 
-    :param register: call ``register(name, factory, summary=...)`` once per model.
+    :param register: call ``register(name, factory, summary=..., tasks=(...))`` once per model.
 
     The factory is called with keyword options only and returns a ``torch.nn.Module`` that maps
     a float batch ``(N, C, H, W)`` to logits ``(N, num_classes)`` (classification) or
@@ -98,7 +101,7 @@ def register_models(register: Register) -> None:
 def register_losses(register: Register) -> None:
     """Register loss functions by name.
 
-    :param register: call ``register(name, factory, summary=...)`` once per loss.
+    :param register: call ``register(name, factory, summary=..., tasks=(...))`` once per loss.
 
     The factory is called with keyword options only and returns a callable (usually an
     ``nn.Module``) taking ``(logits, target)`` and returning a scalar tensor. ``num_classes``

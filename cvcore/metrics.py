@@ -5,6 +5,12 @@ from __future__ import annotations
 import torch
 
 
+def metrics_for(task: str, num_classes: int, device: torch.device, detailed: bool):
+    """The metrics of a task: classification (accuracy) or segmentation (pixel accuracy, IoU, Dice)."""
+    kind = SegmentationMetrics if task == "segmentation" else ClassificationMetrics
+    return kind(num_classes, device, detailed)
+
+
 class ClassificationMetrics:
     """Sums of loss, top-1 (and in validation top-5 and per-class) hits; ``compute`` makes fractions.
 
@@ -35,6 +41,14 @@ class ClassificationMetrics:
         self.class_counts += torch.bincount(target, minlength=self.num_classes)
         self.class_hits += torch.bincount(target, weights=correct.float(), minlength=self.num_classes)
 
+    per_class_name = "accuracy"
+
+    def running(self) -> tuple[float, float]:
+        """(mean loss, accuracy) so far on this process, for the progress bar (a host sync)."""
+        loss, top1, _ = self.sums.tolist()
+        count = max(self.seen, 1)
+        return loss / count, top1 / count
+
     def tensors(self) -> list[torch.Tensor]:
         """The sums, for an all-reduce across processes; ``count`` then holds every process's images."""
         self.count.fill_(self.seen)
@@ -54,3 +68,64 @@ class ClassificationMetrics:
         hits, counts = self.class_hits.tolist(), self.class_counts.tolist()
         return [h / c if c else None for h, c in zip(hits, counts)]
 
+
+
+class SegmentationMetrics:
+    """A confusion matrix over pixels, summed on the device; pixel accuracy, mean IoU and mean Dice.
+
+    Class means run over the classes present in the target or the prediction, so a class absent
+    from both does not count as a perfect (or a failed) class.
+    """
+
+    per_class_name = "IoU"
+
+    def __init__(self, num_classes: int, device: torch.device, detailed: bool) -> None:
+        self.num_classes, self.detailed = num_classes, detailed
+        self.loss_sum = torch.zeros((), device=device)
+        self.count = torch.zeros((), device=device)
+        self.confusion = torch.zeros(num_classes * num_classes, device=device)
+        self.seen = 0
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
+        count = target.shape[0]
+        self.seen += count
+        self.loss_sum += loss.detach().float() * count
+        pred = logits.argmax(dim=1).flatten()
+        truth = target.flatten()
+        valid = (truth >= 0) & (truth < self.num_classes)  # drops ignore_index pixels
+        cells = torch.where(valid, truth * self.num_classes + pred, torch.zeros_like(truth))
+        self.confusion += torch.bincount(cells, weights=valid.float(), minlength=self.num_classes**2)
+
+    def running(self) -> tuple[float, float]:
+        matrix = self.confusion.view(self.num_classes, -1)
+        return self.loss_sum.item() / max(self.seen, 1), (matrix.diag().sum() / matrix.sum().clamp_min(1)).item()
+
+    def tensors(self) -> list[torch.Tensor]:
+        self.count.fill_(self.seen)
+        return [self.loss_sum, self.count, self.confusion]
+
+    def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        matrix = self.confusion.view(self.num_classes, -1).double()
+        hits, truth, predicted = matrix.diag(), matrix.sum(1), matrix.sum(0)
+        union = truth + predicted - hits
+        present = union > 0
+        iou = torch.where(present, hits / union.clamp_min(1), torch.zeros_like(hits))
+        dice = torch.where(present, 2 * hits / (truth + predicted).clamp_min(1), torch.zeros_like(hits))
+        return iou, dice, present
+
+    def compute(self, prefix: str) -> dict[str, float]:
+        matrix = self.confusion.view(self.num_classes, -1)
+        values = {f"{prefix}_loss": self.loss_sum.item() / max(self.count.item(), 1.0),
+                  f"{prefix}_pixel_acc": (matrix.diag().sum() / matrix.sum().clamp_min(1)).item()}
+        if self.detailed:
+            iou, dice, present = self._scores()
+            classes = max(int(present.sum()), 1)
+            values[f"{prefix}_miou"] = (iou.sum() / classes).item()
+            values[f"{prefix}_mdice"] = (dice.sum() / classes).item()
+        return values
+
+    def per_class(self) -> list[float | None]:
+        """IoU of each class (None for a class absent from target and prediction)."""
+        iou, _, present = self._scores()
+        return [value if seen else None for value, seen in zip(iou.tolist(), present.tolist())]

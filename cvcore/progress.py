@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cvcore.metrics import ClassificationMetrics
+    from cvcore.metrics import ClassificationMetrics, SegmentationMetrics
     from cvcore.trainer import Trainer
 
 # Reading metrics for the bar is a host-device sync: do it a few times per second at most.
@@ -38,17 +38,16 @@ class EpochProgress:
             self.start = time.perf_counter()
         return self
 
-    def advance(self, metrics: ClassificationMetrics) -> None:
+    def advance(self, metrics: ClassificationMetrics | SegmentationMetrics) -> None:
         if not self.enabled:
             return
         self.bar.advance(self.task)
         now = time.perf_counter()
         if now - self.last_refresh >= REFRESH_SECONDS:
             self.last_refresh = now
-            loss, top1, _ = metrics.sums.tolist()
-            count = max(metrics.seen, 1)
-            stats = (f"loss {loss / count:.4f}  acc {top1 / count:.4f}  lr {self.trainer.lr:.3g}  "
-                     f"{count / (now - self.start):.0f} img/s")
+            loss, accuracy = metrics.running()
+            stats = (f"loss {loss:.4f}  acc {accuracy:.4f}  lr {self.trainer.lr:.3g}  "
+                     f"{metrics.seen / (now - self.start):.0f} img/s")
             self.bar.update(self.task, stats=stats)
 
     def __exit__(self, *exc) -> None:

@@ -29,7 +29,13 @@ KINDS: dict[str, tuple[str, int]] = {
     "scheduler": ("register_schedulers", 1),
     "callback": ("register_callbacks", 0),
 }
-_METADATA = {"scheduler": {"interval": ("step", "epoch")}}
+TASKS = ("classification", "segmentation")
+# kind -> register() keyword -> (check, what it must be)
+_METADATA = {
+    "scheduler": {"interval": (lambda v: v in ("step", "epoch"), "one of ('step', 'epoch')")},
+    "model": {"tasks": (lambda v: bool(v) and set(v) <= set(TASKS), f"a tuple of {TASKS}")},
+    "loss": {"tasks": (lambda v: bool(v) and set(v) <= set(TASKS), f"a tuple of {TASKS}")},
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
 
 
@@ -138,8 +144,9 @@ class Register:
                     f"{self.kind} '{name}': unknown register() argument '{key}'"
                     f"{did_you_mean(key, allowed)}"
                 )
-            if value not in allowed[key]:
-                raise PluginError(f"{self.kind} '{name}': {key} must be one of {allowed[key]}")
+            check, expected = allowed[key]
+            if not check(value):
+                raise PluginError(f"{self.kind} '{name}': {key} must be {expected}, got {value!r}")
 
 
 @attrs.frozen

@@ -84,14 +84,20 @@ def filled(part: Part, context: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_fit(plan: Plan, info) -> None:
-    """Refuse options set by hand that contradict the data (classes, channels)."""
+    """Refuse components made for another task, and options set by hand that contradict the data."""
+    data_name = plan.part("dataset").component.name
+    for part in plan.parts:
+        tasks = part.component.metadata.get("tasks")
+        if tasks and info.task not in tasks:
+            raise ConfigError(f"{part.component.kind} '{part.component.name}' supports {' and '.join(tasks)}, but "
+                              f"data set '{data_name}' is a {info.task} task. See 'cv list {part.component.kind}'.")
     for part in plan.parts:
         for field in ("num_classes", "in_channels"):
             value = part.options.get(field)
             if value is not None and value != getattr(info, field):
                 raise ConfigError(
                     f"{part.component.kind} '{part.component.name}' is set to {field}={value}, but data set "
-                    f"'{plan.part('dataset').component.name}' has {field}={getattr(info, field)}. "
+                    f"'{data_name}' has {field}={getattr(info, field)}. "
                     f"Remove the option to take it from the data."
                 )
 
@@ -144,10 +150,13 @@ def check_output_shape(model, info, name: str) -> None:
                           f"{str(exc).splitlines()[0]}") from exc
     finally:
         model.train(was_training)
-    expected = (2, info.num_classes)
-    if tuple(out.shape[:2]) != expected:
+    if info.task == "segmentation":
+        expected, wanted = (2, info.num_classes, *info.image_size), f"(N, {info.num_classes}, H, W)"
+    else:
+        expected, wanted = (2, info.num_classes), f"(N, {info.num_classes})"
+    if tuple(out.shape) != expected:
         raise ConfigError(f"model '{name}' outputs shape {tuple(out.shape)}, but the data set needs "
-                          f"(N, {info.num_classes}) for its {info.num_classes} classes.")
+                          f"{wanted} for its {info.num_classes} classes.")
 
 
 def new_run_dir(config: dict[str, Any]) -> Path:

@@ -20,11 +20,12 @@ from cvcore import distributed
 from cvcore.callbacks import Callback
 from cvcore.data import DataSplits
 from cvcore.errors import ConfigError
-from cvcore.metrics import ClassificationMetrics
+from cvcore.metrics import metrics_for
 from cvcore.progress import EpochProgress, log
 
 Precision = Literal["32", "16-mixed", "bf16-mixed"]
 _AUTOCAST = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+DEFAULT_MONITOR = {"classification": "val_acc1", "segmentation": "val_miou"}
 
 
 @attrs.frozen(kw_only=True)
@@ -45,8 +46,9 @@ class TrainerOptions:
     :param clip_norm: clip the global gradient norm to this value.
     :param limit_train_batches: train on at most this many batches per epoch (smoke runs).
     :param limit_val_batches: validate on at most this many batches per epoch.
-    :param monitor: metric that picks the best epoch, whose weights are restored at the end.
-    :param monitor_mode: max if higher is better, min if lower is better.
+    :param monitor: metric that picks the best epoch, whose weights are restored at the end
+        (default val_acc1 for classification, val_miou for segmentation).
+    :param monitor_mode: max if higher is better, min if lower is better (default: min for losses).
     :param run_dir: where config.toml, metrics.jsonl and summary.json go (default: runs/<time>-<data>-<model>).
     """
 
@@ -64,8 +66,8 @@ class TrainerOptions:
     clip_norm: float | None = None
     limit_train_batches: int | None = None
     limit_val_batches: int | None = None
-    monitor: str = "val_acc1"
-    monitor_mode: Literal["min", "max"] = "max"
+    monitor: str | None = None
+    monitor_mode: Literal["min", "max"] | None = None
     run_dir: Path | None = None
 
 
@@ -143,6 +145,8 @@ class Trainer:
         self.stop_reason: str | None = None
         self.is_main = distributed.is_main()
         self.run_dir = options.run_dir
+        self.monitor = options.monitor or DEFAULT_MONITOR[data.info.task]
+        self.monitor_mode = options.monitor_mode or ("min" if self.monitor.endswith("loss") else "max")
 
     # -- public hooks for callbacks ---------------------------------------------------------------
 
@@ -227,7 +231,7 @@ class Trainer:
         metrics = {"epoch": self.epoch + 1, **train.compute("train"), **val.compute("val"), "lr": self.lr,
                    "seconds": time.perf_counter() - start,
                    "images_per_second": train.count.item() / max(train_seconds, 1e-9)}
-        self._last_per_class = val.per_class()
+        self._last_per_class, self._per_class_name = val.per_class(), val.per_class_name
         for scheduler, interval in self.schedulers:
             if interval == "epoch":
                 scheduler.step()
@@ -248,9 +252,9 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _train_epoch(self) -> ClassificationMetrics:
+    def _train_epoch(self):
         self.model.train()
-        metrics = ClassificationMetrics(self.data.info.num_classes, self.device, detailed=False)
+        metrics = metrics_for(self.data.info.task, self.data.info.num_classes, self.device, detailed=False)
         total = len(self.train_loader)
         if self.options.limit_train_batches is not None:
             total = min(total, self.options.limit_train_batches)
@@ -285,9 +289,9 @@ class Trainer:
             if interval == "step":
                 scheduler.step()
 
-    def _validate(self) -> ClassificationMetrics:
+    def _validate(self):
         self.model.eval()
-        metrics = ClassificationMetrics(self.data.info.num_classes, self.device, detailed=True)
+        metrics = metrics_for(self.data.info.task, self.data.info.num_classes, self.device, detailed=True)
         with torch.inference_mode(), self._autocast():
             for images, target in self._batches(self.val_loader, self.options.limit_val_batches):
                 logits = self.model(images)
@@ -304,12 +308,12 @@ class Trainer:
     def _record(self, metrics: dict[str, float]) -> None:
         """Track the best epoch, append to metrics.jsonl and print the epoch line."""
         self.history.append(metrics)
-        if self.options.monitor not in metrics:
-            raise ConfigError(f"monitor '{self.options.monitor}' is not a logged metric; "
+        if self.monitor not in metrics:
+            raise ConfigError(f"monitor '{self.monitor}' is not a logged metric; "
                               f"logged: {', '.join(sorted(metrics))}.")
-        value = metrics[self.options.monitor]
+        value = metrics[self.monitor]
         best = self.best["value"]
-        better = best is None or (value > best if self.options.monitor_mode == "max" else value < best)
+        better = best is None or (value > best if self.monitor_mode == "max" else value < best)
         if better and math.isfinite(value):
             state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
             self.best = {"value": value, "epoch": metrics["epoch"], "per_class": self._last_per_class,
@@ -327,18 +331,27 @@ class Trainer:
     def summary(self) -> dict[str, Any]:
         """What the run achieved: the best epoch, its metric and per-class accuracy, the last metrics."""
         return {
-            "monitor": self.options.monitor,
+            "monitor": self.monitor,
             "best_value": self.best["value"],
             "best_epoch": self.best["epoch"],
             "epochs_run": self.epoch,
             "stop_reason": self.stop_reason,
-            "per_class_accuracy": dict(zip(self.data.info.class_names, self.best["per_class"] or [])),
+            "per_class_metric": self._per_class_name,
+            "per_class": dict(zip(self.data.info.class_names, self.best["per_class"] or [])),
             "last": self.history[-1] if self.history else {},
         }
 
 
 def format_epoch(metrics: dict[str, float], epochs: int) -> str:
-    return (f"epoch {metrics['epoch']}/{epochs}  train_loss {metrics['train_loss']:.4f}  "
-            f"train_acc1 {metrics['train_acc1']:.4f}  val_loss {metrics['val_loss']:.4f}  "
-            f"val_acc1 {metrics['val_acc1']:.4f}  val_acc5 {metrics['val_acc5']:.4f}  "
-            f"lr {metrics['lr']:.3g}  {metrics['images_per_second']:.0f} img/s  {metrics['seconds']:.1f}s")
+    """One log line: every metric, in the order logged."""
+    parts = [f"epoch {metrics['epoch']}/{epochs}"]
+    for key, value in metrics.items():
+        if key == "epoch":
+            continue
+        if key == "images_per_second":
+            parts.append(f"{value:.0f} img/s")
+        elif key == "seconds":
+            parts.append(f"{value:.1f}s")
+        else:
+            parts.append(f"{key} {value:.3g}" if key == "lr" else f"{key} {value:.4f}")
+    return "  ".join(parts)

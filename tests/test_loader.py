@@ -66,7 +66,7 @@ def test_invalid_registration_is_a_plugin_error():
         register("bad", duplicate_lenet, interval="hourly")
 
     with plugin_registered(plugin(register_schedulers=register_schedulers), name="bad"):
-        assert "interval must be one of ('step', 'epoch')" in registry().failures[0].error
+        assert "interval must be one of ('step', 'epoch'), got 'hourly'" in registry().failures[0].error
 
 
 def test_duplicate_short_name_resolves_to_neither():

@@ -56,7 +56,7 @@ def test_metrics_file_and_events(tmp_path):
         assert key in rows[0]
     assert all(0 <= r[k] <= 1 for r in rows for k in ("val_acc1", "val_acc5", "train_acc1"))
     assert recorder.events == ["fit_start"] + ["epoch_start", "validation_end", "epoch_end"] * 2 + ["fit_end"]
-    assert set(summary["per_class_accuracy"]) == {str(d) for d in range(10)}
+    assert set(summary["per_class"]) == {str(d) for d in range(10)} and summary["per_class_metric"] == "accuracy"
 
 
 def test_same_seed_same_losses_on_cpu(tmp_path):

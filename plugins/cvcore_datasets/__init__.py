@@ -1,4 +1,5 @@
-"""Built-in data sets: CIFAR-10, MNIST, FashionMNIST, ImageFolder and the offline `digits` set.
+"""Built-in data sets: CIFAR-10, MNIST, FashionMNIST, ImageFolder, the offline `digits` set, and the
+segmentation sets `shapes` (procedural) and `segfolder` (images/ + masks/).
 
 This module is the plugin's table of contents and stays light: torch is imported inside factories.
 """
@@ -17,6 +18,8 @@ def register_datasets(register):
     register("mnist", mnist)
     register("fashion_mnist", fashion_mnist)
     register("imagefolder", imagefolder)
+    register("shapes", shapes)
+    register("segfolder", segfolder)
 
 
 def digits(*, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0):
@@ -77,3 +80,35 @@ def imagefolder(*, root: Path = Path("data"), image_size: int = 224, resize: int
     from cvcore_datasets.vision import load_imagefolder
 
     return load_imagefolder(root, image_size, resize, augment)
+
+
+def shapes(*, count: int = 1200, size: int = 48, val_fraction: float = 0.2, seed: int = 0, augment: bool = True):
+    """Segmentation of random circles, squares and triangles on noisy backgrounds; generated, offline.
+
+    :param count: number of images (train + validation).
+    :param size: side of the square images.
+    :param val_fraction: share of the images held out for validation.
+    :param seed: seed of the generator: the same seed gives the same images.
+    :param augment: random horizontal flips (image and mask together) in training.
+    """
+    from cvcore_datasets.segmentation import load_shapes
+
+    return load_shapes(count, size, val_fraction, seed, augment)
+
+
+def segfolder(*, root: Path = Path("data"), image_size: int = 256, num_classes: int | None = None,
+              class_names: list[str] | None = None, val_fraction: float = 0.2, seed: int = 0,
+              augment: bool = True):
+    """Segmentation from root/images/* and root/masks/*.png with matching names (pixel = class id).
+
+    :param root: folder holding images/ and masks/ (set by --data-dir).
+    :param image_size: side images and masks are resized and cropped to.
+    :param num_classes: number of classes (default: 1 + the largest id in the masks; 255 = ignore).
+    :param class_names: one name per class.
+    :param val_fraction: share of the pairs held out for validation.
+    :param seed: seed of the train/validation split.
+    :param augment: random resized crop and flip, applied to image and mask together.
+    """
+    from cvcore_datasets.segmentation import load_segfolder
+
+    return load_segfolder(root, image_size, num_classes, class_names, val_fraction, seed, augment)

@@ -1,15 +1,29 @@
-"""Built-in classification losses. Light module: torch is imported inside factories."""
+"""Built-in losses: classification ones and the overlap losses (Dice, IoU, Tversky, focal).
+
+Light module: torch is imported inside factories.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import cvcore
+
+BOTH = ("classification", "segmentation")
+Mode = Literal["binary", "multiclass", "multilabel"]
+Reduction = Literal["mean", "sum", "none"]
 
 
 @cvcore.hookimpl
 def register_losses(register):
-    register("cross_entropy", cross_entropy, aliases=("ce",))
-    register("bce", bce)
-    register("mse", mse)
+    register("cross_entropy", cross_entropy, aliases=("ce",), tasks=BOTH)
+    register("bce", bce, tasks=("classification",))
+    register("mse", mse, tasks=("classification",))
+    register("dice", dice, tasks=BOTH)
+    register("iou", iou, aliases=("jaccard",), tasks=BOTH)
+    register("tversky", tversky, tasks=BOTH)
+    register("focal", focal, tasks=BOTH)
+    register("dice_bce", dice_bce, tasks=BOTH)
 
 
 def cross_entropy(*, num_classes: int = 0, label_smoothing: float = 0.0,
@@ -53,3 +67,94 @@ def mse(*, num_classes: int = 0):
     from cvcore_losses.classification import SoftmaxMSE
 
     return SoftmaxMSE(num_classes)
+
+
+def _overlap(name: str, a: float, alpha: float, beta: float, **options):
+    from cvcore_losses.overlap import OverlapLoss
+
+    return OverlapLoss(name, a, alpha, beta, **options)
+
+
+def dice(*, mode: Mode = "multiclass", from_logits: bool = True, smooth: float = 0.0,
+         ignore_index: int | None = None, reduction: Reduction = "mean", classes: list[int] | None = None):
+    """Soft Dice loss 1 - (2TP + s) / (2TP + FP + FN + s), per class over the batch, then averaged.
+
+    :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class).
+    :param from_logits: apply softmax (multiclass) or sigmoid first; false if inputs are probabilities.
+    :param smooth: added to numerator and denominator.
+    :param ignore_index: target value whose pixels are left out.
+    :param reduction: mean or sum over the classes present, or none (one value per class).
+    :param classes: class indices to average over (default all).
+    """
+    return _overlap("dice", 2.0, 1.0, 1.0, mode=mode, from_logits=from_logits, smooth=smooth,
+                    ignore_index=ignore_index, reduction=reduction, classes=classes)
+
+
+def iou(*, mode: Mode = "multiclass", from_logits: bool = True, smooth: float = 0.0,
+        ignore_index: int | None = None, reduction: Reduction = "mean", classes: list[int] | None = None):
+    """Soft IoU (Jaccard) loss 1 - (TP + s) / (TP + FP + FN + s), per class over the batch, then averaged.
+
+    :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class).
+    :param from_logits: apply softmax (multiclass) or sigmoid first; false if inputs are probabilities.
+    :param smooth: added to numerator and denominator.
+    :param ignore_index: target value whose pixels are left out.
+    :param reduction: mean or sum over the classes present, or none (one value per class).
+    :param classes: class indices to average over (default all).
+    """
+    return _overlap("iou", 1.0, 1.0, 1.0, mode=mode, from_logits=from_logits, smooth=smooth,
+                    ignore_index=ignore_index, reduction=reduction, classes=classes)
+
+
+def tversky(*, mode: Mode = "multiclass", from_logits: bool = True, alpha: float = 0.3, beta: float = 0.7,
+            smooth: float = 0.0, ignore_index: int | None = None, reduction: Reduction = "mean",
+            classes: list[int] | None = None):
+    """Tversky loss 1 - (TP + s) / (TP + alpha FP + beta FN + s): weighs misses and false alarms apart.
+
+    :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class).
+    :param from_logits: apply softmax (multiclass) or sigmoid first; false if inputs are probabilities.
+    :param alpha: weight of false positives.
+    :param beta: weight of false negatives (alpha = beta = 0.5 is Dice, 1 and 1 is IoU).
+    :param smooth: added to numerator and denominator.
+    :param ignore_index: target value whose pixels are left out.
+    :param reduction: mean or sum over the classes present, or none (one value per class).
+    :param classes: class indices to average over (default all).
+    """
+    return _overlap("tversky", 1.0, alpha, beta, mode=mode, from_logits=from_logits, smooth=smooth,
+                    ignore_index=ignore_index, reduction=reduction, classes=classes)
+
+
+def focal(*, mode: Mode = "multiclass", from_logits: bool = True, alpha: float | list[float] | None = None,
+          gamma: float = 2.0, ignore_index: int | None = None, reduction: Reduction = "mean"):
+    """Focal loss (Lin et al.): -alpha_t (1 - p_t)^gamma log p_t per element, down-weighting easy ones.
+
+    :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class).
+    :param from_logits: inputs are logits (log-probabilities computed stably); false for probabilities.
+    :param alpha: binary/multilabel: weight of positives (negatives get 1 - alpha; 0.25 in the paper);
+        multiclass: one weight, or one per class.
+    :param gamma: focusing parameter; 0 gives (weighted) cross-entropy.
+    :param ignore_index: target value whose elements are left out.
+    :param reduction: mean or sum over elements, or none (the per-element losses).
+    """
+    from cvcore_losses.overlap import FocalLoss
+
+    return FocalLoss(mode=mode, from_logits=from_logits, alpha=alpha, gamma=gamma,
+                     ignore_index=ignore_index, reduction=reduction)
+
+
+def dice_bce(*, mode: Mode = "multiclass", from_logits: bool = True, smooth: float = 0.0,
+             ignore_index: int | None = None, dice_weight: float = 1.0, bce_weight: float = 1.0):
+    """Dice plus cross-entropy (binary cross-entropy, or softmax cross-entropy in multiclass mode).
+
+    :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class).
+    :param from_logits: inputs are logits; false if they are probabilities.
+    :param smooth: added to the Dice numerator and denominator.
+    :param ignore_index: target value whose pixels are left out.
+    :param dice_weight: weight of the Dice term.
+    :param bce_weight: weight of the cross-entropy term.
+    """
+    from cvcore_losses.overlap import DiceWithCrossEntropy, FocalLoss
+
+    shared = {"mode": mode, "from_logits": from_logits, "ignore_index": ignore_index}
+    return DiceWithCrossEntropy(dice(smooth=smooth, **shared),
+                                FocalLoss(alpha=None, gamma=0.0, reduction="mean", **shared),
+                                dice_weight, bce_weight)

@@ -1,4 +1,5 @@
-"""Built-in models: the tutorials' LeNet, MLP and CIFAR ResNet18, and every torchvision classifier.
+"""Built-in models: the tutorials' LeNet, MLP and CIFAR ResNet18, every torchvision classifier, a
+compact U-Net and torchvision's segmentation models.
 
 This module is the plugin's table of contents and stays light: torch is imported inside factories.
 """
@@ -8,16 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import cvcore
-from cvcore_models.torchvision_names import CLASSIFICATION_MODELS
+from cvcore_models.torchvision_names import CLASSIFICATION_MODELS, SEGMENTATION_MODELS
+
+CLASSIFY, SEGMENT = ("classification",), ("segmentation",)
 
 
 @cvcore.hookimpl
 def register_models(register):
-    register("lenet", lenet)
-    register("mlp", mlp)
-    register("resnet18", resnet18)
+    register("lenet", lenet, tasks=CLASSIFY)
+    register("mlp", mlp, tasks=CLASSIFY)
+    register("resnet18", resnet18, tasks=CLASSIFY)
+    register("unet", unet, tasks=SEGMENT)
     for name in CLASSIFICATION_MODELS:
-        register(f"tv/{name}", _torchvision_factory(name), summary=f"torchvision {name}, head sized to the data")
+        register(f"tv/{name}", _torchvision_factory(name, "classification"), tasks=CLASSIFY,
+                 summary=f"torchvision {name}, head sized to the data")
+    for name in SEGMENTATION_MODELS:
+        register(f"tv/{name}", _torchvision_factory(name, "segmentation"), tasks=SEGMENT,
+                 summary=f"torchvision {name} segmentation, head sized to the data")
 
 
 def lenet(*, num_classes: int = 10, in_channels: int = 3, image_size: tuple[int, int] = (32, 32)):
@@ -57,21 +65,36 @@ def resnet18(*, num_classes: int = 10, in_channels: int = 3):
     return build(num_classes, in_channels)
 
 
-def _torchvision_factory(arch: str):
-    def factory(*, num_classes: int = 1000, in_channels: int = 3, pretrained: bool = False,
-                weights: Path | None = None, freeze: bool = False):
-        from cvcore_models.tv import build_torchvision
+def unet(*, num_classes: int = 2, in_channels: int = 3, width: int = 32, depth: int = 4):
+    """A compact U-Net for segmentation, with configurable width and depth.
 
-        return build_torchvision(arch, num_classes=num_classes, in_channels=in_channels,
-                                 pretrained=pretrained, weights=weights, freeze=freeze)
+    :param num_classes: output classes per pixel (from the data set).
+    :param in_channels: input channels (from the data set).
+    :param width: channels of the first level; each level below doubles them.
+    :param depth: number of down-sampling steps.
+    """
+    from cvcore_models.unets import UNet
+
+    return UNet(num_classes, in_channels, width, depth)
+
+
+def _torchvision_factory(arch: str, task: str):
+    def factory(*, num_classes: int = 1000 if task == "classification" else 21, in_channels: int = 3,
+                pretrained: bool = False, weights: Path | None = None, freeze: bool = False):
+        from cvcore_models import tv
+
+        build = tv.build_torchvision if task == "classification" else tv.build_torchvision_segmentation
+        return build(arch, num_classes=num_classes, in_channels=in_channels, pretrained=pretrained,
+                     weights=weights, freeze=freeze)
 
     factory.__name__ = arch
-    factory.__doc__ = f"""torchvision's {arch} with its classification head sized to the data.
+    frozen = "the backbone" if task == "segmentation" else "all but the new head"
+    factory.__doc__ = f"""torchvision's {arch} ({task}) with its head sized to the data.
 
     :param num_classes: output classes (from the data set); the head is replaced to match.
     :param in_channels: input channels (from the data set); a 1x1 conv maps them to 3 if needed.
-    :param pretrained: start from torchvision's default ImageNet weights (downloaded once).
+    :param pretrained: start from torchvision's default weights (downloaded once).
     :param weights: a local .safetensors file to load instead (e.g. from a cvcore run).
-    :param freeze: train only the new head (feature extraction).
+    :param freeze: do not train {frozen} (feature extraction).
     """
     return factory

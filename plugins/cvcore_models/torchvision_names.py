@@ -1,6 +1,6 @@
-"""torchvision's classification architectures, listed here so that `cv list` needs no torchvision import.
+"""torchvision's architectures, listed here so that `cv list` needs no torchvision import.
 
-tests/test_models.py fails when the installed torchvision has architectures missing from this list.
+tests/test_models.py fails when the installed torchvision has architectures missing from these lists.
 """
 
 CLASSIFICATION_MODELS = (
@@ -84,4 +84,13 @@ CLASSIFICATION_MODELS = (
     "vit_l_32",
     "wide_resnet101_2",
     "wide_resnet50_2",
+)
+
+SEGMENTATION_MODELS = (
+    "deeplabv3_mobilenet_v3_large",
+    "deeplabv3_resnet101",
+    "deeplabv3_resnet50",
+    "fcn_resnet101",
+    "fcn_resnet50",
+    "lraspp_mobilenet_v3_large",
 )

@@ -33,6 +33,42 @@ def build_torchvision(arch: str, *, num_classes: int, in_channels: int, pretrain
     return model
 
 
+class MainOutput(nn.Module):
+    """torchvision's segmentation models return {"out": ..., "aux": ...}; cvcore trains "out"."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)["out"]
+
+
+def build_torchvision_segmentation(arch: str, *, num_classes: int, in_channels: int, pretrained: bool,
+                                   weights: Path | None, freeze: bool) -> nn.Module:
+    if pretrained:
+        model = _pretrained(arch, {"aux_loss": None})
+        head = model.classifier
+        last = head[-1] if isinstance(head, nn.Sequential) else head.high_classifier
+        if last.out_channels != num_classes:
+            replace_head(head, num_classes)
+            if hasattr(head, "low_classifier"):  # LR-ASPP has two heads that are summed
+                head.low_classifier = nn.Conv2d(head.low_classifier.in_channels, num_classes, 1)
+    else:
+        model = torchvision.models.get_model(arch, weights=None, weights_backbone=None, num_classes=num_classes,
+                                             aux_loss=False)
+    model.aux_classifier = None
+    if weights is not None:
+        load_safetensors(model, weights)
+    if freeze:
+        for param in model.backbone.parameters():
+            param.requires_grad = False
+    model = MainOutput(model)
+    if in_channels != 3:
+        model = nn.Sequential(nn.Conv2d(in_channels, 3, 1), model)
+    return model
+
+
 def _pretrained(arch: str, extra: dict) -> nn.Module:
     try:
         return torchvision.models.get_model(arch, weights="DEFAULT", **extra)

@@ -1,0 +1,142 @@
+"""Segmentation data: the procedural `shapes` set and `segfolder` (images/ + masks/ on disk)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from cvcore.data import DataInfo, DataSplits
+from cvcore.errors import DataError
+from cvcore_datasets.tensors import TensorImages
+
+SHAPES = ("background", "circle", "square", "triangle")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+IGNORE = 255
+
+
+def _uniform(low, high, count: int, generator: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(count, generator=generator)
+
+
+def draw_shapes(count: int, size: int, seed: int, max_shapes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` RGB images (uint8) of random circles, squares and triangles on noisy backgrounds,
+    and their masks (class id per pixel). Colours are random, so only the shape tells the class."""
+    generator = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    images = torch.rand(count, 3, 1, 1, generator=generator).expand(count, 3, size, size).clone()
+    masks = torch.zeros(count, size, size, dtype=torch.long)
+    for slot in range(max_shapes):
+        present = torch.rand(count, generator=generator) < (1.0 if slot == 0 else 0.6)
+        kind = torch.randint(1, len(SHAPES), (count,), generator=generator)
+        radius = _uniform(size * 0.12, size * 0.25, count, generator).view(-1, 1, 1)
+        cx = _uniform(0, 1, count, generator).view(-1, 1, 1) * (size - 2 * radius) + radius
+        cy = _uniform(0, 1, count, generator).view(-1, 1, 1) * (size - 2 * radius) + radius
+        dx, dy = xs - cx, ys - cy
+        regions = {
+            1: dx**2 + dy**2 <= radius**2,
+            2: (dx.abs() <= radius * 0.85) & (dy.abs() <= radius * 0.85),
+            3: (dy <= radius * 0.8) & (dx.abs() <= (dy + radius) * math.tan(math.pi / 6)),
+        }
+        inside = torch.zeros_like(masks, dtype=torch.bool)
+        for shape_id, region in regions.items():
+            inside |= region & (kind == shape_id).view(-1, 1, 1)
+        inside &= present.view(-1, 1, 1)
+        masks[inside] = kind.view(-1, 1, 1).expand_as(masks)[inside]
+        colour = torch.rand(count, 3, 1, 1, generator=generator).expand(count, 3, size, size)
+        images = torch.where(inside.unsqueeze(1), colour, images)
+    images = images + 0.12 * torch.randn(images.shape, generator=generator)
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8), masks
+
+
+def load_shapes(count: int, size: int, val_fraction: float, seed: int, augment: bool) -> DataSplits:
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
+    images, masks = draw_shapes(count, size, seed)
+    n_val = max(1, int(round(count * val_fraction)))
+    scaled = images[n_val:].float() / 255
+    mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(scaled.std(dim=(0, 2, 3)).tolist())
+    info = DataInfo(task="segmentation", num_classes=len(SHAPES), class_names=SHAPES, in_channels=3,
+                    image_size=(size, size), mean=mean, std=std)
+    return DataSplits(TensorImages(images[n_val:], masks[n_val:], mean, std, flip=augment),
+                      TensorImages(images[:n_val], masks[:n_val], mean, std), info)
+
+
+class SegmentationFolder(torch.utils.data.Dataset):
+    """Pairs of image files and PNG masks (pixel value = class id, 255 = ignore), transformed together."""
+
+    def __init__(self, pairs: list[tuple[Path, Path]], transform) -> None:
+        self.pairs, self.transform = pairs, transform
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int):
+        image_path, mask_path = self.pairs[index]
+        with Image.open(image_path) as picture:
+            image = tv_tensors.Image(pil_to_tensor(picture.convert("RGB")))
+        mask = tv_tensors.Mask(read_mask(mask_path))
+        image, mask = self.transform(image, mask)
+        return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).long()
+
+
+def read_mask(path: Path) -> torch.Tensor:
+    """A mask PNG as (H, W) uint8 class ids; palette images keep their indices."""
+    with Image.open(path) as picture:
+        if picture.mode not in ("L", "P"):
+            raise DataError(f"Mask '{path}' has mode {picture.mode}; masks are single-channel PNGs of class ids.")
+        return pil_to_tensor(picture)[0]
+
+
+def find_pairs(root: Path) -> list[tuple[Path, Path]]:
+    images, masks = root / "images", root / "masks"
+    if not images.is_dir() or not masks.is_dir():
+        raise DataError(f"segfolder root '{root}' needs images/ and masks/ folders with matching file names "
+                        f"(masks: PNG, pixel value = class id).")
+    pairs, missing = [], []
+    for image in sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        mask = masks / f"{image.stem}.png"
+        (pairs if mask.exists() else missing).append((image, mask))
+    if missing:
+        raise DataError(f"{len(missing)} image(s) in '{images}' have no mask in '{masks}', e.g. "
+                        f"'{missing[0][1].name}' for '{missing[0][0].name}'.")
+    if not pairs:
+        raise DataError(f"No images (.png, .jpg, .jpeg, .bmp) found in '{images}'.")
+    return pairs
+
+
+def count_classes(pairs: list[tuple[Path, Path]]) -> int:
+    """1 + the largest class id in any mask (255, the ignore value, excluded); reads every mask once."""
+    largest = 0
+    for _, mask_path in pairs:
+        values = read_mask(mask_path)
+        values = values[values != IGNORE]
+        if values.numel():
+            largest = max(largest, int(values.max()))
+    return largest + 1
+
+
+def load_segfolder(root: Path, image_size: int, num_classes: int | None, class_names: list[str] | None,
+                   val_fraction: float, seed: int, augment: bool) -> DataSplits:
+    pairs = find_pairs(Path(root))
+    num_classes = num_classes or count_classes(pairs)
+    names = tuple(class_names) if class_names else tuple(str(i) for i in range(num_classes))
+    if len(names) != num_classes:
+        raise DataError(f"{len(names)} class names given for {num_classes} classes.")
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(1, int(round(len(pairs) * val_fraction)))
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    finish = [v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64}, scale=True), v2.Normalize(mean, std)]
+    evaluate = [v2.Resize(image_size), v2.CenterCrop(image_size)]
+    fit = [v2.RandomResizedCrop(image_size, scale=(0.5, 1.0)), v2.RandomHorizontalFlip()] if augment else evaluate
+    train = SegmentationFolder([pairs[i] for i in order[n_val:]], v2.Compose(fit + finish))
+    val = SegmentationFolder([pairs[i] for i in order[:n_val]], v2.Compose(evaluate + finish))
+    info = DataInfo(task="segmentation", num_classes=num_classes, class_names=names, in_channels=3,
+                    image_size=(image_size, image_size), mean=mean, std=std)
+    return DataSplits(train, val, info)

@@ -1,0 +1,136 @@
+"""Segmentation as a task: data sets, models, metrics, the Trainer, and the shapes recipe."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from click.testing import CliRunner
+from PIL import Image
+from torchvision.models import _api as torchvision_weights
+
+import cvcore
+from cvcore.cli import cli
+from cvcore.metrics import SegmentationMetrics
+from cvcore.testing import check_component
+
+RECIPE = Path(__file__).resolve().parents[1] / "examples" / "shapes_unet_dice.toml"
+
+
+def test_shapes_is_deterministic_and_has_every_class():
+    first, again = (cvcore.create("dataset", "shapes", count=40, size=32, seed=3) for _ in range(2))
+    assert torch.equal(first.train.images, again.train.images) and torch.equal(first.val.targets, again.val.targets)
+    other = cvcore.create("dataset", "shapes", count=40, size=32, seed=4)
+    assert not torch.equal(first.train.images, other.train.images)
+    assert first.info.task == "segmentation" and first.info.class_names == ("background", "circle", "square", "triangle")
+    assert set(first.train.targets.unique().tolist()) == {0, 1, 2, 3}
+
+
+def test_shapes_flip_moves_image_and_mask_together():
+    splits = cvcore.create("dataset", "shapes", count=20, size=32)
+    torch.manual_seed(0)
+    for index in range(10):
+        image, mask = splits.train[index]
+        raw_image = splits.train.images[index]
+        flipped = not torch.equal(mask, splits.train.targets[index])
+        expected = raw_image.flip(-1) if flipped else raw_image
+        assert torch.allclose(image, (expected.float() / 255 - splits.train.mean) / splits.train.std)
+
+
+def write_segfolder(root: Path, count: int = 6, size: int = 20) -> Path:
+    """images/*.png and masks/*.png: the left columns are class 1 and painted red, the rest class 0."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for index in range(count):
+        edge = 4 + index
+        pixels = np.zeros((size, size, 3), dtype=np.uint8)
+        pixels[:, :edge, 0] = 255
+        mask = np.zeros((size, size), dtype=np.uint8)
+        mask[:, :edge] = 1 if index % 2 else 2
+        Image.fromarray(pixels).save(root / "images" / f"{index}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{index}.png")
+    return root
+
+
+def test_segfolder_augments_image_and_mask_together(tmp_path):
+    splits = cvcore.create("dataset", "segfolder", root=write_segfolder(tmp_path), image_size=16)
+    assert splits.info.num_classes == 3 and splits.info.task == "segmentation"
+    torch.manual_seed(0)
+    sides = set()
+    for _ in range(5):
+        for image, mask in splits.train:
+            assert mask.shape == (16, 16) and mask.dtype == torch.int64
+            # Same crop and flip: the labelled columns are the red ones, give or take the one column
+            # where bilinear (image) and nearest (mask) resampling round differently.
+            assert ((mask > 0) != (image[0] > 0)).sum(dim=1).max() <= 1
+            sides.add(bool(mask[:, 0].any()))
+    assert sides == {True, False}  # flipped sometimes, not always
+
+
+def test_segfolder_missing_mask_is_named(tmp_path):
+    root = write_segfolder(tmp_path)
+    (root / "masks" / "3.png").unlink()
+    with pytest.raises(cvcore.DataError, match="1 image\\(s\\) .* have no mask .*'3.png' for '3.png'"):
+        cvcore.create("dataset", "segfolder", root=root)
+
+
+@pytest.mark.parametrize("name", ["unet", "tv/lraspp_mobilenet_v3_large", "tv/deeplabv3_mobilenet_v3_large"])
+def test_segmentation_models_give_per_pixel_logits(name):
+    model = check_component("model", name, num_classes=4)
+    assert model.eval()(torch.randn(1, 3, 40, 40)).shape == (1, 4, 40, 40)
+
+
+@pytest.mark.parametrize("arch", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50"])
+def test_pretrained_segmentation_heads_are_resized(arch, monkeypatch):
+    def offline(self, *args, **kwargs):  # no network here: random weights of the published shapes
+        aux = {} if arch.startswith("lraspp") else {"aux_loss": True}
+        return torchvision.models.get_model(arch, num_classes=21, weights_backbone=None, **aux).state_dict()
+
+    monkeypatch.setattr(torchvision_weights.WeightsEnum, "get_state_dict", offline)
+    model = cvcore.create("model", f"tv/{arch}", num_classes=5, pretrained=True)
+    assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 5, 64, 64)
+
+
+def test_segmentation_metrics_match_a_hand_count():
+    metrics = SegmentationMetrics(3, torch.device("cpu"), detailed=True)
+    target = torch.tensor([[0, 0, 1, 1, 255]])
+    prediction = torch.tensor([[0, 1, 1, 1, 2]])
+    logits = torch.nn.functional.one_hot(prediction, 3).permute(0, 2, 1).float()  # (1, 3, 5)
+    metrics.update(logits, target, torch.tensor(0.5))
+    metrics.tensors()
+    values = metrics.compute("val")
+    # class 0: hits 1, union 2 -> IoU 1/2, Dice 2/3; class 1: hits 2, union 3 -> 2/3, 4/5; class 2 absent (255 ignored)
+    assert values["val_pixel_acc"] == pytest.approx(3 / 4)
+    assert values["val_miou"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert values["val_mdice"] == pytest.approx((2 / 3 + 4 / 5) / 2)
+    assert metrics.per_class() == pytest.approx([1 / 2, 2 / 3, None])
+
+
+def test_trainer_logs_segmentation_metrics(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--dataset", "shapes", "--model", "unet", "--loss", "dice_bce",
+                                      "--set", "dataset.count=64", "--set", "dataset.size=32", "--set", "model.width=4",
+                                      "--set", "model.depth=2", "--epochs", "1", "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "r" / "metrics.jsonl").read_text())
+    assert {"train_loss", "train_pixel_acc", "val_loss", "val_pixel_acc", "val_miou", "val_mdice"} <= set(row)
+    assert "best val_miou" in result.output and "per-class IoU" in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dataset", "shapes", "--model", "lenet"], "model 'lenet' supports classification, but data set 'shapes' is a segmentation task"),
+    (["--model", "unet"], "model 'unet' supports segmentation, but data set 'digits' is a classification task"),
+    (["--dataset", "shapes", "--model", "unet", "--loss", "bce"], "loss 'bce' supports classification, but data set 'shapes'"),
+])
+def test_task_mismatch_is_refused(args, message):
+    result = CliRunner().invoke(cli, ["train", *args, "--epochs", "1"])
+    assert result.exit_code == 1 and message in result.output
+
+
+@pytest.mark.slow
+def test_shapes_recipe_reaches_the_documented_mean_iou(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "-c", str(RECIPE), "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert max(row["val_miou"] for row in rows) >= 0.80
