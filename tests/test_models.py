@@ -11,18 +11,19 @@ from torchvision.models import _api as torchvision_weights
 
 import cvcore
 from cvcore.testing import check_component
-from cvcore_models.torchvision_names import CLASSIFICATION_MODELS
+from cvcore_models.torchvision_names import CLASSIFICATION_MODELS, SEGMENTATION_MODELS
 from cvcore_models.tv import replace_head
 
 FAMILIES = ["resnet18", "mobilenet_v3_small", "squeezenet1_1", "shufflenet_v2_x0_5", "googlenet", "mnasnet0_5",
             "regnet_x_400mf", "efficientnet_b0", "densenet121", "convnext_tiny", "alexnet"]
 
 
-def test_every_torchvision_classifier_is_registered():
-    installed = set(torchvision.models.list_models(module=torchvision.models))
-    assert installed <= set(CLASSIFICATION_MODELS), f"add to torchvision_names.py: {installed - set(CLASSIFICATION_MODELS)}"
+def test_every_torchvision_model_is_registered():
+    for module, listed in ((torchvision.models, CLASSIFICATION_MODELS), (torchvision.models.segmentation, SEGMENTATION_MODELS)):
+        installed = set(torchvision.models.list_models(module=module))
+        assert installed <= set(listed), f"add to torchvision_names.py: {installed - set(listed)}"
     registered = {c.name for c in cvcore.list_components("model", "tv/*")}
-    assert registered == {f"tv/{name}" for name in CLASSIFICATION_MODELS}
+    assert registered == {f"tv/{name}" for name in CLASSIFICATION_MODELS + SEGMENTATION_MODELS}
 
 
 @pytest.mark.parametrize("name", ["lenet", "mlp", "resnet18"])
