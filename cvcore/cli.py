@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -131,8 +132,10 @@ def doctor() -> None:
     print_doctor(_console(), registry())
 
 
-def _flags_config(flags: dict) -> dict:
-    """The configuration that command-line flags set (flags left unset set nothing)."""
+def _flags_config(flags: dict, callbacks: list[str]) -> dict:
+    """The configuration that command-line flags set (flags left unset set nothing).
+
+    ``--callback`` adds to ``callbacks``, the names already configured."""
     places = {"epochs": "trainer", "batch_size": "trainer", "workers": "trainer", "precision": "trainer",
               "device": "trainer", "seed": "trainer", "run_dir": "trainer", "deterministic": "trainer",
               "channels_last": "trainer", "compile": "trainer", "limit_train_batches": "trainer",
@@ -145,9 +148,10 @@ def _flags_config(flags: dict) -> dict:
     for section in ("dataset", "model", "loss", "optimizer"):
         if flags.get(section):
             config.setdefault(section, {})["name"] = flags[section]
-    for section, flag in (("scheduler", "scheduler"), ("callbacks", "callback")):
-        if flags.get(flag):
-            config[section] = {"name": list(flags[flag])}
+    if flags.get("scheduler"):
+        config["scheduler"] = {"name": list(flags["scheduler"])}
+    if flags.get("callback"):
+        config["callbacks"] = {"name": callbacks + [n for n in flags["callback"] if n not in callbacks]}
     return config
 
 
@@ -176,18 +180,28 @@ def _flags_config(flags: dict) -> dict:
 @click.option("--limit-val-batches", type=int, help="Batches per validation, for smoke runs.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any option, e.g. --set optimizer.momentum=0.9; repeatable.")
+@click.option("--resume", type=click.Path(exists=True, path_type=Path),
+              help="Continue a run: its directory or a checkpoint file. Flags (e.g. --epochs) apply on top.")
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as TOML and exit.")
 @click.option("--dry-run", is_flag=True, help="Build everything, run one batch, report, and exit.")
-def train(config_file, sets, print_config, dry_run, **flags) -> None:
-    """Train a model. With no arguments: the default job (digits + lenet, offline, about 20 s on CPU).
+def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
+    """Train a model. With no arguments: the default job (digits + lenet, offline, about 10 s on CPU).
 
-    Precedence: built-in defaults < -c FILE < flags < --set.
+    Precedence: built-in defaults < -c FILE (or the resumed run's config) < flags < --set.
+    --callback adds to the configured callbacks (checkpoint is on by default).
     """
     from cvcore import config as cfg
     from cvcore import run
+    from cvcore.trainer import Interrupted
 
-    config = cfg.merge(cfg.BASE, cfg.load(config_file) if config_file else cfg.DEFAULT_JOB)
-    config = cfg.merge(config, _flags_config(flags))
+    if resume and config_file:
+        raise click.UsageError("--resume continues a run with its own saved configuration; drop -c.")
+    resumed = run.Resume(resume) if resume else None
+    if resumed:
+        config = resumed.config
+    else:
+        config = cfg.merge(cfg.BASE, cfg.load(config_file) if config_file else cfg.DEFAULT_JOB)
+    config = cfg.merge(config, _flags_config(flags, cfg.names(config, "callbacks")))
     for assignment in sets:
         config = cfg.apply_set(config, assignment)
     checked = run.plan(config)
@@ -197,7 +211,12 @@ def train(config_file, sets, print_config, dry_run, **flags) -> None:
         for line in run.dry_run(checked):
             click.echo(line)
     else:
-        summary, run_dir = run.train(config)
+        try:
+            summary, run_dir = run.train(config, resumed)
+        except Interrupted as stop:
+            click.echo(f"Interrupted by {stop}: the step in flight finished and a checkpoint was saved "
+                       f"(with the checkpoint callback). Resume with: cv train --resume RUN_DIR", err=True)
+            raise SystemExit(128 + stop.signum) from None
         if run_dir is not None:
             click.echo(_summary_line(summary, run_dir))
 
@@ -209,6 +228,82 @@ def _summary_line(summary: dict, run_dir) -> str:
     return (f"per-class {summary['per_class_metric']} (best epoch): {per_class}\n"
             f"done{stopped}: best {summary['monitor']} {summary['best_value']:.4f} at epoch "
             f"{summary['best_epoch']} of {summary['epochs_run']}; weights restored; run in {run_dir}")
+
+
+@cli.command("export")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "safetensors"]), default="onnx", show_default=True,
+              help="onnx (dynamic batch, class names and normalisation in its metadata) or plain weights.")
+@click.option("--opset", type=int, help="ONNX opset version.")
+@click.option("--output", type=click.Path(path_type=Path), help="Output file (default: beside the checkpoint).")
+def export_command(checkpoint: Path, fmt: str, opset: int | None, output: Path | None) -> None:
+    """Export the model of CHECKPOINT (a file or a run directory) to ONNX or safetensors."""
+    from cvcore import checkpoint as ckpt
+    from cvcore.export import export_onnx, export_safetensors, load_model
+
+    loaded = load_model(checkpoint)
+    output = output or ckpt.find(checkpoint).with_suffix(".onnx" if fmt == "onnx" else ".weights.safetensors")
+    if fmt == "safetensors":
+        click.echo(f"wrote {export_safetensors(loaded, output)}")
+        return
+    difference = export_onnx(loaded, output, opset)
+    verified = "not verified (install onnxruntime to compare with PyTorch)" if difference is None else (
+        f"verified with onnxruntime: max |difference| from PyTorch {difference:.2e}")
+    click.echo(f"wrote {output}; onnx.checker passed; {verified}")
+
+
+@cli.command("eval")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--dataset", help="Evaluate on this data set instead of the one trained on.")
+@click.option("--data-dir", help="Root folder of the data set.")
+@click.option("--batch-size", type=int, default=128, show_default=True, help="Images per batch.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--output", type=click.Path(path_type=Path), help="Confusion matrix PNG (default: beside the checkpoint).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def eval_command(checkpoint: Path, dataset, data_dir, batch_size: int, device: str, output, as_json: bool) -> None:
+    """Evaluate CHECKPOINT (a file or a run directory) on its validation set: metrics, per class, confusion."""
+    from cvcore import checkpoint as ckpt
+    from cvcore.inference import evaluate_checkpoint, save_confusion_png
+
+    result = evaluate_checkpoint(checkpoint, dataset, data_dir, batch_size, device)
+    picture = save_confusion_png(result, output or ckpt.find(checkpoint).with_name("confusion.png"))
+    if as_json:
+        click.echo(json.dumps({**result, "confusion_png": str(picture) if picture else None}, indent=2))
+        return
+    from cvcore.report import print_evaluation
+
+    print_evaluation(_console(), result)
+    click.echo(f"confusion matrix: {picture}" if picture else "confusion matrix PNG skipped: pip install matplotlib")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--topk", type=int, default=5, show_default=True, help="Classes to show per image.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def predict(model: Path, images: tuple[Path, ...], topk: int, as_json: bool) -> None:
+    """Classify IMAGES with MODEL: a checkpoint, a run directory or an exported .onnx file."""
+    from cvcore.inference import predict as run_predict
+
+    results = run_predict(model, list(images), topk)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    for result in results:
+        ranked = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
+        click.echo(f"{result['image']}: {ranked}")
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), help="PNG file (default: RUN_DIR/curves.png for one run, "
+              "curves.png here for several).")
+def plot(run_dirs: tuple[Path, ...], output: Path | None) -> None:
+    """Plot loss, accuracy and learning rate per epoch of one or more runs, overlaid (needs matplotlib)."""
+    from cvcore.plot import plot_runs
+
+    output = output or (run_dirs[0] / "curves.png" if len(run_dirs) == 1 else Path("curves.png"))
+    click.echo(f"wrote {plot_runs(list(run_dirs), output)}")
 
 
 def main() -> None:

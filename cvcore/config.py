@@ -23,7 +23,8 @@ CHAINED = ("scheduler", "callbacks")
 SECTIONS = ("trainer", *SINGLE, *CHAINED)
 
 # Under every configuration: what a run has unless its file or flags say otherwise.
-BASE: dict[str, Any] = {"loss": {"name": "cross_entropy"}, "scheduler": {"name": []}, "callbacks": {"name": []}}
+BASE: dict[str, Any] = {"loss": {"name": "cross_entropy"}, "scheduler": {"name": []},
+                        "callbacks": {"name": ["checkpoint"]}}
 
 # The default job (`cv train` with no file): real handwritten digits, offline, in seconds.
 DEFAULT_JOB: dict[str, Any] = {

@@ -23,8 +23,7 @@ class ClassificationMetrics:
         self.k = min(5, num_classes)
         self.sums = torch.zeros(3, device=device)  # loss * count, top-1 hits, top-k hits
         self.count = torch.zeros((), device=device)
-        self.class_hits = torch.zeros(num_classes, device=device)
-        self.class_counts = torch.zeros(num_classes, device=device)
+        self.confusion = torch.zeros(num_classes * num_classes, device=device)  # row: truth, column: prediction
         self.seen = 0  # images this process has counted, known on the host without a sync
 
     @torch.no_grad()
@@ -35,11 +34,11 @@ class ClassificationMetrics:
             top1 = (logits.argmax(dim=1) == target).sum()
             self.sums[:2] += torch.stack([loss.detach().float() * count, top1.float()])
             return
-        top = logits.topk(self.k, dim=1).indices == target.unsqueeze(1)
-        correct = top[:, 0]
-        self.sums += torch.stack([loss.float() * count, correct.sum().float(), top.any(dim=1).sum().float()])
-        self.class_counts += torch.bincount(target, minlength=self.num_classes)
-        self.class_hits += torch.bincount(target, weights=correct.float(), minlength=self.num_classes)
+        top_indices = logits.topk(self.k, dim=1).indices
+        top = top_indices == target.unsqueeze(1)
+        self.sums += torch.stack([loss.float() * count, top[:, 0].sum().float(), top.any(dim=1).sum().float()])
+        cells = target * self.num_classes + top_indices[:, 0]
+        self.confusion += torch.bincount(cells, minlength=self.num_classes**2)
 
     per_class_name = "accuracy"
 
@@ -52,7 +51,7 @@ class ClassificationMetrics:
     def tensors(self) -> list[torch.Tensor]:
         """The sums, for an all-reduce across processes; ``count`` then holds every process's images."""
         self.count.fill_(self.seen)
-        return [self.sums, self.count, self.class_hits, self.class_counts]
+        return [self.sums, self.count, self.confusion]
 
     def compute(self, prefix: str) -> dict[str, float]:
         """Fractions from the sums (after :meth:`tensors` was all-reduced)."""
@@ -65,8 +64,12 @@ class ClassificationMetrics:
 
     def per_class(self) -> list[float | None]:
         """Accuracy of each class (None for a class absent from the validation set)."""
-        hits, counts = self.class_hits.tolist(), self.class_counts.tolist()
+        matrix = self.confusion.view(self.num_classes, -1)
+        hits, counts = matrix.diag().tolist(), matrix.sum(1).tolist()
         return [h / c if c else None for h, c in zip(hits, counts)]
+
+    def confusion_matrix(self) -> list[list[int]]:
+        return self.confusion.view(self.num_classes, -1).long().tolist()
 
 
 
@@ -129,3 +132,7 @@ class SegmentationMetrics:
         """IoU of each class (None for a class absent from target and prediction)."""
         iou, _, present = self._scores()
         return [value if seen else None for value, seen in zip(iou.tolist(), present.tolist())]
+
+    def confusion_matrix(self) -> list[list[int]]:
+        """Pixels by (true class, predicted class)."""
+        return self.confusion.view(self.num_classes, -1).long().tolist()

@@ -110,3 +110,22 @@ def print_plugins(console: Console, registry: Registry) -> None:
         status = f"[red]{escape(plugin.error)}[/]" if plugin.error else "ok"
         table.add_row(escape(plugin.name), escape(plugin.provider), registers or "-", status)
     console.print(table)
+
+
+def print_evaluation(console: Console, result: dict[str, Any]) -> None:
+    """Metrics, per-class scores and the confusion matrix of `cv eval`."""
+    metrics = Table(title="metrics", title_justify="left", show_header=False)
+    for key, value in result["metrics"].items():
+        metrics.add_row(key, f"{value:.4f}")
+    console.print(metrics)
+    names = result["class_names"]
+    confusion = Table(title=f"confusion (rows: true, columns: predicted); per-class {result['per_class_metric']}",
+                      title_justify="left")
+    confusion.add_column("class")
+    confusion.add_column(result["per_class_metric"])
+    for name in names:
+        confusion.add_column(escape(name[:8]), justify="right")
+    for name, row in zip(names, result["confusion"]):
+        score = result["per_class"][name]
+        confusion.add_row(escape(name), "-" if score is None else f"{score:.3f}", *(str(v) for v in row))
+    console.print(confusion)

@@ -7,6 +7,7 @@ milliseconds, before any file is read or any tensor allocated.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,9 @@ class Built:
         schedulers = [(_build(p, context, self.optimizer), p.component.metadata.get("interval", "epoch"))
                       for p in plan.chained("scheduler")]
         callbacks = [_build(p, context) for p in plan.chained("callbacks")]
+        metadata = {"config": plan.config, "providers": providers(plan)}
         self.trainer = Trainer(model=self.model, loss=self.loss, optimizer=self.optimizer, data=self.data,
-                               schedulers=schedulers, callbacks=callbacks, options=options)
+                               schedulers=schedulers, callbacks=callbacks, options=options, metadata=metadata)
 
 
 def _build(part: Part, context: dict[str, Any], *inputs: Any) -> Any:
@@ -177,6 +179,11 @@ def new_run_dir(config: dict[str, Any]) -> Path:
     return path
 
 
+def providers(plan: Plan) -> dict[str, str]:
+    """'section/name' -> 'plugin (distribution version)' for every component: stored with checkpoints."""
+    return {f"{p.section}/{p.component.qualified_name}": f"{p.component.plugin.provider}" for p in plan.parts}
+
+
 def describe_parts(plan: Plan) -> list[str]:
     """'dataset digits <- datasets (cvcore 0.1.0)' for each component, for --dry-run."""
     return [f"{p.component.kind:<9} {p.component.name:<16} <- {p.component.plugin.name} "
@@ -202,17 +209,51 @@ def dry_run(plan: Plan) -> list[str]:
             f"one batch of {images.shape[0]}: loss {loss.item():.4f}, backward ok on {trainer.device}"]
 
 
-def train(config: dict[str, Any]) -> tuple[dict[str, Any], Path]:
-    """Run a whole training job; returns the summary and the run directory."""
+def train(config: dict[str, Any], resume=None) -> tuple[dict[str, Any], Path]:
+    """Run a whole training job, or continue one from a checkpoint; returns the summary and run directory."""
     from cvcore import distributed
 
     checked = plan(config)
-    run_dir = new_run_dir(config) if distributed.is_main() else None
+    if resume is not None:
+        run_dir = resume.run_dir
+    else:
+        run_dir = new_run_dir(config) if distributed.is_main() else None
     resolved = cfg.merge(config, {"trainer": {"run_dir": str(run_dir)}}) if run_dir else config
-    if run_dir:
+    if run_dir and distributed.is_main():
         (run_dir / "config.toml").write_text(cfg.to_toml(resolved), encoding="utf-8")
-    built = Built(checked, run_dir)
-    summary = built.trainer.fit()
-    if run_dir:
+    built = Built(attrs.evolve(checked, config=resolved), run_dir if distributed.is_main() else None)
+    if resume is not None:
+        resume.check(built)
+    summary = built.trainer.fit(resume.checkpoint if resume else None)
+    if run_dir and distributed.is_main():
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary, run_dir
+
+
+class Resume:
+    """A run to continue: its checkpoint, its directory and the configuration it was saved with."""
+
+    def __init__(self, target: Path) -> None:
+        from cvcore import checkpoint as ckpt
+
+        self.path = ckpt.find(target)
+        self.checkpoint = ckpt.load(self.path)
+        self.run_dir = Path(target) if Path(target).is_dir() else self.path.parent.parent
+        self.config = self.checkpoint.document["config"]
+
+    def check(self, built: Built) -> None:
+        """Refuse a model or data set that differs from the saved one; warn about plugin versions;
+        cut metrics.jsonl back to the checkpoint's epochs (a kill may have left rows past it)."""
+        saved, info = self.checkpoint.document, built.data.info
+        saved_model, model = saved["config"]["model"]["name"], built.plan.part("model").component.name
+        if saved_model != model or saved["info"]["num_classes"] != info.num_classes:
+            raise ConfigError(f"Cannot resume '{self.path}': it holds model '{saved_model}' for "
+                              f"{saved['info']['num_classes']} classes, this run builds '{model}' for "
+                              f"{info.num_classes} classes.")
+        for key, provider in providers(built.plan).items():
+            if saved.get("providers", {}).get(key, provider) != provider:
+                print(f"warning: {key} was provided by {saved['providers'][key]} when saved, now by {provider}",
+                      file=sys.stderr)
+        history = self.checkpoint.state()["history"]
+        rows = "".join(json.dumps(row) + "\n" for row in history)
+        (self.run_dir / "metrics.jsonl").write_text(rows, encoding="utf-8")

@@ -6,6 +6,8 @@ import contextlib
 import json
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from cvcore import distributed
 from cvcore.callbacks import Callback
 from cvcore.data import DataSplits
-from cvcore.errors import ConfigError
+from cvcore.errors import ConfigError, CvcoreError
 from cvcore.metrics import metrics_for
 from cvcore.progress import EpochProgress, log
 
@@ -69,6 +71,18 @@ class TrainerOptions:
     monitor: str | None = None
     monitor_mode: Literal["min", "max"] | None = None
     run_dir: Path | None = None
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the step in flight finished and callbacks may save a checkpoint."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class NonFiniteLossError(CvcoreError):
+    """The loss became NaN or infinite; the run stops and the last good checkpoint is kept."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -132,6 +146,7 @@ class Trainer:
         schedulers: Sequence[tuple[Any, str]] = (),
         callbacks: Sequence[Callback] = (),
         options: TrainerOptions = TrainerOptions(),
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self.module, self.loss_fn, self.optimizer, self.data = model, loss, optimizer, data
         self.schedulers, self.callbacks, self.options = list(schedulers), list(callbacks), options
@@ -141,8 +156,11 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict[str, float]] = []
-        self.best: dict[str, Any] = {"value": None, "epoch": None, "per_class": None}
+        self.best: dict[str, Any] = {"value": None, "epoch": None, "per_class": None, "per_class_name": None}
         self.stop_reason: str | None = None
+        self.interrupted: int | None = None
+        self._pending_finite: tuple[torch.Tensor, int] | None = None
+        self.metadata = metadata or {}  # JSON stored with checkpoints (the run's config, providers)
         self.is_main = distributed.is_main()
         self.run_dir = options.run_dir
         self.monitor = options.monitor or DEFAULT_MONITOR[data.info.task]
@@ -183,13 +201,15 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=device_ids)
         if opts.compile:
             self.model = torch.compile(self.model)
-        self.train_loader = self._loader(self.data.train, shuffle=True)
-        self.val_loader = self._loader(self.data.val, shuffle=False)
+        self.generator = torch.Generator()
+        if opts.seed is not None:
+            self.generator.manual_seed(opts.seed)
+        self.train_loader = self._loader(self.data.train, shuffle=True, generator=self.generator)
+        self.val_loader = self._loader(self.data.val, shuffle=False, generator=None)
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool, generator: torch.Generator | None) -> DataLoader:
         opts = self.options
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=opts.seed or 0) if distributed.world_size() > 1 else None
-        generator = torch.Generator().manual_seed(opts.seed) if opts.seed is not None else None
         pin = opts.pin_memory if opts.pin_memory is not None else self.device.type == "cuda"
         return DataLoader(
             dataset, batch_size=opts.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
@@ -199,9 +219,16 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    def fit(self) -> dict[str, Any]:
-        """Train for ``options.epochs`` epochs, restore the best weights, and return a summary."""
+    def fit(self, checkpoint: Any = None) -> dict[str, Any]:
+        """Train up to ``options.epochs`` epochs, restore the best weights, and return a summary.
+
+        ``checkpoint`` (a :class:`cvcore.checkpoint.Checkpoint`) continues a saved run exactly
+        where it stopped. SIGINT/SIGTERM finish the step in flight, then raise :class:`Interrupted`.
+        """
         self._setup()
+        if checkpoint is not None:
+            self.load_state_dict(checkpoint.state())
+        previous = self._catch_signals()
         try:
             self._emit("on_fit_start")
             while self.epoch < self.options.epochs and self.stop_reason is None:
@@ -218,8 +245,24 @@ class Trainer:
                 callback.on_exception(self, exc)
             raise
         finally:
+            self._restore_signals(previous)
             distributed.teardown()
         return self.summary()
+
+    def _catch_signals(self) -> dict:
+        """Turn SIGINT/SIGTERM into a flag checked between steps; a second signal changes nothing."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def note(signum, frame) -> None:
+            self.interrupted = self.interrupted or signum
+
+        return {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    @staticmethod
+    def _restore_signals(previous: dict) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     def _run_epoch(self) -> dict[str, float]:
         start = time.perf_counter()
@@ -268,14 +311,32 @@ class Trainer:
                         logits = self.model(images)
                         loss = self.loss_fn(logits, target)
                     self.scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
+                self._check_finite(loss, index)
                 if stepping:
                     self._optimizer_step()
                 metrics.update(logits.detach(), target, loss)
                 for callback in self.callbacks:
                     callback.on_batch_end(self, loss)
                 progress.advance(metrics)
+                if self.interrupted:
+                    raise Interrupted(self.interrupted)
+        self._check_finite(None, total)  # the last step's flag, on accelerators
         distributed.all_reduce_sum(metrics.tensors())
         return metrics
+
+    def _check_finite(self, loss: torch.Tensor | None, index: int) -> None:
+        """Stop on a NaN/inf loss. On CPU the check is immediate, before the weights are updated; on an
+        accelerator the flag is read one step late, so that reading it never stalls the queue."""
+        pending = self._pending_finite
+        self._pending_finite = None if loss is None else (torch.isfinite(loss.detach()), index)
+        if self.device.type == "cpu":
+            pending, self._pending_finite = self._pending_finite, None
+        if pending is not None and not pending[0].item():
+            raise NonFiniteLossError(
+                f"The loss became NaN or infinite at epoch {self.epoch + 1}, batch {pending[1] + 1}; training "
+                f"stopped and the last checkpoint was kept. Lower the learning rate, clip gradients "
+                f"(clip_norm) or check the data."
+            )
 
     def _optimizer_step(self) -> None:
         if self.options.clip_norm is not None:
@@ -290,14 +351,8 @@ class Trainer:
                 scheduler.step()
 
     def _validate(self):
-        self.model.eval()
-        metrics = metrics_for(self.data.info.task, self.data.info.num_classes, self.device, detailed=True)
-        with torch.inference_mode(), self._autocast():
-            for images, target in self._batches(self.val_loader, self.options.limit_val_batches):
-                logits = self.model(images)
-                metrics.update(logits, target, self.loss_fn(logits, target))
-        distributed.all_reduce_sum(metrics.tensors())
-        return metrics
+        batches = self._batches(self.val_loader, self.options.limit_val_batches)
+        return evaluate(self.model, self.loss_fn, batches, self.data.info, self.device, self._autocast)
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
@@ -317,7 +372,7 @@ class Trainer:
         if better and math.isfinite(value):
             state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
             self.best = {"value": value, "epoch": metrics["epoch"], "per_class": self._last_per_class,
-                         "state": state}
+                         "per_class_name": self._per_class_name, "state": state}
         if self.is_main:
             if self.run_dir is not None:
                 with open(Path(self.run_dir) / "metrics.jsonl", "a", encoding="utf-8") as stream:
@@ -328,6 +383,52 @@ class Trainer:
         if self.best.get("state") is not None:
             self.module.load_state_dict(self.best["state"])
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly: weights, optimizer, schedulers, scaler,
+        counters, best epoch, history, callback state and every random number generator."""
+        import numpy
+
+        rng = {"python": random.getstate(), "numpy": numpy.random.get_state(), "torch": torch.get_rng_state(),
+               "loader": self.generator.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedulers": [scheduler.state_dict() for scheduler, _ in self.schedulers],
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "history": self.history,
+            "best": {key: value for key, value in self.best.items()},
+            "callbacks": [callback.state_dict() for callback in self.callbacks],
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (call after set-up: optimizer state follows the weights' device)."""
+        import numpy
+
+        try:
+            self.module.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise ConfigError(f"The checkpoint's weights do not fit this model: {str(exc).splitlines()[1:2]}") from exc
+        self.optimizer.load_state_dict(state["optimizer"])
+        for (scheduler, _), saved in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(saved)
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.history, self.best = list(state["history"]), dict(state["best"])
+        for callback, saved in zip(self.callbacks, state["callbacks"], strict=True):
+            callback.load_state_dict(saved)
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        numpy.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["loader"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
     def summary(self) -> dict[str, Any]:
         """What the run achieved: the best epoch, its metric and per-class accuracy, the last metrics."""
         return {
@@ -336,10 +437,22 @@ class Trainer:
             "best_epoch": self.best["epoch"],
             "epochs_run": self.epoch,
             "stop_reason": self.stop_reason,
-            "per_class_metric": self._per_class_name,
+            "per_class_metric": self.best.get("per_class_name"),
             "per_class": dict(zip(self.data.info.class_names, self.best["per_class"] or [])),
             "last": self.history[-1] if self.history else {},
         }
+
+
+def evaluate(model: nn.Module, loss_fn, batches, info, device: torch.device, autocast=contextlib.nullcontext):
+    """Validation metrics (with per-class scores and a confusion matrix) of ``model`` over ``batches``."""
+    model.eval()
+    metrics = metrics_for(info.task, info.num_classes, device, detailed=True)
+    with torch.inference_mode(), autocast():
+        for images, target in batches:
+            logits = model(images)
+            metrics.update(logits, target, loss_fn(logits, target))
+    distributed.all_reduce_sum(metrics.tensors())
+    return metrics
 
 
 def format_epoch(metrics: dict[str, float], epochs: int) -> str:

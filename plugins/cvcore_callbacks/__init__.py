@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Literal
 
 import cvcore
@@ -10,6 +11,72 @@ import cvcore
 @cvcore.hookimpl
 def register_callbacks(register):
     register("early_stopping", early_stopping)
+    register("checkpoint", checkpoint)
+    register("csv", csv_logger)
+    register("lr_monitor", lr_monitor)
+    register("onnx", onnx_export)
+    register("predictions", predictions)
+    if importlib.util.find_spec("tensorboard") is not None:  # only offered when it can work
+        register("tensorboard", tensorboard)
+
+
+def csv_logger():
+    """Write metrics.csv beside metrics.jsonl (the same rows, for spreadsheets)."""
+    from cvcore_callbacks.writers import CsvLogger
+
+    return CsvLogger()
+
+
+def lr_monitor():
+    """Write lr.jsonl: the learning rate of each parameter group after every optimizer step."""
+    from cvcore_callbacks.writers import LrMonitor
+
+    return LrMonitor()
+
+
+def tensorboard():
+    """Log every epoch metric to TensorBoard (RUN_DIR/tensorboard)."""
+    from cvcore_callbacks.writers import TensorBoardLogger
+
+    return TensorBoardLogger()
+
+
+def onnx_export(*, opset: int | None = None):
+    """Export the final (best) model to RUN_DIR/model.onnx, checked, and verified with onnxruntime if installed.
+
+    :param opset: ONNX opset version (default: the exporter's).
+    """
+    from cvcore_callbacks.writers import OnnxExport
+
+    return OnnxExport(opset)
+
+
+def predictions(*, count: int = 16):
+    """Save predictions.png after each validation: images with predicted and true labels.
+
+    :param count: number of validation images in the grid.
+    """
+    from cvcore_callbacks.writers import PredictionGrid
+
+    return PredictionGrid(count)
+
+
+def checkpoint(*, folder: str = "checkpoints", monitor: str | None = None, mode: Literal["min", "max"] | None = None,
+               keep_last: int = 0, every: int = 1):
+    """Save last.safetensors each epoch and best.safetensors when the monitored metric improves.
+
+    Weights and trainer state (optimizer, schedulers, scaler, counters, RNG states) go into one
+    safetensors file with a JSON document; writes are atomic. Also saves when SIGINT/SIGTERM stop a run.
+
+    :param folder: sub-folder of the run directory.
+    :param monitor: metric that decides best (default: the Trainer's monitor).
+    :param mode: min or max (default: min for losses, else max).
+    :param keep_last: also keep the last k epochs as epoch-NNNN.safetensors (0: none).
+    :param every: save every N epochs (the last epoch is always saved).
+    """
+    from cvcore_callbacks.checkpointing import CheckpointCallback
+
+    return CheckpointCallback(folder, monitor, mode, keep_last, every)
 
 
 def early_stopping(*, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,

@@ -1,0 +1,172 @@
+"""Checkpoints: one safetensors file with every tensor, and a JSON document in its metadata.
+
+Nothing is pickled, so loading a checkpoint can never run code. Writes are atomic: a temporary
+file in the same directory is written, flushed and fsynced, then renamed over the old one, so a
+process killed at any moment (even during a save) leaves the previous checkpoint loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from cvcore.errors import DataError
+from cvcore.loader import one_line
+
+FORMAT = "cvcore-checkpoint/1"
+_META_KEY = "cvcore"
+
+
+@attrs.frozen
+class Checkpoint:
+    """What a checkpoint file holds: named tensors and the JSON document describing them."""
+
+    tensors: dict[str, torch.Tensor]
+    document: dict[str, Any]
+
+    def state(self) -> dict[str, Any]:
+        """The nested state (tensors put back in place) the document describes."""
+        return unflatten(self.document["state"], self.tensors)
+
+    def model_weights(self) -> dict[str, torch.Tensor]:
+        return self.state()["model"]
+
+
+def flatten(value: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
+    """A JSON-able copy of ``value``; tensors (and numpy arrays) move to ``tensors`` under their path."""
+    import numpy
+
+    if isinstance(value, torch.Tensor):
+        tensors[path] = value.detach().cpu().contiguous()
+        return {"__tensor__": path}
+    if isinstance(value, numpy.ndarray):  # stored as int64/float64: safetensors lacks some numpy dtypes
+        wide = value.astype(numpy.float64 if value.dtype.kind == "f" else numpy.int64)
+        tensors[path] = torch.from_numpy(wide)
+        return {"__ndarray__": path, "dtype": str(value.dtype)}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: flatten(v, tensors, f"{path}.{k}" if path else k) for k, v in value.items()}
+        return {"__items__": [[k, flatten(v, tensors, f"{path}.{k}")] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [flatten(v, tensors, f"{path}.{i}") for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [flatten(v, tensors, f"{path}.{i}") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} at '{path}' in a checkpoint")
+
+
+def unflatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Invert :func:`flatten`."""
+    if isinstance(value, list):
+        return [unflatten(v, tensors) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__tensor__" in value:
+        return tensors[value["__tensor__"]]
+    if "__ndarray__" in value:
+        return tensors[value["__ndarray__"]].numpy().astype(value["dtype"])
+    if "__tuple__" in value:
+        return tuple(unflatten(v, tensors) for v in value["__tuple__"])
+    if "__items__" in value:
+        return {k: unflatten(v, tensors) for k, v in value["__items__"]}
+    return {k: unflatten(v, tensors) for k, v in value.items()}
+
+
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors sharing memory (tied weights): give each its own copy."""
+    seen: set[tuple[int, int]] = set()
+    out = {}
+    for key, tensor in tensors.items():
+        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        out[key] = tensor.clone() if ident in seen and tensor.numel() else tensor
+        seen.add(ident)
+    return out
+
+
+def trainer_document(trainer) -> dict[str, Any]:
+    """What travels with a trainer's checkpoint besides its state: config, data, providers, versions."""
+    import attrs as attrs_module
+
+    from cvcore import __version__
+
+    return {"cvcore_version": __version__, "info": attrs_module.asdict(trainer.data.info), **trainer.metadata,
+            "epoch": trainer.epoch, "interrupted": bool(trainer.interrupted)}
+
+
+def save_trainer(path: Path, trainer) -> Path:
+    return save(path, trainer.state_dict(), **trainer_document(trainer))
+
+
+def link_atomically(source: Path, target: Path) -> None:
+    """Make ``target`` name the same file as ``source`` (no copy); a later replace of source leaves it."""
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    os.link(source, temporary)
+    os.replace(temporary, target)
+
+
+def save(path: Path, state: dict[str, Any], **document: Any) -> Path:
+    """Write ``state`` (nested dicts of tensors and JSON values) and ``document`` atomically to ``path``."""
+    from safetensors.torch import save as to_bytes
+
+    tensors: dict[str, torch.Tensor] = {}
+    body = {"format": FORMAT, **document, "state": flatten(state, tensors)}
+    data = to_bytes(_unshared(tensors), metadata={_META_KEY: json.dumps(body)})
+    write_atomically(Path(path), data)
+    return Path(path)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(temporary, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
+
+
+def load(path: Path) -> Checkpoint:
+    """Read a checkpoint; anything but a cvcore safetensors checkpoint is refused, never unpickled."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Checkpoint '{path}' does not exist.")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as exc:
+        raise DataError(f"'{path}' is not a safetensors checkpoint ({one_line(exc)}); cvcore never unpickles "
+                        f"files, so .pt/.pth/.ckpt pickles cannot be loaded.") from None
+    try:
+        document = json.loads(metadata[_META_KEY])
+    except (KeyError, ValueError):
+        raise DataError(f"'{path}' is a safetensors file but not a cvcore checkpoint (no '{_META_KEY}' metadata).") from None
+    if document.get("format") != FORMAT:
+        raise DataError(f"'{path}' has checkpoint format {document.get('format')!r}; this cvcore reads {FORMAT}.")
+    return Checkpoint(tensors, document)
+
+
+def find(target: Path) -> Path:
+    """A checkpoint file, or a run directory's checkpoints/last.safetensors."""
+    target = Path(target)
+    if target.is_dir():
+        last = target / "checkpoints" / "last.safetensors"
+        if not last.is_file():
+            raise DataError(f"Run directory '{target}' has no checkpoints/last.safetensors; was it trained with "
+                            f"the 'checkpoint' callback?")
+        return last
+    return target

@@ -1,0 +1,98 @@
+"""Models out of checkpoints: rebuilt for inference, exported to ONNX or to plain safetensors weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from cvcore import checkpoint as ckpt
+from cvcore.data import DataInfo
+from cvcore.errors import CvcoreError
+
+TOLERANCE = 1e-4
+
+
+@attrs.frozen
+class LoadedModel:
+    """A model rebuilt from a checkpoint, in eval mode, with the data metadata it was trained on."""
+
+    model: torch.nn.Module
+    info: DataInfo
+    name: str
+    document: dict[str, Any]
+
+
+def load_model(path: Path) -> LoadedModel:
+    """Rebuild the checkpoint's model through the registry (same name and options) and load its weights."""
+    from cvcore import run
+
+    checkpoint = ckpt.load(ckpt.find(path))
+    document = checkpoint.document
+    info = DataInfo(**document["info"])
+    part = run.plan(document["config"]).part("model")
+    model = part.component.build(**run.filled(part, info.fill()))
+    model.load_state_dict(checkpoint.model_weights())
+    return LoadedModel(model.eval(), info, part.component.name, document)
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def metadata_of(loaded: LoadedModel) -> dict[str, str]:
+    """What a deployed model needs to pre- and post-process: classes, normalisation, input size."""
+    info = loaded.info
+    return {"cvcore_model": loaded.name, "task": info.task, "class_names": json.dumps(list(info.class_names)),
+            "mean": json.dumps(list(info.mean)), "std": json.dumps(list(info.std)),
+            "image_size": json.dumps(list(info.image_size)), "in_channels": str(info.in_channels)}
+
+
+def export_safetensors(loaded: LoadedModel, output: Path) -> Path:
+    """Weights only, loadable with ``model.load_state_dict(safetensors.torch.load_file(path))``."""
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in loaded.model.state_dict().items()}
+    save_file(state, str(output), metadata=metadata_of(loaded))
+    return output
+
+
+def export_onnx(loaded: LoadedModel, output: Path, opset: int | None = None) -> float | None:
+    """Export with a dynamic batch dimension, check the graph, and (if onnxruntime is installed) verify
+    the outputs against PyTorch; returns the maximum absolute difference, or None when not verified."""
+    import onnx
+
+    info = loaded.info
+    sample = torch.randn(2, info.in_channels, *info.image_size, device=device_of(loaded.model))
+    try:
+        program = torch.onnx.export(loaded.model, (sample,), input_names=["images"], output_names=["logits"],
+                                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), opset_version=opset,
+                                    dynamo=True, verbose=False)
+        program.save(str(output))
+    except Exception as exc:  # the exporter's own errors are long; keep the first line
+        raise CvcoreError(f"ONNX export of '{loaded.name}' failed: {str(exc).strip().splitlines()[0]}") from exc
+    proto = onnx.load(str(output))
+    onnx.helper.set_model_props(proto, metadata_of(loaded))
+    onnx.save(proto, str(output))
+    onnx.checker.check_model(str(output))
+    return verify_onnx(loaded, output)
+
+
+def verify_onnx(loaded: LoadedModel, output: Path) -> float | None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    info = loaded.info
+    batch = torch.randn(3, info.in_channels, *info.image_size)  # not the export batch size: dynamic
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        expected = loaded.model(batch.to(device_of(loaded.model))).float().cpu().numpy()
+    difference = float(abs(session.run(None, {"images": batch.numpy()})[0] - expected).max())
+    if difference > TOLERANCE:
+        raise CvcoreError(f"The ONNX export of '{loaded.name}' differs from PyTorch by {difference:.2e} "
+                          f"(more than {TOLERANCE}); it was written to '{output}' but should not be trusted.")
+    return difference

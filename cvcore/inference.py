@@ -1,0 +1,142 @@
+"""Using a trained model: evaluate it on a data set, predict the classes of image files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cvcore import config as cfg
+from cvcore.errors import ConfigError, DataError
+from cvcore.export import LoadedModel, load_model
+
+
+def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, batch_size: int,
+                        device: str) -> dict[str, Any]:
+    """Validation metrics, per-class scores and the confusion matrix of a checkpoint's model."""
+    from torch.utils.data import DataLoader
+
+    from cvcore import run
+    from cvcore.trainer import evaluate, resolve_device
+
+    loaded = load_model(path)
+    config = loaded.document["config"]
+    if dataset:
+        config = cfg.merge(config, {"dataset": {}})
+        config["dataset"] = {"name": dataset}
+    if data_dir:
+        config = cfg.merge(config, {"dataset": {"root": data_dir}})
+    checked = run.plan(config)
+    part = checked.part("dataset")
+    data = part.component.build(**part.options)
+    if data.info.num_classes != loaded.info.num_classes or data.info.task != loaded.info.task:
+        raise ConfigError(f"The model was trained for {loaded.info.num_classes} classes ({loaded.info.task}); "
+                          f"data set '{part.component.name}' has {data.info.num_classes} ({data.info.task}).")
+    target_device = resolve_device(device)
+    model = loaded.model.to(target_device)
+    loss = run.filled(checked.part("loss"), data.info.fill())
+    loss_fn = checked.part("loss").component.build(**loss)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn.to(target_device)
+    batches = ((x.to(target_device), y.to(target_device)) for x, y in DataLoader(data.val, batch_size=batch_size))
+    metrics = evaluate(model, loss_fn, batches, data.info, target_device)
+    return {"metrics": metrics.compute("val"), "per_class_metric": metrics.per_class_name,
+            "per_class": dict(zip(data.info.class_names, metrics.per_class())),
+            "confusion": metrics.confusion_matrix(), "class_names": list(data.info.class_names)}
+
+
+def save_confusion_png(result: dict[str, Any], output: Path) -> Path | None:
+    """The confusion matrix as a PNG heat map, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    names, matrix = result["class_names"], result["confusion"]
+    size = max(4.0, 0.5 * len(names) + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    axes.imshow(matrix, cmap="Blues")
+    axes.set_xticks(range(len(names)), names, rotation=90)
+    axes.set_yticks(range(len(names)), names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    for row, values in enumerate(matrix):
+        for column, value in enumerate(values):
+            axes.text(column, row, str(value), ha="center", va="center", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(output, dpi=100)
+    plt.close(figure)
+    return output
+
+
+def _open_image(path: Path, channels: int):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            return picture.convert("L" if channels == 1 else "RGB")
+    except FileNotFoundError:
+        raise DataError(f"Image '{path}' does not exist.") from None
+    except UnidentifiedImageError:
+        raise DataError(f"'{path}' is not an image file PIL can read.") from None
+
+
+def preprocess(paths: list[Path], info: dict[str, Any]) -> torch.Tensor:
+    """Resize (shorter side), center-crop to the training size, scale to [0, 1] and normalise."""
+    from torchvision.transforms import v2
+
+    height, width = info["image_size"]
+    transform = v2.Compose([v2.PILToTensor(), v2.Resize(min(height, width)), v2.CenterCrop((height, width)),
+                            v2.ToDtype(torch.float32, scale=True), v2.Normalize(info["mean"], info["std"])])
+    return torch.stack([transform(_open_image(path, info["in_channels"])) for path in paths])
+
+
+class Predictor:
+    """Logits for a batch of images, from a checkpoint (PyTorch) or an exported .onnx (onnxruntime)."""
+
+    def __init__(self, path: Path) -> None:
+        if Path(path).suffix == ".onnx":
+            self._init_onnx(Path(path))
+        else:
+            loaded: LoadedModel = load_model(path)
+            self.info = {"image_size": list(loaded.info.image_size), "mean": list(loaded.info.mean),
+                         "std": list(loaded.info.std), "in_channels": loaded.info.in_channels,
+                         "class_names": list(loaded.info.class_names), "task": loaded.info.task}
+            self.model, self.session = loaded.model, None
+
+    def _init_onnx(self, path: Path) -> None:
+        try:
+            import onnxruntime
+        except ImportError:
+            raise DataError("Predicting with an .onnx file needs onnxruntime: pip install onnxruntime.") from None
+        if not path.is_file():
+            raise DataError(f"ONNX file '{path}' does not exist.")
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        props = self.session.get_modelmeta().custom_metadata_map
+        if "class_names" not in props:
+            raise DataError(f"'{path}' was not exported by cvcore (no class names in its metadata).")
+        self.info = {key: json.loads(props[key]) for key in ("image_size", "mean", "std", "class_names")}
+        self.info.update(in_channels=int(props["in_channels"]), task=props["task"])
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        if self.session is not None:
+            return torch.from_numpy(self.session.run(None, {"images": images.numpy()})[0])
+        with torch.inference_mode():
+            return self.model(images)
+
+
+def predict(path: Path, images: list[Path], topk: int) -> list[dict[str, Any]]:
+    """Top-k classes with probabilities per image (classification models)."""
+    predictor = Predictor(path)
+    if predictor.info["task"] != "classification":
+        raise ConfigError("cv predict gives class probabilities; this model is a segmentation model.")
+    probabilities = predictor.logits(preprocess(images, predictor.info)).float().softmax(dim=1)
+    names = predictor.info["class_names"]
+    values, indices = probabilities.topk(min(topk, len(names)), dim=1)
+    return [{"image": str(image), "top": [{"class": names[i], "probability": round(p, 6)}
+                                          for p, i in zip(v.tolist(), ix.tolist())]}
+            for image, v, ix in zip(images, values, indices)]

@@ -1,0 +1,46 @@
+"""`cv plot`: loss, accuracy and learning-rate curves per epoch from metrics.jsonl, runs overlaid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cvcore.errors import DataError
+
+PANELS = (("loss", ("train_loss", "val_loss")), ("accuracy", ("train_acc1", "val_acc1", "val_miou")), ("learning rate", ("lr",)))
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise DataError(f"'{run_dir}' has no metrics.jsonl; give run directories written by cv train.")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_runs(run_dirs: list[Path], output: Path) -> Path:
+    """One PNG with a panel per quantity; each run gets one colour, train dashed, validation solid."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DataError("cv plot needs matplotlib: pip install 'cvcore[plot]'.") from None
+    runs = {Path(d).name: read_metrics(Path(d)) for d in run_dirs}
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4))
+    for colour, (name, rows) in enumerate(runs.items()):
+        epochs = [row["epoch"] for row in rows]
+        for axis, (title, keys) in zip(axes, PANELS):
+            for key in keys:
+                if rows and key in rows[0]:
+                    style = "--" if key.startswith("train") else "-"
+                    axis.plot(epochs, [row[key] for row in rows], style, color=f"C{colour}", label=f"{name} {key}")
+            axis.set_title(title)
+            axis.set_xlabel("epoch")
+    axes[-1].set_yscale("log")
+    for axis in axes:
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(output, dpi=100)
+    plt.close(figure)
+    return output
