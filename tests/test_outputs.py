@@ -1,0 +1,100 @@
+"""What a finished run gives: export to ONNX and safetensors, evaluation, prediction, plots, log files."""
+
+import json
+
+import onnx
+import onnxruntime
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors.torch import load_file
+
+import cvcore
+from cvcore.cli import cli
+
+
+def cv(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """One short digits run with every logging callback."""
+    path = tmp_path_factory.mktemp("run") / "r"
+    result = cv("train", "--epochs", "2", "--run-dir", str(path), "--callback", "onnx", "--callback", "csv",
+                "--callback", "lr_monitor", "--callback", "predictions", "--callback", "tensorboard")
+    assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.fixture(scope="module")
+def digit_image(tmp_path_factory):
+    """A real validation digit, saved as a PNG the way a user would have it."""
+    splits = cvcore.create("dataset", "digits")
+    path = tmp_path_factory.mktemp("img") / "digit.png"
+    Image.fromarray(splits.val.images[0, 0].numpy()).save(path)
+    return path, int(splits.val.targets[0])
+
+
+def test_export_onnx_checks_verifies_and_carries_metadata(run_dir, tmp_path):
+    output = tmp_path / "m.onnx"
+    result = cv("export", str(run_dir), "--format", "onnx", "--output", str(output))
+    assert result.exit_code == 0, result.output
+    assert "onnx.checker passed; verified with onnxruntime: max |difference| from PyTorch" in result.output
+    model = onnx.load(str(output))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["class_names"]) == [str(d) for d in range(10)]
+    assert len(json.loads(props["mean"])) == 1
+    session = onnxruntime.InferenceSession(str(output))
+    for batch in (1, 5):  # dynamic batch dimension
+        assert session.run(None, {"images": torch.randn(batch, 1, 32, 32).numpy()})[0].shape == (batch, 10)
+
+
+def test_export_safetensors_loads_into_plain_pytorch(run_dir, tmp_path):
+    output = tmp_path / "w.safetensors"
+    assert cv("export", str(run_dir), "--format", "safetensors", "--output", str(output)).exit_code == 0
+    model = cvcore.create("model", "lenet", num_classes=10, in_channels=1)
+    model.load_state_dict(load_file(str(output)))
+
+
+def test_eval_reproduces_the_last_validation(run_dir):
+    result = cv("eval", str(run_dir), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert report["metrics"]["val_acc1"] == pytest.approx(last["val_acc1"])
+    assert sum(map(sum, report["confusion"])) == 359
+    assert report["confusion_png"] and (run_dir / "checkpoints" / "confusion.png").exists()
+    assert "per-class accuracy" in cv("eval", str(run_dir)).output
+
+
+def test_predict_with_checkpoint_and_onnx_agree(run_dir, digit_image):
+    path, label = digit_image
+    from_checkpoint = json.loads(cv("predict", str(run_dir), str(path), "--json").output)
+    from_onnx = json.loads(cv("predict", str(run_dir / "model.onnx"), str(path), "--json", "--topk", "3").output)
+    assert from_checkpoint[0]["top"][0]["class"] == from_onnx[0]["top"][0]["class"] == str(label)
+    assert len(from_onnx[0]["top"]) == 3
+    assert sum(t["probability"] for t in from_checkpoint[0]["top"]) <= 1.0 + 1e-6
+
+
+def test_predict_errors_are_clear(run_dir, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert "does not exist" in cv("predict", str(run_dir), str(tmp_path / "missing.png")).output
+    assert "is not an image file" in cv("predict", str(run_dir), str(tmp_path / "notes.txt")).output
+
+
+def test_logging_callbacks_wrote_their_files(run_dir):
+    assert (run_dir / "metrics.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
+    assert len((run_dir / "metrics.csv").read_text().splitlines()) == 3
+    steps = [json.loads(line) for line in (run_dir / "lr.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == list(range(1, 91))
+    assert Image.open(run_dir / "predictions.png").size[0] == 8 * 96
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    onnx.checker.check_model(str(run_dir / "model.onnx"))
+
+
+def test_plot_overlays_runs(run_dir, tmp_path):
+    result = cv("plot", str(run_dir), str(run_dir), "--output", str(tmp_path / "c.png"))
+    assert result.exit_code == 0 and Image.open(tmp_path / "c.png").size[0] > 500
+    assert "has no metrics.jsonl" in cv("plot", str(tmp_path)).output
