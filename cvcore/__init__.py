@@ -29,15 +29,19 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "AmbiguousNameError", "Callback", "ConfigError", "CvcoreError", "DataError", "DataInfo",
-    "DataSplits", "OptionError", "PluginError", "Trainer", "UnknownNameError", "__version__",
+    "DataSplits", "OptionError", "PluginError", "TensorImages", "Trainer", "TrainerOptions", "UnknownNameError",
+    "__version__",
     "create", "get_component", "hookimpl", "list_components",
 ]
 
 
-def __getattr__(name: str):
-    # The Trainer imports torch; load it only when asked for.
-    if name == "Trainer":
-        from cvcore.trainer import Trainer
+_LAZY = {"Trainer": "cvcore.trainer", "TrainerOptions": "cvcore.trainer", "TensorImages": "cvcore.tensor_data"}
 
-        return Trainer
+
+def __getattr__(name: str):
+    # These import torch: load them only when asked for.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'cvcore' has no attribute {name!r}")

@@ -24,6 +24,7 @@ from cvcore.data import DataSplits
 from cvcore.errors import ConfigError, CvcoreError
 from cvcore.metrics import metrics_for
 from cvcore.progress import EpochProgress, log
+from cvcore.tensor_data import DeviceBatches, TensorImages
 
 Precision = Literal["32", "16-mixed", "bf16-mixed"]
 _AUTOCAST = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
@@ -52,6 +53,8 @@ class TrainerOptions:
         (default val_acc1 for classification, val_miou for segmentation).
     :param monitor_mode: max if higher is better, min if lower is better (default: min for losses).
     :param run_dir: where config.toml, metrics.jsonl and summary.json go (default: runs/<time>-<data>-<model>).
+    :param tensor_loader: keep in-memory data sets (cvcore.TensorImages) on the device and build
+        batches there; false serves them through a DataLoader like any other data set.
     """
 
     epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
@@ -71,6 +74,7 @@ class TrainerOptions:
     monitor: str | None = None
     monitor_mode: Literal["min", "max"] | None = None
     run_dir: Path | None = None
+    tensor_loader: bool = True
 
 
 class Interrupted(Exception):
@@ -201,14 +205,19 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=device_ids)
         if opts.compile:
             self.model = torch.compile(self.model)
-        self.generator = torch.Generator()
+        self.generator = torch.Generator()  # shuffling and augmentation draws of the data path
+        self.device_generator = torch.Generator(self.device)
         if opts.seed is not None:
             self.generator.manual_seed(opts.seed)
+            self.device_generator.manual_seed(opts.seed + distributed.rank())
         self.train_loader = self._loader(self.data.train, shuffle=True, generator=self.generator)
         self.val_loader = self._loader(self.data.val, shuffle=False, generator=None)
 
-    def _loader(self, dataset, shuffle: bool, generator: torch.Generator | None) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool, generator: torch.Generator | None):
         opts = self.options
+        if opts.tensor_loader and isinstance(dataset, TensorImages):
+            return DeviceLoader(dataset.on_device(self.device), opts.batch_size, shuffle=shuffle,
+                                generator=self.device_generator if shuffle else None)
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=opts.seed or 0) if distributed.world_size() > 1 else None
         pin = opts.pin_memory if opts.pin_memory is not None else self.device.type == "cuda"
         return DataLoader(
@@ -266,7 +275,7 @@ class Trainer:
 
     def _run_epoch(self) -> dict[str, float]:
         start = time.perf_counter()
-        if isinstance(self.train_loader.sampler, DistributedSampler):
+        if isinstance(getattr(self.train_loader, "sampler", None), DistributedSampler):
             self.train_loader.sampler.set_epoch(self.epoch)
         train = self._train_epoch()
         train_seconds = time.perf_counter() - start
@@ -389,7 +398,7 @@ class Trainer:
         import numpy
 
         rng = {"python": random.getstate(), "numpy": numpy.random.get_state(), "torch": torch.get_rng_state(),
-               "loader": self.generator.get_state()}
+               "loader": self.generator.get_state(), "device_loader": self.device_generator.get_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
@@ -426,6 +435,7 @@ class Trainer:
         numpy.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
         self.generator.set_state(rng["loader"])
+        self.device_generator.set_state(rng["device_loader"].to(self.device_generator.get_state().device))
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
 
@@ -453,6 +463,22 @@ def evaluate(model: nn.Module, loss_fn, batches, info, device: torch.device, aut
             metrics.update(logits, target, loss_fn(logits, target))
     distributed.all_reduce_sum(metrics.tensors())
     return metrics
+
+
+class DeviceLoader:
+    """Batches of an in-memory data set built on the device: a DataLoader's place for TensorImages."""
+
+    def __init__(self, batches: DeviceBatches, batch_size: int, *, shuffle: bool,
+                 generator: torch.Generator | None) -> None:
+        self.device_batches, self.batch_size, self.shuffle, self.generator = batches, batch_size, shuffle, generator
+
+    def __len__(self) -> int:
+        return self.device_batches.num_batches(self.batch_size, distributed.world_size())
+
+    def __iter__(self):
+        return self.device_batches.batches(self.batch_size, shuffle=self.shuffle, augment=self.shuffle,
+                                           generator=self.generator, rank=distributed.rank(),
+                                           world_size=distributed.world_size())
 
 
 def format_epoch(metrics: dict[str, float], epochs: int) -> str:

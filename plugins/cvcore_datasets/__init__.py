@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Literal
+
 import cvcore
+
+Pipeline = Literal["tensor", "pil"]
 
 
 @cvcore.hookimpl
@@ -34,38 +38,43 @@ def digits(*, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0):
     return load_digits(image_size, val_fraction, seed)
 
 
-def cifar10(*, root: Path = Path("data"), download: bool = False, augment: bool = True):
+def cifar10(*, root: Path = Path("data"), download: bool = False, augment: bool = True,
+            pipeline: Pipeline = "tensor"):
     """CIFAR-10 (python batches), with the tutorials' RandomCrop(32, padding=4) + flip + mean/std.
 
     :param root: folder holding cifar-10-batches-py/ (set by --data-dir).
     :param download: fetch the official archive into root if files are missing.
     :param augment: random crop and flip on the training set.
+    :param pipeline: tensor (in memory, augmented in batches on the device) or pil (torchvision
+        transforms per image through a DataLoader, as in the tutorials).
     """
     from cvcore_datasets.vision import load_cifar10
 
-    return load_cifar10(root, download, augment)
+    return load_cifar10(root, download, augment, pipeline)
 
 
-def mnist(*, root: Path = Path("data"), download: bool = False):
+def mnist(*, root: Path = Path("data"), download: bool = False, pipeline: Pipeline = "tensor"):
     """MNIST handwritten digits (idx files), normalised with its mean/std.
 
     :param root: folder holding MNIST/raw/ (set by --data-dir).
     :param download: fetch the official files into root if they are missing.
+    :param pipeline: tensor (in memory, batched on the device) or pil (per-image transforms).
     """
     from cvcore_datasets.vision import load_mnist
 
-    return load_mnist("mnist", root, download)
+    return load_mnist("mnist", root, download, pipeline)
 
 
-def fashion_mnist(*, root: Path = Path("data"), download: bool = False):
+def fashion_mnist(*, root: Path = Path("data"), download: bool = False, pipeline: Pipeline = "tensor"):
     """Fashion-MNIST clothing images (idx files), normalised with its mean/std.
 
     :param root: folder holding FashionMNIST/raw/ (set by --data-dir).
     :param download: fetch the official files into root if they are missing.
+    :param pipeline: tensor (in memory, batched on the device) or pil (per-image transforms).
     """
     from cvcore_datasets.vision import load_mnist
 
-    return load_mnist("fashion_mnist", root, download)
+    return load_mnist("fashion_mnist", root, download, pipeline)
 
 
 def imagefolder(*, root: Path = Path("data"), image_size: int = 224, resize: int = 256,

@@ -13,7 +13,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from cvcore.data import DataInfo, DataSplits
 from cvcore.errors import DataError
-from cvcore_datasets.tensors import TensorImages
+from cvcore.tensor_data import TensorImages
 
 SHAPES = ("background", "circle", "square", "triangle")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}

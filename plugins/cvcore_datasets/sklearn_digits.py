@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from cvcore.data import DataInfo, DataSplits
 from cvcore.errors import DataError
-from cvcore_datasets.tensors import TensorImages
+from cvcore.tensor_data import TensorImages
 
 
 def load_digits(image_size: int, val_fraction: float, seed: int) -> DataSplits:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import torchvision
 from torchvision import transforms as T
 
 from cvcore.data import DataInfo, DataSplits
 from cvcore.errors import DataError
+from cvcore.tensor_data import TensorImages
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -29,27 +31,45 @@ def _open(build, expected: str, download: bool):
         raise DataError(f"Downloading failed ({exc}). Place the files by hand: {expected}.") from exc
 
 
-def load_cifar10(root: Path, download: bool, augment: bool) -> DataSplits:
-    normalize = [T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
-    train_tf = T.Compose(([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []) + normalize)
+def in_memory(dataset, mean, std, **augment) -> TensorImages:
+    """A torchvision data set's decoded arrays as one uint8 tensor (N, C, H, W), no per-item PIL."""
+    images = torch.as_tensor(dataset.data)
+    images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
+    return TensorImages(images.contiguous(), torch.as_tensor(dataset.targets, dtype=torch.long), mean, std, **augment)
+
+
+def load_cifar10(root: Path, download: bool, augment: bool, pipeline: str) -> DataSplits:
     expected = f"{Path(root) / 'cifar-10-batches-py'}/data_batch_1..5, test_batch and batches.meta"
-    train = _open(lambda: torchvision.datasets.CIFAR10(root, True, train_tf, download=download), expected, download)
-    val = _open(lambda: torchvision.datasets.CIFAR10(root, False, T.Compose(normalize)), expected, download)
+    if pipeline == "tensor":
+        train = _open(lambda: torchvision.datasets.CIFAR10(root, True, download=download), expected, download)
+        val = _open(lambda: torchvision.datasets.CIFAR10(root, False), expected, download)
+        shifts = {"crop_padding": 4, "flip": True} if augment else {}
+        train_set, val_set = in_memory(train, CIFAR10_MEAN, CIFAR10_STD, **shifts), in_memory(val, CIFAR10_MEAN, CIFAR10_STD)
+    else:
+        normalize = [T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
+        train_tf = T.Compose(([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []) + normalize)
+        train = train_set = _open(lambda: torchvision.datasets.CIFAR10(root, True, train_tf, download=download),
+                                  expected, download)
+        val_set = _open(lambda: torchvision.datasets.CIFAR10(root, False, T.Compose(normalize)), expected, download)
     info = DataInfo(num_classes=10, class_names=train.classes, in_channels=3, image_size=(32, 32),
                     mean=CIFAR10_MEAN, std=CIFAR10_STD)
-    return DataSplits(train, val, info)
+    return DataSplits(train_set, val_set, info)
 
 
-def load_mnist(name: str, root: Path, download: bool) -> DataSplits:
+def load_mnist(name: str, root: Path, download: bool, pipeline: str) -> DataSplits:
     cls, folder, mean, std = _MNISTS[name]
-    transform = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
     expected = (f"{Path(root) / folder / 'raw'}/train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                 f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (or the same with .gz)")
+    transform = None if pipeline == "tensor" else T.Compose([T.ToTensor(), T.Normalize(mean, std)])
     train = _open(lambda: cls(root, True, transform, download=download), expected, download)
     val = _open(lambda: cls(root, False, transform), expected, download)
+    if pipeline == "tensor":
+        train_set, val_set = in_memory(train, mean, std), in_memory(val, mean, std)
+    else:
+        train_set, val_set = train, val
     info = DataInfo(num_classes=10, class_names=train.classes, in_channels=1, image_size=(28, 28),
                     mean=mean, std=std)
-    return DataSplits(train, val, info)
+    return DataSplits(train_set, val_set, info)
 
 
 def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool) -> DataSplits:
