@@ -38,64 +38,77 @@ class TensorImages(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int):
-        images, targets = self.augment(self.images[index:index + 1], self.targets[index:index + 1], None)
-        return self.normalize(images)[0], targets[0]
-
-    def augment(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator | None):
-        """Random crop and flip of a uint8 batch (and its masks), one draw per image."""
-        if self.crop_padding:
-            images, targets = self._crop(images, targets, generator)
-        if self.flip:
-            flipped = torch.rand(len(images), device=images.device, generator=generator) < 0.5
-            images = torch.where(flipped.view(-1, 1, 1, 1), images.flip(-1), images)
-            if targets.dim() == 3:
-                targets = torch.where(flipped.view(-1, 1, 1), targets.flip(-1), targets)
-        return images, targets
-
-    def _crop(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator | None):
-        pad, (count, _, height, width) = self.crop_padding, images.shape
-        shifts = torch.randint(0, 2 * pad + 1, (2, count, 1), device=images.device, generator=generator)
-        rows = shifts[0] + torch.arange(height, device=images.device)  # (N, H) rows of the padded image
-        cols = shifts[1] + torch.arange(width, device=images.device)
-        batch = torch.arange(count, device=images.device).view(-1, 1, 1)
-        padded = F.pad(images, (pad, pad, pad, pad))
-        images = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-        if targets.dim() == 3:
-            padded_masks = F.pad(targets, (pad, pad, pad, pad), value=IGNORE_INDEX)
-            targets = padded_masks[batch, rows[:, :, None], cols[:, None, :]]
-        return images.contiguous(), targets
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
-        return (images.float() / 255 - mean) / std
+        if getattr(self, "_on_cpu", None) is None:
+            self._on_cpu = self.on_device(torch.device("cpu"))
+        images, targets = self._on_cpu.take(torch.tensor([index]), augment=True, generator=None)
+        return images[0], targets[0]
 
     def on_device(self, device: torch.device) -> DeviceBatches:
         return DeviceBatches(self, device)
 
 
 class DeviceBatches:
-    """A TensorImages copied to a device once; iterating yields augmented, normalised batches there."""
+    """A TensorImages prepared on a device once; batches are then built there in a few bulk operations.
+
+    Preparation pads every image once (for the crop) and, with flips, stores a mirrored copy beside
+    the originals: a flip is then the choice of which copy to read, and a whole batch is one
+    ``index_select`` plus one windowed copy for the crop. Memory: up to 2 x (H+2p)(W+2p)/(HW) of
+    the uint8 data set.
+    """
 
     def __init__(self, data: TensorImages, device: torch.device) -> None:
-        self.data = data
-        self.images = data.images.to(device)
-        self.targets = data.targets.to(device)
-        self.device = device
+        self.count, self.pad, self.flip = len(data), data.crop_padding, data.flip
+        _, _, self.height, self.width = data.images.shape
+        images, targets = data.images.to(device), data.targets.to(device)
+        if self.flip:
+            images = torch.cat([images, images.flip(-1)])
+            targets = torch.cat([targets, targets.flip(-1) if targets.dim() == 3 else targets])
+        if self.pad:
+            images = F.pad(images, (self.pad,) * 4)
+            if targets.dim() == 3:
+                targets = F.pad(targets, (self.pad,) * 4, value=IGNORE_INDEX)
+        self.images, self.targets, self.device = images, targets, device
+        std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+        mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+        self.scale, self.shift = 1 / (255 * std), mean / std  # (x / 255 - mean) / std = x * scale - shift
+
+    def __len__(self) -> int:
+        return self.count
+
+    def take(self, index: torch.Tensor, *, augment: bool, generator: torch.Generator | None):
+        """Normalised float images and their targets for ``index``; with ``augment``, a random
+        crop (one shift per image) and a left-right flip with probability 1/2."""
+        index = index.to(self.device)
+        count = len(index)
+        if augment and self.flip:
+            flipped = torch.rand(count, device=self.device, generator=generator) < 0.5
+            index = index + flipped * self.count
+        images, targets = self.images.index_select(0, index), self.targets.index_select(0, index)
+        if self.pad:
+            if augment:
+                shifts = torch.randint(0, 2 * self.pad + 1, (2, count), device=self.device, generator=generator)
+            else:
+                shifts = torch.full((2, count), self.pad, device=self.device)
+            images, targets = self._crop(images, shifts), self._crop_masks(targets, shifts)
+        return images.float().mul_(self.scale).sub_(self.shift), targets
+
+    def _crop(self, batch: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+        windows = batch.unfold(2, self.height, 1).unfold(3, self.width, 1)  # (N, C, dy, dx, H, W), a view
+        return windows[torch.arange(len(batch), device=batch.device), :, shifts[0], shifts[1]]
+
+    def _crop_masks(self, targets: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+        if targets.dim() != 3:
+            return targets
+        return self._crop(targets.unsqueeze(1), shifts).squeeze(1)
 
     def batches(self, batch_size: int, *, shuffle: bool, augment: bool, generator: torch.Generator | None,
                 rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of batches; with several processes each takes every ``world_size``-th image."""
-        count = len(self.images)
-        order = (torch.randperm(count, device=self.device, generator=generator) if shuffle
-                 else torch.arange(count, device=self.device))
+        order = (torch.randperm(self.count, device=self.device, generator=generator) if shuffle
+                 else torch.arange(self.count, device=self.device))
         order = order[rank::world_size]
         for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            images, targets = self.images[index], self.targets[index]
-            if augment:
-                images, targets = self.data.augment(images, targets, generator)
-            yield self.data.normalize(images), targets
+            yield self.take(order[start:start + batch_size], augment=augment, generator=generator)
 
     def num_batches(self, batch_size: int, world_size: int = 1) -> int:
-        return math.ceil(math.ceil(len(self.images) / world_size) / batch_size)
+        return math.ceil(math.ceil(self.count / world_size) / batch_size)

@@ -60,8 +60,9 @@ def test_mask_crop_pads_with_ignore_and_moves_with_the_image():
     images = marker_images(200)
     masks = torch.zeros(200, 32, 32, dtype=torch.long)
     masks[:, 10, 20] = 3
-    data = TensorImages(images, masks, (0,) * 3, (1,) * 3, crop_padding=4, flip=True)
-    batch, targets = data.augment(images, masks, torch.Generator().manual_seed(2))
+    data = TensorImages(images, masks, (0,) * 3, (1 / 255,) * 3, crop_padding=4, flip=True)
+    batch, targets = data.on_device(torch.device("cpu")).take(torch.arange(200), augment=True,
+                                                              generator=torch.Generator().manual_seed(2))
     assert torch.equal(batch[:, 0] == 255, targets == 3)
     assert (targets == 255).any() and set(targets.unique().tolist()) <= {0, 3, 255}
 
