@@ -1,8 +1,9 @@
 """Trainer overhead against a hand-written PyTorch loop doing the same work, interleaved in one process.
 
-Same model, data, seed and batch size (128), in-memory data, CPU. Both sides run whole epochs of
-training and validation and track loss and top-1/top-5 accuracy on the device, the way a careful
-hand-written loop does. Prints the median time of each and their ratio.
+Same model, data, seed and batch size (128), in-memory data (cvcore.TensorImages batched on the
+device, the Trainer's default for in-memory sets; the hand-written loop uses the same batches), CPU.
+Both sides run whole epochs of training and validation and track loss and top-1/top-5 accuracy on
+the device, the way a careful hand-written loop does. Prints the median time of each and their ratio.
 
     python benchmarks/overhead.py [--repeats 7] [--epochs 2]
 """
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import statistics
 import time
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 import cvcore
 from cvcore.trainer import Trainer, TrainerOptions, seed_everything
@@ -27,8 +28,11 @@ DEVNULL = open(os.devnull, "w")  # both sides print one line per epoch; neither 
 
 def make_data(side: int, train: int = 8192, val: int = 2048) -> cvcore.DataSplits:
     generator = torch.Generator().manual_seed(0)
+
     def split(n):
-        return TensorDataset(torch.randn(n, 1, side, side, generator=generator), torch.randint(0, 10, (n,), generator=generator))
+        images = torch.randint(0, 256, (n, 1, side, side), generator=generator, dtype=torch.uint8)
+        return cvcore.TensorImages(images, torch.randint(0, 10, (n,), generator=generator), (0.5,), (0.25,))
+
     info = cvcore.DataInfo(num_classes=10, class_names=[str(i) for i in range(10)], in_channels=1,
                            image_size=(side, side), mean=(0.0,), std=(1.0,))
     return cvcore.DataSplits(split(train), split(val), info)
@@ -45,12 +49,11 @@ def hand_written(model_name: str, data: cvcore.DataSplits, epochs: int, **model_
     model, optimizer, loss_fn = build(model_name, data, **model_options)
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(0)
-    train = DataLoader(data.train, batch_size=BATCH, shuffle=True, generator=generator)
-    val = DataLoader(data.val, batch_size=BATCH)
+    train, val = data.train.on_device(torch.device("cpu")), data.val.on_device(torch.device("cpu"))
     for _ in range(epochs):
         model.train()
         totals = torch.zeros(3, dtype=torch.float64)
-        for images, target in train:
+        for images, target in train.batches(BATCH, shuffle=True, augment=True, generator=generator):
             logits = model(images)
             loss = loss_fn(logits, target)
             loss.backward()
@@ -61,7 +64,7 @@ def hand_written(model_name: str, data: cvcore.DataSplits, epochs: int, **model_
         model.eval()
         val_totals = torch.zeros(4, dtype=torch.float64)
         with torch.inference_mode():
-            for images, target in val:
+            for images, target in val.batches(BATCH, shuffle=False, augment=False, generator=None):
                 logits = model(images)
                 top5 = logits.topk(5, 1).indices == target[:, None]
                 count = torch.tensor(float(len(target)), dtype=torch.float64)
@@ -83,20 +86,74 @@ def with_trainer(model_name: str, data: cvcore.DataSplits, epochs: int, **model_
 
 def compare(label: str, model_name: str, side: int, repeats: int, epochs: int, **model_options) -> float:
     data = make_data(side)
-    hand, ours = [], []
-    for _ in range(repeats):  # interleaved, so drifts in machine load hit both sides alike
-        hand.append(hand_written(model_name, data, epochs, **model_options))
-        ours.append(with_trainer(model_name, data, epochs, **model_options))
-    ratio = statistics.median(ours) / statistics.median(hand)
-    print(f"{label:<28} hand-written {statistics.median(hand):.3f}s  Trainer {statistics.median(ours):.3f}s  "
-          f"ratio {ratio:.3f}", flush=True)
-    return ratio
+    sides = {"hand-written": hand_written, "cvcore Trainer": with_trainer}
+    if importlib.util.find_spec("lightning") is not None:
+        sides["Lightning"] = with_lightning
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats):  # interleaved, so drifts in machine load hit every side alike
+        for name, run in sides.items():
+            times[name].append(run(model_name, data, epochs, **model_options))
+    hand = statistics.median(times["hand-written"])
+    parts = [f"{name} {statistics.median(t):.3f}s ({statistics.median(t) / hand:.3f}x)" for name, t in times.items()]
+    print(f"{label:<26} " + "  ".join(parts), flush=True)
+    return statistics.median(times["cvcore Trainer"]) / hand
+
+
+class Batches:
+    """An epoch's in-memory batches as a re-iterable (the form Lightning's fit accepts)."""
+
+    def __init__(self, data, shuffle: bool) -> None:
+        self.device_data, self.shuffle = data.on_device(torch.device("cpu")), shuffle
+        self.generator = torch.Generator().manual_seed(0)
+
+    def __len__(self) -> int:
+        return self.device_data.num_batches(BATCH)
+
+    def __iter__(self):
+        return self.device_data.batches(BATCH, shuffle=self.shuffle, augment=self.shuffle, generator=self.generator)
+
+
+def with_lightning(model_name: str, data: cvcore.DataSplits, epochs: int, **model_options) -> float:
+    """The same work under PyTorch Lightning (loss and accuracy summed on the device, no loggers)."""
+    import lightning.pytorch as pl
+
+    model, optimizer, loss_fn = build(model_name, data, **model_options)
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def training_step(self, batch, index):
+            images, target = batch
+            logits = self.net(images)
+            loss = loss_fn(logits, target)
+            self.log("train_loss", loss, on_step=False, on_epoch=True)
+            self.log("train_acc1", (logits.argmax(1) == target).float().mean(), on_step=False, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, index):
+            images, target = batch
+            logits = self.net(images)
+            top5 = logits.topk(5, 1).indices == target[:, None]
+            self.log_dict({"val_loss": loss_fn(logits, target), "val_acc1": top5[:, 0].float().mean(),
+                           "val_acc5": top5.any(1).float().mean()})
+
+        def configure_optimizers(self):
+            return optimizer
+
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(DEVNULL), contextlib.redirect_stderr(DEVNULL):
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+        trainer.fit(Module(), Batches(data.train, True), Batches(data.val, False))
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, {args.epochs} epochs x "
           f"{args.repeats} repeats (medians)")

@@ -289,15 +289,17 @@ class Trainer:
                 scheduler.step()
         return metrics
 
-    def _batches(self, loader: DataLoader, limit: int | None):
-        channels_last = self.options.channels_last
+    def _batches(self, loader, limit: int | None):
+        channels_last, on_device = self.options.channels_last, isinstance(loader, DeviceLoader)
         for index, (images, target) in enumerate(loader):
             if limit is not None and index >= limit:
                 return
-            images = images.to(self.device, non_blocking=True)
+            if not on_device:
+                images = images.to(self.device, non_blocking=True)
+                target = target.to(self.device, non_blocking=True)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            yield images, target.to(self.device, non_blocking=True)
+            yield images, target
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -336,11 +338,13 @@ class Trainer:
     def _check_finite(self, loss: torch.Tensor | None, index: int) -> None:
         """Stop on a NaN/inf loss. On CPU the check is immediate, before the weights are updated; on an
         accelerator the flag is read one step late, so that reading it never stalls the queue."""
-        pending = self._pending_finite
-        self._pending_finite = None if loss is None else (torch.isfinite(loss.detach()), index)
-        if self.device.type == "cpu":
-            pending, self._pending_finite = self._pending_finite, None
-        if pending is not None and not pending[0].item():
+        if self.device.type == "cpu":  # reading a CPU tensor costs no sync
+            finite = loss is None or math.isfinite(loss.detach().item())
+            pending = None if finite else (False, index)
+        else:
+            pending = self._pending_finite
+            self._pending_finite = None if loss is None else (torch.isfinite(loss.detach()), index)
+        if pending is not None and not bool(pending[0]):
             raise NonFiniteLossError(
                 f"The loss became NaN or infinite at epoch {self.epoch + 1}, batch {pending[1] + 1}; training "
                 f"stopped and the last checkpoint was kept. Lower the learning rate, clip gradients "
