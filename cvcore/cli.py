@@ -211,14 +211,36 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
         for line in run.dry_run(checked):
             click.echo(line)
     else:
+        _exit_on_signals()
         try:
             summary, run_dir = run.train(config, resumed)
         except Interrupted as stop:
+            _ignore_signals()  # exiting now: a further Ctrl-C must not kill the process mid-shutdown
             click.echo(f"Interrupted by {stop}: the step in flight finished and a checkpoint was saved "
                        f"(with the checkpoint callback). Resume with: cv train --resume RUN_DIR", err=True)
             raise SystemExit(128 + stop.signum) from None
         if run_dir is not None:
             click.echo(_summary_line(summary, run_dir))
+
+
+def _exit_on_signals() -> None:
+    """SIGINT/SIGTERM outside the training loop (loading data, or again after the save) exit at once
+    with 130/143 and no traceback; inside the loop the Trainer's own handlers take over."""
+    import signal
+
+    def leave(signum, frame):
+        _ignore_signals()
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, leave)
+
+
+def _ignore_signals() -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _summary_line(summary: dict, run_dir) -> str:

@@ -27,15 +27,16 @@ def wait_for(path, process, timeout=120):
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize(("signals", "code"), [([signal.SIGINT], 130), ([signal.SIGTERM], 143),
-                                               ([signal.SIGINT, signal.SIGINT], 130)])
-def test_signal_finishes_the_step_saves_and_exits(tmp_path, signals, code):
+@pytest.mark.parametrize(("signals", "code", "gap"), [
+    ([signal.SIGINT], 130, 0), ([signal.SIGTERM], 143, 0),
+    ([signal.SIGINT, signal.SIGINT], 130, 0.002), ([signal.SIGINT, signal.SIGINT], 130, 0.2)])
+def test_signal_finishes_the_step_saves_and_exits(tmp_path, signals, code, gap):
     process = start_long_run(tmp_path / "run")
     last = tmp_path / "run" / "checkpoints" / "last.safetensors"
     wait_for(last, process)
     for sig in signals:  # a second Ctrl-C while saving must not corrupt the save
         process.send_signal(sig)
-        time.sleep(0.02)
+        time.sleep(gap)
     out, err = process.communicate(timeout=60)
     assert process.returncode == code, err
     assert "Interrupted by SIG" in err and "cv train --resume" in err
