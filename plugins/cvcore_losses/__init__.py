@@ -69,58 +69,52 @@ def mse(*, num_classes: int = 0):
     return SoftmaxMSE(num_classes)
 
 
+_OVERLAP_PARAMS = """
+    :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class).
+    :param from_logits: apply softmax (multiclass) or sigmoid first; false if inputs are probabilities.
+    :param smooth: added to numerator and denominator.
+    :param ignore_index: target value whose pixels are left out.
+    :param reduction: mean or sum over the classes present, or none (one value per class).
+    :param classes: class indices to average over (default all).
+"""
+
+
 def _overlap(name: str, a: float, alpha: float, beta: float, **options):
     from cvcore_losses.overlap import OverlapLoss
 
     return OverlapLoss(name, a, alpha, beta, **options)
 
 
-def dice(*, mode: Mode = "multiclass", from_logits: bool = True, smooth: float = 0.0,
-         ignore_index: int | None = None, reduction: Reduction = "mean", classes: list[int] | None = None):
-    """Soft Dice loss 1 - (2TP + s) / (2TP + FP + FN + s), per class over the batch, then averaged.
+def _overlap_factory(name: str, a: float, summary: str):
+    """Dice and IoU share every option; only the weight ``a`` of the true positives differs."""
 
-    :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class).
-    :param from_logits: apply softmax (multiclass) or sigmoid first; false if inputs are probabilities.
-    :param smooth: added to numerator and denominator.
-    :param ignore_index: target value whose pixels are left out.
-    :param reduction: mean or sum over the classes present, or none (one value per class).
-    :param classes: class indices to average over (default all).
-    """
-    return _overlap("dice", 2.0, 1.0, 1.0, mode=mode, from_logits=from_logits, smooth=smooth,
-                    ignore_index=ignore_index, reduction=reduction, classes=classes)
+    def factory(*, mode: Mode = "multiclass", from_logits: bool = True, smooth: float = 0.0,
+                ignore_index: int | None = None, reduction: Reduction = "mean", classes: list[int] | None = None):
+        return _overlap(name, a, 1.0, 1.0, mode=mode, from_logits=from_logits, smooth=smooth,
+                        ignore_index=ignore_index, reduction=reduction, classes=classes)
+
+    factory.__name__ = name
+    factory.__doc__ = summary + "\n" + _OVERLAP_PARAMS
+    return factory
 
 
-def iou(*, mode: Mode = "multiclass", from_logits: bool = True, smooth: float = 0.0,
-        ignore_index: int | None = None, reduction: Reduction = "mean", classes: list[int] | None = None):
-    """Soft IoU (Jaccard) loss 1 - (TP + s) / (TP + FP + FN + s), per class over the batch, then averaged.
-
-    :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class).
-    :param from_logits: apply softmax (multiclass) or sigmoid first; false if inputs are probabilities.
-    :param smooth: added to numerator and denominator.
-    :param ignore_index: target value whose pixels are left out.
-    :param reduction: mean or sum over the classes present, or none (one value per class).
-    :param classes: class indices to average over (default all).
-    """
-    return _overlap("iou", 1.0, 1.0, 1.0, mode=mode, from_logits=from_logits, smooth=smooth,
-                    ignore_index=ignore_index, reduction=reduction, classes=classes)
+dice = _overlap_factory("dice", 2.0, "Soft Dice loss 1 - (2TP + s) / (2TP + FP + FN + s), per class over the batch, "
+                                     "then averaged.")
+iou = _overlap_factory("iou", 1.0, "Soft IoU (Jaccard) loss 1 - (TP + s) / (TP + FP + FN + s), per class over the "
+                                   "batch, then averaged.")
 
 
 def tversky(*, mode: Mode = "multiclass", from_logits: bool = True, alpha: float = 0.3, beta: float = 0.7,
             smooth: float = 0.0, ignore_index: int | None = None, reduction: Reduction = "mean",
             classes: list[int] | None = None):
-    """Tversky loss 1 - (TP + s) / (TP + alpha FP + beta FN + s): weighs misses and false alarms apart.
-
-    :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class).
-    :param from_logits: apply softmax (multiclass) or sigmoid first; false if inputs are probabilities.
-    :param alpha: weight of false positives.
-    :param beta: weight of false negatives (alpha = beta = 0.5 is Dice, 1 and 1 is IoU).
-    :param smooth: added to numerator and denominator.
-    :param ignore_index: target value whose pixels are left out.
-    :param reduction: mean or sum over the classes present, or none (one value per class).
-    :param classes: class indices to average over (default all).
-    """
     return _overlap("tversky", 1.0, alpha, beta, mode=mode, from_logits=from_logits, smooth=smooth,
                     ignore_index=ignore_index, reduction=reduction, classes=classes)
+
+
+tversky.__doc__ = """Tversky loss 1 - (TP + s) / (TP + alpha FP + beta FN + s): weighs misses and false alarms apart.
+
+    :param alpha: weight of false positives.
+    :param beta: weight of false negatives (alpha = beta = 0.5 is Dice, 1 and 1 is IoU).""" + _OVERLAP_PARAMS
 
 
 def focal(*, mode: Mode = "multiclass", from_logits: bool = True, alpha: float | list[float] | None = None,
