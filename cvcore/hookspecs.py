@@ -18,7 +18,7 @@ records which plugin and distribution provided it. A plugin calls it once per co
   Left out, any task is allowed.
 
 Options whose names match a field of :class:`cvcore.DataInfo` (``num_classes``, ``in_channels``,
-``image_size``, ``task``, ``class_names``) or of the run plan (``epochs``, ``steps_per_epoch``) are
+``image_size``, ``task``, ``class_names``) or of the run plan (``total_epochs``, ``steps_per_epoch``) are
 filled in by the Trainer from the data and the run unless the user sets them, so components adapt
 to the data set without configuration.
 
@@ -157,7 +157,7 @@ def register_schedulers(register: Register) -> None:
         optimizer step or after every epoch (default ``"epoch"``).
 
     The factory receives the optimizer as its one positional argument and the options as
-    keywords (declare ``epochs`` and ``steps_per_epoch`` to receive the run's plan); it returns
+    keywords (declare ``total_epochs`` and ``steps_per_epoch`` to receive the run's plan); it returns
     a ``torch.optim.lr_scheduler.LRScheduler``. Several schedulers may be chained in one run
     (``--scheduler warmup --scheduler multistep``): each multiplies the learning rate that the
     others leave, so write them in torch's chainable form.
