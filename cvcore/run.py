@@ -194,11 +194,7 @@ def dry_run(plan: Plan) -> list[str]:
     """Build everything, check that it fits, run one forward/backward batch; return report lines."""
     built = Built(plan, None)
     trainer = built.trainer
-    trainer._setup()
-    images, target = next(trainer._batches(trainer.train_loader, 1))
-    with trainer._autocast():
-        loss = trainer.loss_fn(trainer.model(images), target)
-    loss.backward()
+    batch_size, loss = trainer.trial_step()
     params = sum(p.numel() for p in built.model.parameters())
     trainable = sum(p.numel() for p in built.model.parameters() if p.requires_grad)
     info = built.data.info
@@ -206,7 +202,7 @@ def dry_run(plan: Plan) -> list[str]:
             f"data      {len(built.data.train)} train / {len(built.data.val)} val images, "
             f"{info.num_classes} classes, {info.in_channels}x{info.image_size[0]}x{info.image_size[1]}",
             f"model     {params:,} parameters ({trainable:,} trainable)",
-            f"one batch of {images.shape[0]}: loss {loss.item():.4f}, backward ok on {trainer.device}"]
+            f"one batch of {batch_size}: loss {loss:.4f}, backward ok on {trainer.device}"]
 
 
 def train(config: dict[str, Any], resume=None) -> tuple[dict[str, Any], Path]:

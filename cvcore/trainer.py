@@ -226,6 +226,17 @@ class Trainer:
             worker_init_fn=_seed_worker, generator=generator,
         )
 
+    def trial_step(self) -> tuple[int, float]:
+        """Set up, then run forward and backward on one training batch without stepping the optimizer:
+        what `cv train --dry-run` checks. Returns the batch size and the loss."""
+        self._setup()
+        images, target = next(self._batches(self.train_loader, 1))
+        with self._autocast():
+            loss = self.loss_fn(self.model(images), target)
+        loss.backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        return len(images), loss.item()
+
     # -- the loop ---------------------------------------------------------------------------------
 
     def fit(self, checkpoint: Any = None) -> dict[str, Any]:
