@@ -302,18 +302,26 @@ def eval_command(checkpoint: Path, dataset, data_dir, batch_size: int, device: s
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--topk", type=int, default=5, show_default=True, help="Classes to show per image.")
+@click.option("--output-dir", type=click.Path(path_type=Path), help="Segmentation: where the masks go (default: here).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def predict(model: Path, images: tuple[Path, ...], topk: int, as_json: bool) -> None:
-    """Classify IMAGES with MODEL: a checkpoint, a run directory or an exported .onnx file."""
+def predict(model: Path, images: tuple[Path, ...], topk: int, output_dir: Path | None, as_json: bool) -> None:
+    """Predict IMAGES with MODEL: a checkpoint, a run directory or an exported .onnx file.
+
+    Classifiers print the top-k classes; segmentation models write IMAGE.mask.png (class ids).
+    """
     from cvcore.inference import predict as run_predict
 
-    results = run_predict(model, list(images), topk)
+    results = run_predict(model, list(images), topk, output_dir)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
     for result in results:
-        ranked = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
-        click.echo(f"{result['image']}: {ranked}")
+        if "mask" in result:
+            shares = ", ".join(f"{name} {share:.1%}" for name, share in result["pixels"].items())
+            click.echo(f"{result['image']}: wrote {result['mask']} ({shares})")
+        else:
+            ranked = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
+            click.echo(f"{result['image']}: {ranked}")
 
 
 @cli.command()

@@ -129,14 +129,30 @@ class Predictor:
             return self.model(images)
 
 
-def predict(path: Path, images: list[Path], topk: int) -> list[dict[str, Any]]:
-    """Top-k classes with probabilities per image (classification models)."""
+def predict(path: Path, images: list[Path], topk: int, output_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Classification: the top-k classes with probabilities per image. Segmentation: a PNG mask of
+    class ids per image in ``output_dir``, and the share of pixels of each class."""
     predictor = Predictor(path)
-    if predictor.info["task"] != "classification":
-        raise ConfigError("cv predict gives class probabilities; this model is a segmentation model.")
-    probabilities = predictor.logits(preprocess(images, predictor.info)).float().softmax(dim=1)
+    logits = predictor.logits(preprocess(images, predictor.info)).float()
+    if predictor.info["task"] == "segmentation":
+        return _write_masks(logits, images, predictor.info["class_names"], output_dir or Path("."))
+    probabilities = logits.softmax(dim=1)
     names = predictor.info["class_names"]
     values, indices = probabilities.topk(min(topk, len(names)), dim=1)
     return [{"image": str(image), "top": [{"class": names[i], "probability": round(p, 6)}
                                           for p, i in zip(v.tolist(), ix.tolist())]}
             for image, v, ix in zip(images, values, indices)]
+
+
+def _write_masks(logits: torch.Tensor, images: list[Path], names: list[str], output_dir: Path) -> list[dict[str, Any]]:
+    from PIL import Image
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for image, mask in zip(images, logits.argmax(dim=1).to(torch.uint8)):
+        target = output_dir / f"{Path(image).stem}.mask.png"
+        Image.fromarray(mask.numpy()).save(target)
+        shares = torch.bincount(mask.flatten().long(), minlength=len(names)).float() / mask.numel()
+        results.append({"image": str(image), "mask": str(target),
+                        "pixels": {name: round(share, 6) for name, share in zip(names, shares.tolist())}})
+    return results

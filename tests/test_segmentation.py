@@ -135,3 +135,25 @@ def test_shapes_recipe_reaches_the_documented_mean_iou(tmp_path):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert max(row["val_miou"] for row in rows) >= 0.80
+
+
+def test_predict_writes_masks_from_checkpoint_and_onnx(tmp_path):
+    run = tmp_path / "r"
+    result = CliRunner().invoke(cli, ["train", "--dataset", "shapes", "--model", "unet", "--loss", "dice_bce",
+                                      "--set", "dataset.count=64", "--set", "dataset.size=32", "--set", "model.width=4",
+                                      "--set", "model.depth=2", "--epochs", "1", "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    splits = cvcore.create("dataset", "shapes", count=64, size=32)
+    picture = tmp_path / "shape.png"
+    Image.fromarray(splits.val.images[0].permute(1, 2, 0).numpy()).save(picture)
+    assert CliRunner().invoke(cli, ["export", str(run), "--output", str(tmp_path / "m.onnx")]).exit_code == 0
+    masks = []
+    for model, folder in ((run, "torch"), (tmp_path / "m.onnx", "onnx")):
+        out = CliRunner().invoke(cli, ["predict", str(model), str(picture), "--output-dir", str(tmp_path / folder), "--json"])
+        assert out.exit_code == 0, out.output
+        report = json.loads(out.output)[0]
+        assert set(report["pixels"]) == {"background", "circle", "square", "triangle"}
+        assert sum(report["pixels"].values()) == pytest.approx(1.0)
+        masks.append(np.array(Image.open(report["mask"])))
+    assert masks[0].shape == (32, 32) and masks[0].max() < 4
+    assert (masks[0] == masks[1]).mean() > 0.99  # onnxruntime and PyTorch agree pixel for pixel (ties aside)
