@@ -96,9 +96,11 @@ class SegmentationMetrics:
         self.loss_sum += loss.detach().float() * count
         pred = logits.argmax(dim=1).flatten()
         truth = target.flatten()
-        valid = (truth >= 0) & (truth < self.num_classes)  # drops ignore_index pixels
-        cells = torch.where(valid, truth * self.num_classes + pred, torch.zeros_like(truth))
-        self.confusion += torch.bincount(cells, weights=valid.float(), minlength=self.num_classes**2)
+        valid = (truth >= 0) & (truth < self.num_classes)
+        # ignore_index pixels go to one extra bin that is dropped: a weighted bincount would have
+        # no deterministic CUDA kernel, and --deterministic must keep working.
+        cells = torch.where(valid, truth * self.num_classes + pred, torch.full_like(truth, self.num_classes**2))
+        self.confusion += torch.bincount(cells, minlength=self.num_classes**2 + 1)[:-1]
 
     def running(self) -> tuple[float, float]:
         matrix = self.confusion.view(self.num_classes, -1)
