@@ -19,7 +19,8 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
     from torch.utils.data import DataLoader
 
     from cvcore import run
-    from cvcore.trainer import evaluate, resolve_device
+    from cvcore.tensor_data import TensorImages
+    from cvcore.trainer import DeviceLoader, evaluate, resolve_device
 
     loaded = load_model(path)
     config = loaded.document["config"]
@@ -40,7 +41,10 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
     loss_fn = checked.part("loss").component.build(**loss)
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(target_device)
-    batches = ((x.to(target_device), y.to(target_device)) for x, y in DataLoader(data.val, batch_size=batch_size))
+    if isinstance(data.val, TensorImages):  # in memory: batches built on the device, as in training
+        batches = iter(DeviceLoader(data.val.on_device(target_device), batch_size, shuffle=False, generator=None))
+    else:
+        batches = ((x.to(target_device), y.to(target_device)) for x, y in DataLoader(data.val, batch_size=batch_size))
     metrics = evaluate(model, loss_fn, batches, data.info, target_device)
     return {"metrics": metrics.compute("val"), "per_class_metric": metrics.per_class_name,
             "per_class": dict(zip(data.info.class_names, metrics.per_class())),
