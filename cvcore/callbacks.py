@@ -15,6 +15,10 @@ class Callback:
     ``state_dict``/``load_state_dict`` let a callback's state travel with checkpoints.
     """
 
+    #: Callbacks run in increasing ``order``, then as configured. A callback that saves the run's
+    #: state (the checkpoint callback: 100) runs after the others have seen the epoch.
+    order: int = 0
+
     def on_fit_start(self, trainer: Trainer) -> None: ...
 
     def on_epoch_start(self, trainer: Trainer) -> None: ...

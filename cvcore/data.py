@@ -20,6 +20,12 @@ class DataInfo:
     image_size: tuple[int, int] = attrs.field(converter=tuple)
     mean: tuple[float, ...] = attrs.field(converter=tuple)
     std: tuple[float, ...] = attrs.field(converter=tuple)
+    #: Target value that losses and metrics leave out (segmentation masks: 255), filled into losses
+    #: that declare an ``ignore_index`` option.
+    ignore_index: int | None = None
+    #: Validation (and ``cv predict``) resize the shorter side to this, then center-crop to
+    #: ``image_size``; None: resize straight to the crop size.
+    eval_resize: int | None = None
 
     @class_names.validator
     def _names_match(self, attribute, value) -> None:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from cvcore.distributed import shard
+
 IGNORE_INDEX = 255  # the value padded into segmentation masks by a crop
 
 
@@ -102,13 +104,23 @@ class DeviceBatches:
         return self._crop(targets.unsqueeze(1), shifts).squeeze(1)
 
     def batches(self, batch_size: int, *, shuffle: bool, augment: bool, generator: torch.Generator | None,
-                rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch of batches; with several processes each takes every ``world_size``-th image."""
-        order = (torch.randperm(self.count, device=self.device, generator=generator) if shuffle
-                 else torch.arange(self.count, device=self.device))
-        order = order[rank::world_size]
+                order_generator: torch.Generator | None = None, rank: int = 0,
+                world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of batches; augmentations draw from ``generator``.
+
+        With several processes, the shuffled order comes from ``order_generator`` (default:
+        ``generator``), which must be the same on every process: each takes an equal share of that
+        one permutation (see :func:`cvcore.distributed.shard`); without shuffling every image is
+        taken exactly once.
+        """
+        order_generator = order_generator or generator
+        order = (torch.randperm(self.count, generator=order_generator,
+                                device=order_generator.device if order_generator else self.device)
+                 if shuffle else torch.arange(self.count, device=self.device))
+        order = shard(order, rank, world_size, pad=shuffle).to(self.device)  # one copy per epoch
         for start in range(0, len(order), batch_size):
             yield self.take(order[start:start + batch_size], augment=augment, generator=generator)
 
-    def num_batches(self, batch_size: int, world_size: int = 1) -> int:
-        return math.ceil(math.ceil(self.count / world_size) / batch_size)
+    def num_batches(self, batch_size: int, world_size: int = 1, rank: int = 0, *, shuffle: bool = True) -> int:
+        share = math.ceil(self.count / world_size) if shuffle else len(range(rank, self.count, world_size))
+        return math.ceil(share / batch_size)

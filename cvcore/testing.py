@@ -54,6 +54,8 @@ def check_component(kind: str, name: str, **options: Any) -> Any:
 
 
 def _check_dataset(component: Component, options: dict[str, Any]) -> Any:
+    import torch
+
     from cvcore.data import DataInfo, DataSplits
 
     splits = component.build(**options)
@@ -61,10 +63,15 @@ def _check_dataset(component: Component, options: dict[str, Any]) -> Any:
     assert isinstance(splits, DataSplits), f"{label} returned {type(splits).__name__}, not DataSplits"
     assert isinstance(splits.info, DataInfo), f"{label}: info is not a DataInfo"
     assert len(splits.train) > 0 and len(splits.val) > 0, f"{label} has an empty split"
+    info = splits.info
     image, target = splits.train[0]
-    expected = (splits.info.in_channels, *splits.info.image_size)
+    expected = (info.in_channels, *info.image_size)
     assert tuple(image.shape) == expected, f"{label}: image shape {tuple(image.shape)}, info says {expected}"
-    assert 0 <= int(target) < splits.info.num_classes, f"{label}: target {int(target)} out of range"
+    target = torch.as_tensor(target)
+    wanted = tuple(info.image_size) if info.task == "segmentation" else ()
+    assert tuple(target.shape) == wanted, f"{label}: target shape {tuple(target.shape)}, expected {wanted}"
+    valid = target[target != info.ignore_index] if info.ignore_index is not None else target
+    assert bool(((valid >= 0) & (valid < info.num_classes)).all()), f"{label}: target values out of range"
     return splits
 
 

@@ -91,10 +91,20 @@ def write_image_folder(root: Path, classes=("ants", "bees"), per_class: int = 3,
 
 
 @contextmanager
-def serve(folder: Path):
-    """Serve ``folder`` over HTTP on the loopback interface; yields the base URL."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None
+def serve(folder: Path, requests: list[str] | None = None):
+    """Serve ``folder`` over HTTP on the loopback interface; yields the base URL. Each requested
+    path is appended to ``requests``."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if requests is not None:
+                requests.append(self.path)
+            super().do_GET()
+
+    handler = functools.partial(Handler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -1,22 +1,93 @@
 """Two processes on CPU with gloo, launched by torchrun exactly as users launch multi-GPU runs."""
 
 import json
+import os
 import subprocess
 import sys
+from collections import Counter
+from pathlib import Path
 
 import pytest
+import torch
+
+from cvcore import checkpoint as ckpt
+from fixtures import md5, serve, write_mnist_mirror
+
+LAUNCH = Path(__file__).with_name("launch_cv.py")
+
+
+def torchrun(tmp_path, *args, env=None, processes=2):
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
+         str(LAUNCH), "train", "--device", "cpu", *args],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PROBE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1", **(env or {})})
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def rows(run_dir):
+    drop = ("seconds", "images_per_second")
+    return [{k: v for k, v in json.loads(line).items() if k not in drop}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.slow
 def test_two_process_gloo_run(tmp_path):
     run_dir = tmp_path / "ddp"
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "cvcore.cli", "train", "--epochs", "2", "--device", "cpu", "--run-dir", str(run_dir)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in rows] == [1, 2]  # written once, by rank 0
+    done = torchrun(tmp_path, "--epochs", "2", "--run-dir", str(run_dir))
+    assert [row["epoch"] for row in rows(run_dir)] == [1, 2]  # written once, by rank 0
     assert done.stdout.count("epoch 2/2") == 1  # printed once
-    assert rows[-1]["val_acc1"] > 0.8  # metrics all-reduced over both halves of the data
+    assert rows(run_dir)[-1]["val_acc1"] > 0.8  # metrics all-reduced over both halves of the data
     assert list(tmp_path.glob("runs")) == []  # rank 1 created no run directory of its own
+
+
+IDS = ["--dataset", "ids", "--model", "id_recorder", "--callback", "id_log", "--batch-size", "64",
+       "--optimizer", "sgd", "--lr", "0.1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tensor_loader", ["true", "false"])
+def test_every_sample_is_trained_once_per_epoch_and_validated_once(tmp_path, tensor_loader):
+    # 129 training images, batch 64, 2 processes: shares of 65 (one image repeated, wrapped around as
+    # DistributedSampler pads) in 2 batches each; 37 validation images: 19 + 18, each counted once.
+    torchrun(tmp_path, *IDS, "--epochs", "3", "--run-dir", str(tmp_path / "run"),
+             "--set", f"trainer.tensor_loader={tensor_loader}")
+    logs = [[json.loads(line) for line in (tmp_path / "ids" / f"rank-{r}.jsonl").read_text().splitlines()]
+            for r in (0, 1)]
+    orders = []
+    for epoch_rows in zip(*logs):
+        trained = Counter(i for row in epoch_rows for i in row["train"])
+        assert set(trained) == set(range(129)), f"never trained on: {set(range(129)) - set(trained)}"
+        assert sorted(trained.values()) == [1] * 128 + [2]  # the one wrapped-around image
+        assert [len(row["train"]) for row in epoch_rows] == [65, 65]
+        validated = sorted(i for row in epoch_rows for i in row["val"])
+        assert validated == list(range(10000, 10037))
+        orders.append(epoch_rows[0]["train"])
+    assert orders[0] != orders[1]  # a new permutation every epoch
+
+
+@pytest.mark.slow
+def test_resume_restores_each_process_own_random_state(tmp_path):
+    augmented = [*IDS, "--set", "dataset.crop_padding=1", "--set", "dataset.flip=true", "--seed", "3",
+                 "--scheduler", "step"]  # a schedule that does not depend on the run length
+    torchrun(tmp_path, *augmented, "--epochs", "3", "--run-dir", str(tmp_path / "full"))
+    torchrun(tmp_path, *augmented, "--epochs", "2", "--run-dir", str(tmp_path / "half"))
+    torchrun(tmp_path, "--resume", str(tmp_path / "half"), "--epochs", "3")
+    assert rows(tmp_path / "half") == rows(tmp_path / "full")
+    full, half = (ckpt.load(tmp_path / d / "checkpoints" / "last.safetensors").model_weights()
+                  for d in ("full", "half"))
+    assert all(torch.equal(full[key], half[key]) for key in full)
+
+
+@pytest.mark.slow
+def test_download_happens_once_under_torchrun(tmp_path):
+    files = write_mnist_mirror(tmp_path / "mirror", count=40)
+    resources = json.dumps([(f.name, md5(f)) for f in files])
+    requests = []
+    with serve(tmp_path / "mirror", requests) as url:
+        done = torchrun(tmp_path, "--dataset", "mnist", "--model", "mlp", "--data-dir", str(tmp_path / "data"),
+                        "--set", "dataset.download=true", "--epochs", "1", "--run-dir", str(tmp_path / "run"),
+                        env={"MNIST_MIRROR": url, "MNIST_RESOURCES": resources})
+    # One process's download: torchvision asks for each file twice (a redirect probe, then the file).
+    assert Counter(requests) == {f"/{f.name}": 2 for f in files}, done.stdout + done.stderr

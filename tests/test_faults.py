@@ -1,9 +1,11 @@
 """Signals and non-finite losses: the run stops cleanly and the checkpoints on disk stay good."""
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -41,8 +43,10 @@ def test_signal_finishes_the_step_saves_and_exits(tmp_path, signals, code, gap):
     assert process.returncode == code, err
     assert "Interrupted by SIG" in err and "cv train --resume" in err
     saved = ckpt.load(last)
-    assert saved.document["interrupted"] is True
-    assert saved.state()["global_step"] > 0
+    state = saved.state()
+    # `last` holds a completed epoch (45 steps each), never an epoch's partial updates.
+    assert saved.document["epoch"] == state["epoch"] >= 1 and state["global_step"] == 45 * state["epoch"]
+    assert f"the checkpoints hold epoch {state['epoch']}" in err
 
 
 def make_nan_loss(*, after: int = 60):
@@ -59,15 +63,20 @@ def make_nan_loss(*, after: int = 60):
     return loss
 
 
-def test_non_finite_loss_stops_within_one_step_and_keeps_the_last_checkpoint(in_tmp):
+def train_with_loss(name, factory, *args):
+    """`cv train --loss NAME ARGS` with the loss ``factory`` registered by a throwaway plugin."""
     def register_losses(register):
-        register("nan_later", make_nan_loss)
+        register(name, factory)
 
     with plugin_registered(plugin(register_losses=register_losses), name="faulty"):
-        result = CliRunner().invoke(cli, ["train", "--loss", "nan_later", "--epochs", "3", "--run-dir", "r"])
+        return CliRunner().invoke(cli, ["train", "--loss", name, "--run-dir", "r", *args])
+
+
+def test_non_finite_loss_stops_within_one_step_and_keeps_the_last_checkpoint(in_tmp):
+    result = train_with_loss("nan_later", make_nan_loss, "--epochs", "3")
     assert result.exit_code == 1
     # Epoch 1 calls the loss 45 times in training and 12 in validation: call 61 is batch 4 of epoch 2.
-    assert "The loss became NaN or infinite at epoch 2, batch 4;" in result.output
+    assert "The loss became NaN or infinite at epoch 2, batch 4; training stopped (the checkpoints hold epoch 1" in result.output
     saved = ckpt.load(in_tmp / "r" / "checkpoints" / "last.safetensors")
     assert saved.document["epoch"] == 1
     weights = saved.model_weights()
@@ -80,3 +89,58 @@ def test_stale_temporary_files_are_cleaned_at_the_next_run(in_tmp):
     (folder / ".last.safetensors.tmp-999").write_bytes(b"half a save")
     assert CliRunner().invoke(cli, ["train", "--epochs", "1", "--limit-train-batches", "1", "--run-dir", "r"]).exit_code == 0
     assert not list(folder.glob(".*tmp*"))
+
+
+def test_non_finite_loss_before_any_checkpoint_says_there_is_none(in_tmp):
+    result = train_with_loss("nan_later", make_nan_loss, "--set", "loss.after=3")
+    assert result.exit_code == 1
+    assert "no epoch had completed, so there is no checkpoint" in result.output
+    assert "checkpoint was kept" not in result.output
+
+
+def nan_in_validation():
+    """Cross-entropy in training, NaN in validation: the monitored val_loss is never finite."""
+    import torch
+
+    def loss(logits, target):
+        value = torch.nn.functional.cross_entropy(logits, target)
+        return value if torch.is_grad_enabled() else value * float("nan")
+
+    return loss
+
+
+def test_never_finite_monitored_metric_ends_with_a_clear_summary(in_tmp):
+    result = train_with_loss("nan_val", nan_in_validation, "--epochs", "2", "--limit-train-batches", "2",
+                             "--set", "trainer.monitor=val_loss")
+    assert result.exit_code == 0, result.output
+    assert "val_loss was never finite in 2 epoch(s)" in result.output
+
+
+LAUNCH = [sys.executable, str(Path(__file__).with_name("launch_cv.py")), "train", "--device", "cpu"]
+
+
+def test_sigterm_to_the_process_group_with_workers_exits_cleanly(tmp_path):
+    """A batch scheduler's cancel signals every process of the job, DataLoader workers included."""
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([*LAUNCH[:2], "train", "--device", "cpu", "--epochs", "500", "--workers", "2",
+                                "--set", "trainer.tensor_loader=false", "--run-dir", str(run_dir)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "PROBE_DIR": str(tmp_path)})
+    wait_for(run_dir / "metrics.jsonl", process)
+    os.killpg(process.pid, signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err and "Interrupted by SIGTERM" in err
+    assert ckpt.load(run_dir / "checkpoints" / "last.safetensors").document["epoch"] >= 1
+
+
+def test_signal_during_the_last_epoch_validation_is_honoured(tmp_path):
+    """SIGINT after the last training step: the epoch completes and is saved, and the exit says so."""
+    run_dir = tmp_path / "run"
+    done = subprocess.run([*LAUNCH, "--epochs", "1", "--limit-train-batches", "3", "--callback", "interrupt_at",
+                           "--set", "callbacks.interrupt_at.step=3", "--set", "callbacks.interrupt_at.after_validation=true",
+                           "--run-dir", str(run_dir)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PROBE_DIR": str(tmp_path)})
+    assert done.returncode == 130, done.stderr
+    assert "after 1 completed epoch(s)" in done.stderr
+    assert ckpt.load(run_dir / "checkpoints" / "last.safetensors").document["epoch"] == 1

@@ -1,6 +1,7 @@
 """Plugin loading: isolation of broken plugins, selection, disabling, duplicates, contract checks."""
 
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 
@@ -59,6 +60,19 @@ def test_misspelled_hook_is_a_load_error():
         (failure,) = registry().failures
     assert "unknown hook 'register_model'" in failure.error
     assert "Did you mean 'register_models'" in failure.error
+
+
+@pytest.mark.parametrize("marker", [{"hookwrapper": True}, {"wrapper": True}])
+def test_hook_declared_as_a_wrapper_is_a_load_error(marker):
+    def register_models(register):
+        register("never", duplicate_lenet)
+        yield
+
+    wrapped = SimpleNamespace(register_models=cvcore.hookimpl(**marker)(register_models))
+    with plugin_registered(wrapped, name="wrapped"):
+        (failure,) = registry().failures
+        assert "declares 'register_models' as a pluggy wrapper" in failure.error
+        assert not cvcore.list_components("model", "never")
 
 
 def test_invalid_registration_is_a_plugin_error():

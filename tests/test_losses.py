@@ -61,6 +61,19 @@ def test_binary_focal_matches_torchvision():
     assert torch.allclose(per_element, torchvision.ops.sigmoid_focal_loss(logits, target, reduction="none"), atol=1e-6)
 
 
+def test_multilabel_focal_takes_one_alpha_per_class():
+    torch.manual_seed(3)
+    logits, target = torch.randn(6, 3), torch.randint(0, 2, (6, 3)).float()
+    alphas = [0.1, 0.5, 0.9]
+    ours = cvcore.create("loss", "focal", mode="multilabel", alpha=alphas, reduction="none")(logits, target)
+    for column, alpha in enumerate(alphas):
+        expected = torchvision.ops.sigmoid_focal_loss(logits[:, column], target[:, column], alpha=alpha,
+                                                      reduction="none")
+        assert torch.allclose(ours[:, column], expected, atol=1e-6)
+    with pytest.raises(cvcore.OptionError, match="2 alpha weights for 3 classes"):
+        cvcore.create("loss", "focal", mode="multilabel", alpha=[0.1, 0.2])(logits, target)
+
+
 def test_multiclass_focal_is_per_element():
     torch.manual_seed(3)
     logits, target = torch.randn(10, 4), torch.randint(0, 4, (10,))

@@ -80,8 +80,53 @@ def test_local_safetensors_weights_load(tmp_path):
     save_file(source.state_dict(), str(tmp_path / "w.safetensors"))
     loaded = cvcore.create("model", "tv/resnet18", num_classes=5, weights=tmp_path / "w.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), loaded.state_dict().values()))
-    with pytest.raises(cvcore.DataError, match="do not fit this model: wrong shape \\['fc.bias', 'fc.weight'\\]"):
-        cvcore.create("model", "tv/resnet18", num_classes=3, weights=tmp_path / "w.safetensors")
+    # A 5-class head for a 5-class model loads as it is; another architecture is refused.
+    with pytest.raises(cvcore.DataError, match="do not fit this model: missing \\['layer1.2.bn1.bias'"):
+        cvcore.create("model", "tv/resnet34", num_classes=5, weights=tmp_path / "w.safetensors")
+
+
+def test_imagenet_weights_file_loads_the_backbone_and_sizes_the_head(tmp_path):
+    imagenet = torchvision.models.resnet18(num_classes=1000)  # a torchvision state dict, as converted
+    save_file(imagenet.state_dict(), str(tmp_path / "imagenet.safetensors"))
+    model = cvcore.create("model", "tv/resnet18", num_classes=2, weights=tmp_path / "imagenet.safetensors")
+    assert model.fc.out_features == 2
+    own = model.state_dict()
+    assert all(torch.equal(value, own[key]) for key, value in imagenet.state_dict().items() if not key.startswith("fc."))
+
+
+def test_frozen_backbone_batchnorm_statistics_do_not_move(in_tmp):
+    from click.testing import CliRunner
+
+    from cvcore.cli import cli
+    from fixtures import write_image_folder
+
+    write_image_folder(in_tmp / "data", per_class=4)
+    start = cvcore.create("model", "tv/resnet18", num_classes=2).state_dict()
+    save_file(start, "start.safetensors")
+    result = CliRunner().invoke(cli, [
+        "train", "--dataset", "imagefolder", "--data-dir", "data", "--set", "dataset.image_size=32",
+        "--set", "dataset.resize=36", "--model", "tv/resnet18", "--set", "model.weights=start.safetensors",
+        "--set", "model.freeze=true", "--batch-size", "4", "--epochs", "2", "--optimizer", "sgd", "--lr", "0.5",
+        "--run-dir", "r"])
+    assert result.exit_code == 0, result.output
+    from cvcore import checkpoint as ckpt
+
+    trained = ckpt.load(in_tmp / "r" / "checkpoints" / "last.safetensors").model_weights()
+    backbone = [key for key in start if not key.startswith("fc.") and not key.endswith("num_batches_tracked")]
+    assert any(key.endswith("running_mean") for key in backbone)
+    assert all(torch.equal(trained[key], start[key]) for key in backbone)
+    assert not torch.equal(trained["fc.weight"], start["fc.weight"])
+
+
+def test_pickle_in_the_torch_hub_cache_is_not_run(in_tmp, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(in_tmp / "torch"))
+    url = torchvision.models.ResNet18_Weights.DEFAULT.url
+    cache = in_tmp / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / url.rsplit("/", 1)[-1]).write_bytes(pickle.dumps({"fc.weight": Payload()}))
+    with pytest.raises(cvcore.CvcoreError, match="hold more than tensors, so they were not loaded"):
+        cvcore.create("model", "tv/resnet18", pretrained=True)
+    assert not (in_tmp / "PWNED").exists()
 
 
 class Payload:

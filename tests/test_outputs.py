@@ -98,3 +98,25 @@ def test_plot_overlays_runs(run_dir, tmp_path):
     result = cv("plot", str(run_dir), str(run_dir), "--output", str(tmp_path / "c.png"))
     assert result.exit_code == 0 and Image.open(tmp_path / "c.png").size[0] > 500
     assert "has no metrics.jsonl" in cv("plot", str(tmp_path)).output
+
+
+def test_predict_preprocesses_exactly_as_validation(tmp_path, monkeypatch):
+    from fixtures import write_image_folder
+
+    monkeypatch.chdir(tmp_path)
+    write_image_folder(tmp_path / "data", size=40)  # 40 x 48 pictures: resize 44, then crop 32
+    small = ["--dataset", "imagefolder", "--data-dir", "data", "--set", "dataset.image_size=32",
+             "--set", "dataset.resize=44", "--model", "lenet", "--epochs", "1", "--batch-size", "2"]
+    assert cv("train", *small, "--run-dir", "r", "--callback", "onnx").exit_code == 0
+    data = cvcore.create("dataset", "imagefolder", root=tmp_path / "data", image_size=32, resize=44)
+    path, _ = data.val.samples[0]
+    from cvcore.export import load_model
+
+    model = load_model(tmp_path / "r").model
+    with torch.inference_mode():
+        expected = model(data.val[0][0].unsqueeze(0)).softmax(1)[0]
+    for source in ("r", "r/model.onnx"):
+        result = cv("predict", source, path, "--json", "--topk", "2")
+        assert result.exit_code == 0, result.output
+        top = {t["class"]: t["probability"] for t in json.loads(result.output)[0]["top"]}
+        assert [top[name] for name in data.info.class_names] == pytest.approx(expected.tolist(), abs=1e-5)

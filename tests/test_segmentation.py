@@ -1,6 +1,7 @@
 """Segmentation as a task: data sets, models, metrics, the Trainer, and the shapes recipe."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,26 @@ def test_predict_writes_masks_from_checkpoint_and_onnx(tmp_path):
         masks.append(np.array(Image.open(report["mask"])))
     assert masks[0].shape == (32, 32) and masks[0].max() < 4
     assert (masks[0] == masks[1]).mean() > 0.99  # onnxruntime and PyTorch agree pixel for pixel (ties aside)
+
+
+def test_segfolder_masks_with_ignored_pixels_train_with_the_default_loss(in_tmp):
+    root = write_segfolder(in_tmp / "data")
+    for mask_path in (root / "masks").iterdir():  # a border of 255 (ignore) around every mask
+        mask = np.array(Image.open(mask_path))
+        mask[0, :] = mask[-1, :] = 255
+        Image.fromarray(mask).save(mask_path)
+    splits = cvcore.create("dataset", "segfolder", root=root, image_size=16)
+    assert splits.info.ignore_index == 255
+    loss = cvcore.create("loss", "cross_entropy", ignore_index=splits.info.ignore_index)
+    logits, mask = torch.zeros(1, 3, 2, 2, requires_grad=True), torch.tensor([[[0, 255], [255, 255]]])
+    assert loss(logits, mask).item() == pytest.approx(math.log(3))  # the one valid pixel alone
+    result = CliRunner().invoke(cli, ["train", "--dataset", "segfolder", "--data-dir", "data", "--set",
+                                      "dataset.image_size=16", "--model", "unet", "--set", "model.width=4",
+                                      "--set", "model.depth=2", "--epochs", "1", "--run-dir", "r"])
+    assert result.exit_code == 0, result.output
+
+
+def test_plugin_kit_checks_segmentation_data_sets(tmp_path):
+    splits = check_component("dataset", "segfolder", root=write_segfolder(tmp_path), image_size=16)
+    assert splits.info.task == "segmentation"
+    check_component("dataset", "shapes", count=10, size=16)

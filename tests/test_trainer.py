@@ -153,6 +153,113 @@ def test_missing_device_is_a_config_error():
 
 
 @pytest.mark.slow
-def test_compile_runs_on_cpu():
-    trainer = digits_trainer(model="mlp", compile=True, epochs=1, limit_train_batches=2, limit_val_batches=1)
-    assert trainer.fit()["epochs_run"] == 1
+def test_compile_runs_on_cpu_with_gradient_accumulation():
+    trainer = digits_trainer(model="mlp", compile=True, accumulate=2, epochs=1, limit_train_batches=3,
+                             limit_val_batches=1)
+    assert trainer.fit()["epochs_run"] == 1 and trainer.global_step == 2
+
+
+class ScaledSum(torch.nn.Module):
+    """A one-weight model: output w * x, so the gradient of a sum loss is the sum of the inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return (self.w * x.flatten(1).sum(1, keepdim=True)).expand(-1, 2)
+
+
+def test_a_shorter_last_accumulation_group_weighs_as_much_as_a_full_one():
+    # 3 batches, accumulate 2: steps after batches (1, 2) and (3). With SGD lr 1 and a loss that is the
+    # batch's mean output, each step moves w by minus the mean input of the batches in its group.
+    images = torch.arange(12, dtype=torch.uint8).view(12, 1, 1, 1)
+    data = cvcore.DataSplits(cvcore.TensorImages(images, torch.zeros(12, dtype=torch.long), (0.0,), (1 / 255,)),
+                             cvcore.TensorImages(images[:2], torch.zeros(2, dtype=torch.long), (0.0,), (1 / 255,)),
+                             cvcore.DataInfo(num_classes=2, class_names=["a", "b"], in_channels=1, image_size=(1, 1),
+                                             mean=(0.0,), std=(1 / 255,)))
+    model = ScaledSum()
+    moves = []
+
+    class Moves(cvcore.Callback):
+        def on_batch_end(self, trainer, loss):
+            moves.append(model.w.item())
+
+    trainer = Trainer(model=model, loss=lambda out, target: out[:, 0].mean(), data=data,
+                      optimizer=torch.optim.SGD(model.parameters(), lr=1.0), callbacks=[Moves()],
+                      options=TrainerOptions(epochs=1, batch_size=4, accumulate=2, device="cpu", seed=0))
+    trainer.fit()
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(0)).float()
+    first, last = order[:8].mean().item(), order[8:].mean().item()
+    assert moves[1] == pytest.approx(-first) and moves[2] == pytest.approx(-first - last)
+
+
+def test_skipped_fp16_steps_do_not_advance_per_step_schedules():
+    trainer = digits_trainer(precision="16-mixed", epochs=1, limit_train_batches=4,
+                             schedulers=[("warmup", {"iterations": 10})])
+    first = [True]
+
+    def overflow_first_step(grad):  # an inf gradient: the GradScaler skips that step and backs off
+        if first[0]:
+            first[0] = False
+            return grad * float("inf")
+        return grad
+
+    next(trainer.module.parameters()).register_hook(overflow_first_step)
+    recorder = Recorder()
+    trainer.callbacks.append(recorder)
+    trainer.fit()
+    assert trainer.global_step == 3  # four batches, one skipped step
+    start = 0.05 / 10
+    assert recorder.lrs == pytest.approx([start, start * 2, start * 3, start * 4], rel=1e-3)
+
+
+def test_no_seed_means_a_new_random_run_each_time(in_tmp):
+    from click.testing import CliRunner
+
+    from cvcore.cli import cli
+
+    for run in ("a", "b"):
+        result = CliRunner().invoke(cli, ["train", "--set", "trainer.seed=none", "--epochs", "1",
+                                          "--limit-train-batches", "3", "--run-dir", run])
+        assert result.exit_code == 0, result.output
+    summaries = [json.loads((in_tmp / run / "summary.json").read_text()) for run in ("a", "b")]
+    assert summaries[0]["seed"] != summaries[1]["seed"]
+    assert summaries[0]["last"]["train_loss"] != summaries[1]["last"]["train_loss"]
+
+
+def test_early_stopping_on_accuracy_defaults_to_higher_is_better():
+    stopper = cvcore.create("callback", "early_stopping", monitor="val_acc1", patience=1)
+    trainer = digits_trainer(epochs=4, callbacks=[stopper], lr=0.1)
+    summary = trainer.fit()
+    accuracies = [row["val_acc1"] for row in trainer.history]
+    assert accuracies[1] > accuracies[0] and summary["epochs_run"] > 2, accuracies
+
+
+def test_top5_is_reported_only_with_more_than_five_classes():
+    data = cvcore.create("dataset", "digits", image_size=16)
+    two = cvcore.DataSplits(data.train, data.val, cvcore.DataInfo(
+        num_classes=2, class_names=["a", "b"], in_channels=1, image_size=(16, 16), mean=data.info.mean,
+        std=data.info.std))
+    keep = [i for i in range(len(data.train)) if data.train.targets[i] < 2]
+    two.train.images, two.train.targets = data.train.images[keep], data.train.targets[keep]
+    keep = [i for i in range(len(data.val)) if data.val.targets[i] < 2]
+    two.val.images, two.val.targets = data.val.images[keep], data.val.targets[keep]
+    net = cvcore.create("model", "lenet", num_classes=2, in_channels=1, image_size=(16, 16))
+    trainer = Trainer(model=net, loss=torch.nn.CrossEntropyLoss(), data=two,
+                      optimizer=torch.optim.SGD(net.parameters(), lr=0.05),
+                      options=TrainerOptions(epochs=1, device="cpu"))
+    metrics = trainer.fit()["last"]
+    assert "val_acc1" in metrics and "val_acc5" not in metrics
+
+
+@pytest.mark.parametrize("option", ["limit_train_batches", "limit_val_batches", "epochs", "batch_size"])
+def test_zero_limits_and_sizes_are_refused(in_tmp, option):
+    from click.testing import CliRunner
+
+    from cvcore.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", "--set", f"trainer.{option}=0"])
+    assert result.exit_code == 1
+    assert f"[trainer] {option} must be >= 1, got 0." in result.output
+    assert not (in_tmp / "runs").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Literal
 
 import cvcore
@@ -68,26 +69,32 @@ def checkpoint(*, folder: str = "checkpoints", monitor: str | None = None, mode:
     Weights and trainer state (optimizer, schedulers, scaler, counters, RNG states) go into one
     safetensors file with a JSON document; writes are atomic. Also saves when SIGINT/SIGTERM stop a run.
 
-    :param folder: sub-folder of the run directory.
+    :param folder: sub-folder of the run directory (a relative path inside it).
     :param monitor: metric that decides best (default: the Trainer's monitor).
-    :param mode: min or max (default: min for losses, else max).
+    :param mode: min or max (default: min for names ending in loss, else max).
     :param keep_last: also keep the last k epochs as epoch-NNNN.safetensors (0: none).
     :param every: save every N epochs (the last epoch is always saved).
     """
+    from cvcore.errors import OptionError
     from cvcore_callbacks.checkpointing import CheckpointCallback
+
+    if Path(folder).is_absolute() or ".." in Path(folder).parts or not folder.strip():
+        raise OptionError(f"checkpoint: folder must be a relative path inside the run directory, got {folder!r}.")
 
     return CheckpointCallback(folder, monitor, mode, keep_last, every)
 
 
 def early_stopping(*, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                   mode: Literal["min", "max"] = "min"):
+                   mode: Literal["min", "max"] | None = None):
     """Stop training when a monitored metric has not improved for `patience` epochs.
 
     :param monitor: metric name from metrics.jsonl, e.g. val_loss or val_acc1.
     :param patience: epochs without improvement before stopping.
     :param min_delta: smallest change that counts as an improvement.
-    :param mode: min if lower is better, max if higher is better.
+    :param mode: min if lower is better, max if higher is better (default: min for names ending
+        in loss, else max).
     """
+    from cvcore.metrics import metric_mode
     from cvcore_callbacks.stopping import EarlyStopping
 
-    return EarlyStopping(monitor, patience, min_delta, mode)
+    return EarlyStopping(monitor, patience, min_delta, mode or metric_mode(monitor))

@@ -7,13 +7,19 @@ from pathlib import Path
 
 from cvcore import checkpoint as ckpt
 from cvcore.callbacks import Callback
-from cvcore.trainer import Interrupted
+from cvcore.metrics import metric_mode
 
 
 class CheckpointCallback(Callback):
+    """Saves after every other callback has seen the epoch (``order``), so that the saved state
+    (early stopping's patience, a stop reason) is the state of the completed epoch."""
+
+    order = 100
+
     def __init__(self, folder: str, monitor: str | None, mode: str | None, keep_last: int, every: int) -> None:
         self.folder, self.monitor, self.mode, self.keep_last, self.every = folder, monitor, mode, keep_last, every
         self.best: float | None = None
+        self.best_epoch: int | None = None
         self.directory: Path | None = None
 
     def on_fit_start(self, trainer) -> None:
@@ -23,12 +29,17 @@ class CheckpointCallback(Callback):
         self.directory.mkdir(parents=True, exist_ok=True)
         for stale in self.directory.glob(".*.tmp-*"):  # left by a process killed while saving
             stale.unlink(missing_ok=True)
+        last = self.directory / "last.safetensors"
+        if self.best_epoch is not None and self.best_epoch == trainer.epoch and last.is_file():
+            # A kill between saving `last` and linking `best` in an improving epoch: link it now.
+            ckpt.link_atomically(last, self.directory / "best.safetensors")
 
     def on_epoch_end(self, trainer, metrics: dict[str, float]) -> None:
         if self.directory is None or trainer.epoch % self.every and trainer.epoch != trainer.options.epochs:
             return
+        improved = self._improved(trainer, metrics)
         last = ckpt.save_trainer(self.directory / "last.safetensors", trainer)
-        if self._improved(trainer, metrics):
+        if improved:
             ckpt.link_atomically(last, self.directory / "best.safetensors")
         if self.keep_last:
             ckpt.link_atomically(last, self.directory / f"epoch-{trainer.epoch:04d}.safetensors")
@@ -36,22 +47,20 @@ class CheckpointCallback(Callback):
                 old.unlink()
 
     def _improved(self, trainer, metrics: dict[str, float]) -> bool:
+        """Whether this epoch is the best so far; recorded before the save, so `last` knows it."""
         monitor = self.monitor or trainer.monitor
         if monitor == trainer.monitor and self.mode is None:
-            return trainer.best["epoch"] == metrics["epoch"]
-        mode = self.mode or ("min" if monitor.endswith("loss") else "max")
-        value = metrics[monitor]
-        better = self.best is None or (value < self.best if mode == "min" else value > self.best)
-        if better and math.isfinite(value):
-            self.best = value
+            better = trainer.best["epoch"] == metrics["epoch"]
+        else:
+            value, mode = metrics[monitor], self.mode or metric_mode(monitor)
+            better = math.isfinite(value) and (
+                self.best is None or (value < self.best if mode == "min" else value > self.best))
+            self.best = value if better else self.best
+        self.best_epoch = trainer.epoch if better else self.best_epoch
         return better
 
-    def on_exception(self, trainer, exc: BaseException) -> None:
-        if isinstance(exc, Interrupted) and self.directory is not None:
-            ckpt.save_trainer(self.directory / "last.safetensors", trainer)
-
     def state_dict(self) -> dict:
-        return {"best": self.best}
+        return {"best": self.best, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best = state["best"]
+        self.best, self.best_epoch = state["best"], state.get("best_epoch")

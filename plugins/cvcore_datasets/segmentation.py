@@ -13,11 +13,10 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from cvcore.data import DataInfo, DataSplits
 from cvcore.errors import DataError
-from cvcore.tensor_data import TensorImages
+from cvcore.tensor_data import IGNORE_INDEX as IGNORE, TensorImages
 
 SHAPES = ("background", "circle", "square", "triangle")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
-IGNORE = 255
 
 
 def _uniform(low, high, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -63,7 +62,7 @@ def load_shapes(count: int, size: int, val_fraction: float, seed: int, augment: 
     mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
     std = tuple(scaled.std(dim=(0, 2, 3)).tolist())
     info = DataInfo(task="segmentation", num_classes=len(SHAPES), class_names=SHAPES, in_channels=3,
-                    image_size=(size, size), mean=mean, std=std)
+                    image_size=(size, size), mean=mean, std=std, ignore_index=IGNORE)
     return DataSplits(TensorImages(images[n_val:], masks[n_val:], mean, std, flip=augment),
                       TensorImages(images[:n_val], masks[:n_val], mean, std), info)
 
@@ -138,5 +137,5 @@ def load_segfolder(root: Path, image_size: int, num_classes: int | None, class_n
     train = SegmentationFolder([pairs[i] for i in order[n_val:]], v2.Compose(fit + finish))
     val = SegmentationFolder([pairs[i] for i in order[:n_val]], v2.Compose(evaluate + finish))
     info = DataInfo(task="segmentation", num_classes=num_classes, class_names=names, in_channels=3,
-                    image_size=(image_size, image_size), mean=mean, std=std)
+                    image_size=(image_size, image_size), mean=mean, std=std, ignore_index=IGNORE)
     return DataSplits(train, val, info)

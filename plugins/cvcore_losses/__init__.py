@@ -27,12 +27,14 @@ def register_losses(register):
 
 
 def cross_entropy(*, num_classes: int = 0, label_smoothing: float = 0.0,
-                  weight: list[float] | None = None):
+                  weight: list[float] | None = None, ignore_index: int | None = None):
     """Softmax cross-entropy over class logits, with label smoothing and class weights.
 
     :param num_classes: classes of the data (filled in; checks the length of weight).
     :param label_smoothing: share of the target mass spread over all classes (0 to 1).
     :param weight: one weight per class, for unbalanced data.
+    :param ignore_index: target value left out of the loss (filled in from the data set:
+        255 for segmentation masks).
     """
     import torch
     from torch import nn
@@ -42,7 +44,8 @@ def cross_entropy(*, num_classes: int = 0, label_smoothing: float = 0.0,
     check_range("label_smoothing", label_smoothing, 0.0, 1.0)
     check_weight(weight, num_classes)
     tensor = torch.tensor(weight, dtype=torch.float32) if weight else None
-    return nn.CrossEntropyLoss(weight=tensor, label_smoothing=label_smoothing)
+    return nn.CrossEntropyLoss(weight=tensor, label_smoothing=label_smoothing,
+                               ignore_index=-100 if ignore_index is None else ignore_index)
 
 
 def bce(*, num_classes: int = 0, pos_weight: list[float] | None = None):

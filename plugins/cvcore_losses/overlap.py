@@ -174,22 +174,29 @@ class FocalLoss(ModeLoss):
             log_p_pos = self.log_probabilities(logits)
             log_p_neg = F.logsigmoid(-logits) if self.from_logits else (1 - logits).clamp_min(1e-12).log()
             log_p = target * log_p_pos + (1 - target) * log_p_neg
-            weight = 1.0 if self.alpha is None else target * self.alpha + (1 - target) * (1 - self.alpha)
+            alpha = self._alpha(target)
+            weight = 1.0 if alpha is None else target * alpha + (1 - target) * (1 - alpha)
             row_valid = valid
         loss = -weight * (1 - log_p.exp()) ** self.gamma * log_p * row_valid
         if self.reduction == "none":
             return loss
         return loss.sum() if self.reduction == "sum" else loss.sum() / row_valid.sum().clamp_min(1)
 
-    def _class_alpha(self, target: torch.Tensor):
-        if self.alpha is None:
-            return 1.0
-        if isinstance(self.alpha, (int, float)):
-            return float(self.alpha)
+    def _alpha(self, target: torch.Tensor) -> float | torch.Tensor | None:
+        """alpha as a number, or as one weight per class (a column of the (M, C) rows)."""
+        if self.alpha is None or isinstance(self.alpha, (int, float)):
+            return self.alpha
         weights = torch.tensor(self.alpha, dtype=target.dtype, device=target.device)
         if len(weights) != target.shape[1]:
-            raise OptionError(f"focal: {len(weights)} alpha weights for {target.shape[1]} classes.")
-        return (target * weights).sum(1)
+            raise OptionError(f"focal: {len(weights)} alpha weights for {target.shape[1]} classes; give one "
+                              f"per class, or a single number.")
+        return weights
+
+    def _class_alpha(self, target: torch.Tensor):
+        alpha = self._alpha(target)
+        if alpha is None:
+            return 1.0
+        return alpha if isinstance(alpha, (int, float)) else (target * alpha).sum(1)
 
 
 class DiceWithCrossEntropy(nn.Module):

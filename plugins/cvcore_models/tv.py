@@ -13,6 +13,8 @@ from cvcore.errors import CvcoreError, DataError
 IMAGENET_CLASSES = 1000
 # Some architectures carry auxiliary heads in training mode; cvcore trains the main head only.
 _NO_AUX = {"googlenet", "inception_v3"}
+# Their weights in torchvision's files, which cvcore's models (built without them) leave out.
+_AUX_PREFIXES = ("AuxLogits.", "aux1.", "aux2.", "aux_classifier.")
 
 
 def build_torchvision(arch: str, *, num_classes: int, in_channels: int, pretrained: bool,
@@ -25,7 +27,7 @@ def build_torchvision(arch: str, *, num_classes: int, in_channels: int, pretrain
     else:
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **extra)
     if weights is not None:
-        load_safetensors(model, weights)
+        load_safetensors(model, weights, num_classes)
     if freeze:
         freeze_all_but_head(model)
     if in_channels != 3:
@@ -59,10 +61,9 @@ def build_torchvision_segmentation(arch: str, *, num_classes: int, in_channels: 
                                              aux_loss=False)
     model.aux_classifier = None
     if weights is not None:
-        load_safetensors(model, weights)
+        load_safetensors(model, weights, num_classes)
     if freeze:
-        for param in model.backbone.parameters():
-            param.requires_grad = False
+        model.backbone = frozen(model.backbone)
     model = MainOutput(model)
     if in_channels != 3:
         model = nn.Sequential(nn.Conv2d(in_channels, 3, 1), model)
@@ -70,10 +71,25 @@ def build_torchvision_segmentation(arch: str, *, num_classes: int, in_channels: 
 
 
 def _pretrained(arch: str, extra: dict) -> nn.Module:
+    """torchvision's default weights, the cached file read with ``weights_only=True``: a pickle placed
+    in the hub cache cannot run code. (torchvision's builders read it with weights_only=False.)"""
+    import pickle
+    from functools import partial
+    from unittest import mock
+
+    from torchvision.models import _api
+
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    safe = partial(torch.hub.load_state_dict_from_url, weights_only=True)
     try:
-        return torchvision.models.get_model(arch, weights="DEFAULT", **extra)
+        with mock.patch.object(_api, "load_state_dict_from_url", safe):  # fails loudly if torchvision moves it
+            return torchvision.models.get_model(arch, weights="DEFAULT", **extra)
+    except pickle.UnpicklingError as exc:
+        raise CvcoreError(
+            f"torchvision's cached weights for '{arch}' in {cache} hold more than tensors, so they were not "
+            f"loaded ({str(exc).splitlines()[0]}). Delete the file to download it again."
+        ) from None
     except (OSError, RuntimeError) as exc:  # URLError is an OSError
-        cache = Path(torch.hub.get_dir()) / "checkpoints"
         raise CvcoreError(
             f"Could not fetch torchvision's pretrained weights for '{arch}' ({exc}). Download them "
             f"once where a network is available (they are cached in {cache}), or pass "
@@ -105,13 +121,39 @@ def replace_head(model: nn.Module, num_classes: int) -> None:
 
 
 def freeze_all_but_head(model: nn.Module) -> None:
+    """Freeze everything but the head; the head's parameters keep training."""
     head = head_path(model)
+    frozen(model)
     for name, param in model.named_parameters():
         param.requires_grad = name.startswith(head + ".")
 
 
-def load_safetensors(model: nn.Module, path: Path) -> None:
-    """Load weights from a safetensors file, naming any missing, extra or mis-shaped tensors."""
+def frozen(module: nn.Module) -> nn.Module:
+    """``module`` with no gradients and its BatchNorm layers as FrozenBatchNorm2d: a frozen layer's
+    running statistics must not move either (a BatchNorm in training mode updates them every batch)."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for param in module.parameters():
+        param.requires_grad = False
+    if isinstance(module, nn.BatchNorm2d) and module.running_mean is not None:
+        replacement = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+        replacement.running_mean.copy_(module.running_mean)
+        replacement.running_var.copy_(module.running_var)
+        if module.affine:
+            replacement.weight.copy_(module.weight.detach())
+            replacement.bias.copy_(module.bias.detach())
+        return replacement
+    for name, child in module.named_children():
+        setattr(module, name, frozen(child))
+    return module
+
+
+def load_safetensors(model: nn.Module, path: Path, num_classes: int) -> None:
+    """Load weights from a safetensors file, naming any missing, extra or mis-shaped tensors.
+
+    A head sized for other classes (torchvision's ImageNet weights: 1000) is left as built, sized
+    to the data, as ``pretrained`` does; auxiliary heads that cvcore drops are skipped.
+    """
     from safetensors.torch import load_file
 
     if not Path(path).is_file():
@@ -121,11 +163,16 @@ def load_safetensors(model: nn.Module, path: Path) -> None:
     except Exception as exc:
         raise DataError(f"'{path}' is not a readable safetensors file: {exc}") from exc
     own = model.state_dict()
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(_AUX_PREFIXES)}
     wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
-    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    head = [k for k in wrong if own[k].shape[:1] == (num_classes,) and own[k].shape[1:] == state[k].shape[1:]]
+    wrong = [k for k in wrong if k not in head]
+    # A BatchNorm's step counter is absent from files saved by a frozen (FrozenBatchNorm2d) model.
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
+    extra = sorted(set(state) - set(own))
     problems = [f"{label} {names[:3]}" for label, names in
                 (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)) if names]
     if problems:
         raise DataError(f"Weights in '{path}' do not fit this model: {'; '.join(problems)} "
                         f"(check num_classes and the architecture).")
-    model.load_state_dict(state)
+    model.load_state_dict({k: v for k, v in state.items() if k not in head}, strict=False)  # checked above
