@@ -15,8 +15,7 @@ from typing import Any
 import attrs
 import torch
 
-from cvcore.errors import DataError
-from cvcore.loader import one_line
+from cvcore.errors import DataError, one_line
 
 FORMAT = "cvcore-checkpoint/1"
 _META_KEY = "cvcore"
@@ -28,13 +27,55 @@ class Checkpoint:
 
     tensors: dict[str, torch.Tensor]
     document: dict[str, Any]
+    source: str = "the checkpoint"
 
     def state(self) -> dict[str, Any]:
         """The nested state (tensors put back in place) the document describes."""
-        return unflatten(self.document["state"], self.tensors)
+        try:
+            state = unflatten(self.document["state"], self.tensors)
+            if not isinstance(state, dict):
+                raise ValueError("the state is not a table")
+        except KeyError as exc:
+            raise DataError(f"{self.source} is damaged: its metadata refers to {exc}, which it does not hold.") from None
+        except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+            raise DataError(f"{self.source} is damaged: its state cannot be read ({one_line(exc)}).") from None
+        return state
 
     def model_weights(self) -> dict[str, torch.Tensor]:
-        return self.state()["model"]
+        weights = self.state().get("model")
+        if not isinstance(weights, dict):
+            raise DataError(f"{self.source} is damaged: it holds no model weights.")
+        return weights
+
+    def data_info(self):
+        """The :class:`cvcore.DataInfo` of the data the model was trained on."""
+        from cvcore.data import DataInfo
+
+        try:
+            return DataInfo(**self.document["info"])
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{self.source} is damaged: its data description cannot be read ({one_line(exc)}).") from None
+
+    def load_weights_into(self, model: torch.nn.Module, name: str) -> None:
+        """Load the model weights into ``model``; weights of another architecture are one clear error."""
+        result = _fit_weights(model, self.model_weights())
+        if result:
+            raise DataError(f"{self.source} does not hold weights for model '{name}' as built from its config: "
+                            f"{result}. Was the file edited, or saved by another model?")
+
+
+def _fit_weights(model: torch.nn.Module, weights: dict[str, Any]) -> str:
+    """Load ``weights`` strictly into ``model``; '' on success, else what did not fit."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = [f"{key} {tuple(weights[key].shape)} vs {tuple(value.shape)}" for key, value in expected.items()
+             if key in weights and (not isinstance(weights[key], torch.Tensor) or weights[key].shape != value.shape)]
+    problems = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+    if not problems:
+        model.load_state_dict(weights)
+    return "; ".join(problems)
 
 
 def flatten(value: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
@@ -96,7 +137,7 @@ def trainer_document(trainer) -> dict[str, Any]:
     from cvcore import __version__
 
     return {"cvcore_version": __version__, "info": attrs_module.asdict(trainer.data.info), **trainer.metadata,
-            "epoch": trainer.epoch, "interrupted": bool(trainer.interrupted)}
+            "epoch": trainer.epoch}
 
 
 def save_trainer(path: Path, trainer) -> Path:
@@ -123,13 +164,20 @@ def save(path: Path, state: dict[str, Any], **document: Any) -> Path:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write through a temporary file and a rename; a failed write (a full disk) removes the temporary
+    file and raises a DataError, leaving the previous file as it was."""
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        kept = "the previous version is kept" if path.exists() else "nothing was written"
+        raise DataError(f"Could not write '{path}': {exc.strerror or exc}; {kept}.") from exc
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)  # make the rename itself durable
@@ -151,22 +199,45 @@ def load(path: Path) -> Checkpoint:
     except Exception as exc:
         raise DataError(f"'{path}' is not a safetensors checkpoint ({one_line(exc)}); cvcore never unpickles "
                         f"files, so .pt/.pth/.ckpt pickles cannot be loaded.") from None
+    if _META_KEY not in metadata:
+        raise DataError(f"'{path}' is a safetensors file but not a cvcore checkpoint (no '{_META_KEY}' metadata).")
     try:
         document = json.loads(metadata[_META_KEY])
-    except (KeyError, ValueError):
-        raise DataError(f"'{path}' is a safetensors file but not a cvcore checkpoint (no '{_META_KEY}' metadata).") from None
-    if document.get("format") != FORMAT:
-        raise DataError(f"'{path}' has checkpoint format {document.get('format')!r}; this cvcore reads {FORMAT}.")
-    return Checkpoint(tensors, document)
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"'{path}' is damaged: its '{_META_KEY}' metadata is not readable JSON ({one_line(exc)}).") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise DataError(f"'{path}' has checkpoint format {found!r}; this cvcore reads {FORMAT}.")
+    return Checkpoint(tensors, document, f"'{path}'")
 
 
-def find(target: Path) -> Path:
-    """A checkpoint file, or a run directory's checkpoints/last.safetensors."""
+def load_run(path: Path) -> Checkpoint:
+    """:func:`load` a checkpoint that a training run wrote, checking the parts of its document that
+    rebuilding the run reads (config with a model name, data info, state) before they are used."""
+    checkpoint = load(path)
+    for key in ("config", "info", "state"):
+        if not isinstance(checkpoint.document.get(key), dict):
+            raise DataError(f"{checkpoint.source} is damaged, or not from a training run: its metadata has no "
+                            f"'{key}' table.")
+    model = checkpoint.document["config"].get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise DataError(f"{checkpoint.source} is damaged: its metadata names no model.")
+    return checkpoint
+
+
+def last_of(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints" / "last.safetensors"
+
+
+def find(target: Path, which: str = "last") -> Path:
+    """A checkpoint file, or a run directory's checkpoint: ``last``, or ``best`` (the weights a run
+    ends with; where no epoch was best, the run keeps its last weights, and so does this)."""
     target = Path(target)
-    if target.is_dir():
-        last = target / "checkpoints" / "last.safetensors"
-        if not last.is_file():
-            raise DataError(f"Run directory '{target}' has no checkpoints/last.safetensors; was it trained with "
-                            f"the 'checkpoint' callback?")
-        return last
-    return target
+    if not target.is_dir():
+        return target
+    last = last_of(target)
+    if not last.is_file():
+        raise DataError(f"Run directory '{target}' has no checkpoints/last.safetensors; was it trained with "
+                        f"the 'checkpoint' callback?")
+    best = last.with_name("best.safetensors")
+    return best if which == "best" and best.is_file() else last

@@ -49,6 +49,10 @@ def cli(strict_plugins: bool) -> None:
     CVCORE_LOAD_PLUGINS=a,b (empty: none) and skip some with CVCORE_DISABLE_PLUGINS=a,b.
     Set CVCORE_DEBUG=1 to see tracebacks.
     """
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand in ("list", "plugins", "doctor", "train", "info"):
+        for warning in registry().warnings:
+            click.echo(f"warning: {warning}", err=True)
     if strict_plugins and registry().failures:
         from cvcore.report import print_failures
 
@@ -71,15 +75,21 @@ def list_command(kind: str | None, pattern: str | None, as_json: bool) -> None:
         kind, pattern = None, kind  # `cv list 'res*'`: one argument that is not a kind
     components = cvcore.list_components(kind, pattern)
     if as_json:
-        conflicts = registry().conflicts()
-        click.echo(json.dumps([component_json(c, conflicts) for c in components], indent=2))
+        from cvcore.report import plugin_json
+
+        reg = registry()
+        failed = [plugin_json(p, reg) for p in reg.failures]
+        listing = [component_json(c, reg.conflicts()) for c in components]
+        click.echo(json.dumps({"components": listing, "failed_plugins": failed, "warnings": list(reg.warnings)},
+                              indent=2))
         return
     if not components:
         from cvcore.errors import did_you_mean
 
         hint = did_you_mean(pattern, KINDS) if pattern else ""
-        click.echo(f"No components match {pattern or kind!r}.{hint} Kinds: {', '.join(KINDS)}.")
-    print_components(_console(), components, registry())
+        what = f"match {pattern or kind!r}" if pattern or kind else "are registered: no plugin is loaded"
+        click.echo(f"No components {what}.{hint} Kinds: {', '.join(KINDS)}.{registry().selection_note}")
+    print_components(_console(), components, registry(), group_families=pattern is None)
 
 
 @cli.command()
@@ -96,7 +106,7 @@ def find_any_kind(name: str):
     kind, _, rest = name.partition("/")
     if kind in KINDS and rest:
         return cvcore.get_component(kind, rest)
-    found = [c for c in registry().components if name in (c.name, c.qualified_name, *c.aliases)]
+    found = [c for c in registry().components if c.is_named(name)]
     kinds = sorted({c.kind for c in found})
     if len(kinds) > 1:
         raise cvcore.AmbiguousNameError(
@@ -105,10 +115,7 @@ def find_any_kind(name: str):
         )
     if kinds:
         return cvcore.get_component(kinds[0], name)
-    from cvcore.errors import did_you_mean
-
-    names = {n for c in registry().components for n in (c.name, c.qualified_name)}
-    raise cvcore.UnknownNameError(f"Unknown component '{name}'.{did_you_mean(name, names)} See 'cv list'.")
+    raise registry().unknown(None, name)
 
 
 @cli.command()
@@ -151,8 +158,18 @@ def _flags_config(flags: dict, callbacks: list[str]) -> dict:
     if flags.get("scheduler"):
         config["scheduler"] = {"name": list(flags["scheduler"])}
     if flags.get("callback"):
-        config["callbacks"] = {"name": callbacks + [n for n in flags["callback"] if n not in callbacks]}
+        config["callbacks"] = {"name": callbacks + [n for n in flags["callback"] if not _among(n, callbacks)]}
     return config
+
+
+def _among(name: str, names: list[str]) -> bool:
+    """Whether callback ``name`` is one of ``names``, short or qualified (``checkpoint`` is
+    ``callbacks:checkpoint``); a name that does not resolve is left for the plan to report."""
+    try:
+        wanted = registry().get("callback", name)
+        return any(registry().get("callback", other) is wanted for other in names)
+    except CvcoreError:
+        return name in names
 
 
 @cli.command()
@@ -200,8 +217,8 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
     if resumed:
         config = resumed.config
     else:
-        config = cfg.merge(cfg.BASE, cfg.load(config_file) if config_file else cfg.DEFAULT_JOB)
-    config = cfg.merge(config, _flags_config(flags, cfg.names(config, "callbacks")))
+        config = cfg.choose_components(cfg.BASE, cfg.load(config_file) if config_file else cfg.DEFAULT_JOB)
+    config = cfg.choose_components(config, _flags_config(flags, cfg.names(config, "callbacks")))
     for assignment in sets:
         config = cfg.apply_set(config, assignment)
     checked = run.plan(config)
@@ -216,8 +233,9 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
             summary, run_dir = run.train(config, resumed)
         except Interrupted as stop:
             _ignore_signals()  # exiting now: a further Ctrl-C must not kill the process mid-shutdown
-            click.echo(f"Interrupted by {stop}: the step in flight finished and a checkpoint was saved "
-                       f"(with the checkpoint callback). Resume with: cv train --resume RUN_DIR", err=True)
+            click.echo(f"Interrupted by {stop} after {stop.epoch} completed epoch(s): the step in flight "
+                       f"finished; the checkpoints hold epoch {stop.epoch} (the interrupted epoch re-runs from its "
+                       f"start). Resume with: cv train --resume RUN_DIR", err=True)
             raise SystemExit(128 + stop.signum) from None
         if run_dir is not None:
             click.echo(_summary_line(summary, run_dir))
@@ -247,9 +265,16 @@ def _summary_line(summary: dict, run_dir) -> str:
     per_class = "  ".join(f"{name}: {value:.3f}" for name, value in summary["per_class"].items()
                           if value is not None)
     stopped = f" ({summary['stop_reason']})" if summary["stop_reason"] else ""
+    if summary["best_value"] is None:
+        return (f"done{stopped}: {summary['monitor']} was never finite in {summary['epochs_run']} epoch(s), so no "
+                f"best epoch was chosen and the last weights stay; run in {run_dir}")
     return (f"per-class {summary['per_class_metric']} (best epoch): {per_class}\n"
             f"done{stopped}: best {summary['monitor']} {summary['best_value']:.4f} at epoch "
             f"{summary['best_epoch']} of {summary['epochs_run']}; weights restored; run in {run_dir}")
+
+
+_WHICH = click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True,
+                       help="Which checkpoint of a run directory: best (the weights training ended with) or last.")
 
 
 @cli.command("export")
@@ -258,13 +283,14 @@ def _summary_line(summary: dict, run_dir) -> str:
               help="onnx (dynamic batch, class names and normalisation in its metadata) or plain weights.")
 @click.option("--opset", type=int, help="ONNX opset version.")
 @click.option("--output", type=click.Path(path_type=Path), help="Output file (default: beside the checkpoint).")
-def export_command(checkpoint: Path, fmt: str, opset: int | None, output: Path | None) -> None:
+@_WHICH
+def export_command(checkpoint: Path, fmt: str, opset: int | None, output: Path | None, which: str) -> None:
     """Export the model of CHECKPOINT (a file or a run directory) to ONNX or safetensors."""
     from cvcore import checkpoint as ckpt
     from cvcore.export import export_onnx, export_safetensors, load_model
 
-    loaded = load_model(checkpoint)
-    output = output or ckpt.find(checkpoint).with_suffix(".onnx" if fmt == "onnx" else ".weights.safetensors")
+    loaded = load_model(checkpoint, which)
+    output = output or ckpt.find(checkpoint, which).with_suffix(".onnx" if fmt == "onnx" else ".weights.safetensors")
     if fmt == "safetensors":
         click.echo(f"wrote {export_safetensors(loaded, output)}")
         return
@@ -278,17 +304,19 @@ def export_command(checkpoint: Path, fmt: str, opset: int | None, output: Path |
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--dataset", help="Evaluate on this data set instead of the one trained on.")
 @click.option("--data-dir", help="Root folder of the data set.")
-@click.option("--batch-size", type=int, default=128, show_default=True, help="Images per batch.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True, help="Images per batch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--output", type=click.Path(path_type=Path), help="Confusion matrix PNG (default: beside the checkpoint).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def eval_command(checkpoint: Path, dataset, data_dir, batch_size: int, device: str, output, as_json: bool) -> None:
+@_WHICH
+def eval_command(checkpoint: Path, dataset, data_dir, batch_size: int, device: str, output, as_json: bool,
+                 which: str) -> None:
     """Evaluate CHECKPOINT (a file or a run directory) on its validation set: metrics, per class, confusion."""
     from cvcore import checkpoint as ckpt
     from cvcore.inference import evaluate_checkpoint, save_confusion_png
 
-    result = evaluate_checkpoint(checkpoint, dataset, data_dir, batch_size, device)
-    picture = save_confusion_png(result, output or ckpt.find(checkpoint).with_name("confusion.png"))
+    result = evaluate_checkpoint(checkpoint, dataset, data_dir, batch_size, device, which)
+    picture = save_confusion_png(result, output or ckpt.find(checkpoint, which).with_name("confusion.png"))
     if as_json:
         click.echo(json.dumps({**result, "confusion_png": str(picture) if picture else None}, indent=2))
         return
@@ -301,17 +329,20 @@ def eval_command(checkpoint: Path, dataset, data_dir, batch_size: int, device: s
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--topk", type=int, default=5, show_default=True, help="Classes to show per image.")
+@click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes to show per image.")
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Segmentation: where the masks go (default: here).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def predict(model: Path, images: tuple[Path, ...], topk: int, output_dir: Path | None, as_json: bool) -> None:
-    """Predict IMAGES with MODEL: a checkpoint, a run directory or an exported .onnx file.
+@_WHICH
+def predict(model: Path, images: tuple[Path, ...], topk: int, output_dir: Path | None, as_json: bool,
+            which: str) -> None:
+    """Predict IMAGES (files, or folders of them) with MODEL: a checkpoint, a run directory or an
+    exported .onnx file.
 
     Classifiers print the top-k classes; segmentation models write IMAGE.mask.png (class ids).
     """
     from cvcore.inference import predict as run_predict
 
-    results = run_predict(model, list(images), topk, output_dir)
+    results = run_predict(model, list(images), topk, output_dir, which)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return

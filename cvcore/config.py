@@ -12,6 +12,8 @@ A configuration is a dict shaped like the TOML file::
 from __future__ import annotations
 
 import copy
+import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -22,18 +24,21 @@ SINGLE = ("dataset", "model", "loss", "optimizer")
 CHAINED = ("scheduler", "callbacks")
 SECTIONS = ("trainer", *SINGLE, *CHAINED)
 
+# Names that cvcore itself chooses are qualified (PLUGIN:NAME) with the built-in plugin, so that a
+# plugin registering the same short name never makes the defaults ambiguous.
 # Under every configuration: what a run has unless its file or flags say otherwise.
-BASE: dict[str, Any] = {"loss": {"name": "cross_entropy"}, "scheduler": {"name": []},
-                        "callbacks": {"name": ["checkpoint"]}}
+BASE: dict[str, Any] = {"loss": {"name": "losses:cross_entropy"}, "scheduler": {"name": []},
+                        "callbacks": {"name": ["callbacks:checkpoint"]}}
 
 # The default job (`cv train` with no file): real handwritten digits, offline, in seconds.
 DEFAULT_JOB: dict[str, Any] = {
     "trainer": {"epochs": 12, "batch_size": 32},
-    "dataset": {"name": "digits"},
-    "model": {"name": "lenet"},
-    "optimizer": {"name": "adam", "lr": 0.002},
-    "scheduler": {"name": ["cosine"]},
+    "dataset": {"name": "datasets:digits"},
+    "model": {"name": "models:lenet"},
+    "optimizer": {"name": "optim:adam", "lr": 0.002},
+    "scheduler": {"name": ["optim:cosine"]},
 }
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -43,8 +48,13 @@ def load(path: Path) -> dict[str, Any]:
             config = tomllib.load(stream)
     except FileNotFoundError:
         raise ConfigError(f"Configuration file '{path}' does not exist.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"'{path}' is not valid TOML: {exc}.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"Configuration file '{path}' is a directory; pass a .toml file.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"'{path}' is not UTF-8 text (byte {exc.start}): TOML files are UTF-8.") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        reason = exc if isinstance(exc, tomllib.TOMLDecodeError) else "nested too deeply"
+        raise ConfigError(f"'{path}' is not valid TOML: {reason}.") from None
     check_sections(config, str(path))
     return config
 
@@ -67,6 +77,22 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def choose_components(config: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` laid over ``config``, where a section whose component is replaced loses the
+    options written for the old one: options belong to a component (``--optimizer sgd`` over the
+    default job's adam keeps no adam ``lr``; ``--lr`` still applies, being in ``override``)."""
+    kept = copy.deepcopy(config)
+    for section in SINGLE:
+        name = override.get(section, {}).get("name")
+        if name is not None and name != kept.get(section, {}).get("name"):
+            kept[section] = {}
+    for section in CHAINED:
+        if "name" in override.get(section, {}):
+            new = {name.rpartition(":")[2] for name in names(override, section)}
+            kept[section] = {k: v for k, v in kept.get(section, {}).items() if k.rpartition(":")[2] in new}
+    return merge(kept, override)
 
 
 def parse_value(text: str) -> Any:
@@ -96,12 +122,9 @@ def names(config: dict[str, Any], section: str) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def options_of(config: dict[str, Any], section: str, name: str | None = None) -> dict[str, Any]:
-    """The options of a component: a single section's keys, or a chained section's sub-table."""
-    table = config.get(section, {})
-    if name is None:
-        return {k: v for k, v in table.items() if k != "name"}
-    return dict(table.get(name, {}))
+def options_of(config: dict[str, Any], section: str) -> dict[str, Any]:
+    """The options of a single section's component: its keys but ``name``."""
+    return {k: v for k, v in config.get(section, {}).items() if k != "name"}
 
 
 def to_toml(config: dict[str, Any]) -> str:
@@ -113,6 +136,11 @@ def to_toml(config: dict[str, Any]) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
+def toml_key(key: str) -> str:
+    """``key`` as TOML writes it: bare when it can be, else quoted (``"acme:halving"``)."""
+    return key if _BARE_KEY.match(key) else toml_value(key)
+
+
 def _write_table(lines: list[str], name: str, table: dict[str, Any]) -> None:
     lines.append(f"[{name}]")
     nested = []
@@ -120,18 +148,17 @@ def _write_table(lines: list[str], name: str, table: dict[str, Any]) -> None:
         if isinstance(value, dict):
             nested.append((key, value))
         elif value is not None:
-            lines.append(f"{key} = {_toml_value(value)}")
+            lines.append(f"{toml_key(key)} = {toml_value(value)}")
     lines.append("")
     for key, value in nested:
-        _write_table(lines, f"{name}.{key}", value)
+        _write_table(lines, f"{name}.{toml_key(key)}", value)
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string

@@ -34,6 +34,16 @@ class DataError(CvcoreError):
     """Data files that are missing or malformed."""
 
 
+class BuildError(CvcoreError):
+    """A component's factory raised, or returned something other than its kind promises."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``ExcType: first line of the message``: how a plugin's own exception is summarised."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ' Did you mean 'a' or 'b'?' for the closest choices, or '' when none is close."""
     close = difflib.get_close_matches(word, sorted(set(choices)), n=n, cutoff=0.6)

@@ -26,16 +26,17 @@ class LoadedModel:
     document: dict[str, Any]
 
 
-def load_model(path: Path) -> LoadedModel:
-    """Rebuild the checkpoint's model through the registry (same name and options) and load its weights."""
+def load_model(path: Path, which: str = "best") -> LoadedModel:
+    """Rebuild the checkpoint's model through the registry (same name and options) and load its weights;
+    ``which`` checkpoint when ``path`` is a run directory."""
     from cvcore import run
 
-    checkpoint = ckpt.load(ckpt.find(path))
+    checkpoint = ckpt.load_run(ckpt.find(path, which))
     document = checkpoint.document
-    info = DataInfo(**document["info"])
+    info = checkpoint.data_info()
     part = run.plan(document["config"]).part("model")
-    model = part.component.build(**run.filled(part, info.fill()))
-    model.load_state_dict(checkpoint.model_weights())
+    model = run.build_model(part, info, from_checkpoint=True)
+    checkpoint.load_weights_into(model, part.component.qualified_name)
     return LoadedModel(model.eval(), info, part.component.name, document)
 
 
@@ -48,7 +49,8 @@ def metadata_of(loaded: LoadedModel) -> dict[str, str]:
     info = loaded.info
     return {"cvcore_model": loaded.name, "task": info.task, "class_names": json.dumps(list(info.class_names)),
             "mean": json.dumps(list(info.mean)), "std": json.dumps(list(info.std)),
-            "image_size": json.dumps(list(info.image_size)), "in_channels": str(info.in_channels)}
+            "image_size": json.dumps(list(info.image_size)), "in_channels": str(info.in_channels),
+            "eval_resize": json.dumps(info.eval_resize)}
 
 
 def export_safetensors(loaded: LoadedModel, output: Path) -> Path:
@@ -75,6 +77,11 @@ def export_onnx(loaded: LoadedModel, output: Path, opset: int | None = None) -> 
     except Exception as exc:  # the exporter's own errors are long; keep the first line
         raise CvcoreError(f"ONNX export of '{loaded.name}' failed: {str(exc).strip().splitlines()[0]}") from exc
     proto = onnx.load(str(output))
+    written = next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), None)
+    if opset is not None and written != opset:
+        output.unlink()
+        raise CvcoreError(f"The ONNX exporter could not write opset {opset} for '{loaded.name}' (it produced opset "
+                          f"{written}), so nothing was written. Use --opset {written} or leave --opset out.")
     onnx.helper.set_model_props(proto, metadata_of(loaded))
     onnx.save(proto, str(output))
     onnx.checker.check_model(str(output))

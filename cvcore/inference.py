@@ -14,15 +14,16 @@ from cvcore.export import LoadedModel, load_model
 
 
 def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, batch_size: int,
-                        device: str) -> dict[str, Any]:
+                        device: str, which: str = "best") -> dict[str, Any]:
     """Validation metrics, per-class scores and the confusion matrix of a checkpoint's model."""
     from torch.utils.data import DataLoader
 
     from cvcore import run
     from cvcore.tensor_data import TensorImages
-    from cvcore.trainer import DeviceLoader, evaluate, resolve_device
+    from cvcore.batching import DeviceLoader
+    from cvcore.trainer import evaluate, resolve_device
 
-    loaded = load_model(path)
+    loaded = load_model(path, which)
     config = loaded.document["config"]
     if dataset:
         config = cfg.merge(config, {"dataset": {}})
@@ -42,7 +43,7 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(target_device)
     if isinstance(data.val, TensorImages):  # in memory: batches built on the device, as in training
-        batches = iter(DeviceLoader(data.val.on_device(target_device), batch_size, shuffle=False, generator=None))
+        batches = iter(DeviceLoader(data.val.on_device(target_device), batch_size, shuffle=False))
     else:
         batches = ((x.to(target_device), y.to(target_device)) for x, y in DataLoader(data.val, batch_size=batch_size))
     metrics = evaluate(model, loss_fn, batches, data.info, target_device)
@@ -87,14 +88,35 @@ def _open_image(path: Path, channels: int):
         raise DataError(f"Image '{path}' does not exist.") from None
     except UnidentifiedImageError:
         raise DataError(f"'{path}' is not an image file PIL can read.") from None
+    except OSError as exc:  # a truncated or damaged file
+        raise DataError(f"Image '{path}' cannot be read: {exc}.") from None
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """``paths`` with each folder replaced by the image files in it (sorted, subfolders included)."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            found.append(path)
+            continue
+        inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not inside:
+            raise DataError(f"Folder '{path}' holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+        found += inside
+    return found
 
 
 def preprocess(paths: list[Path], info: dict[str, Any]) -> torch.Tensor:
-    """Resize (shorter side), center-crop to the training size, scale to [0, 1] and normalise."""
+    """As validation does: resize the shorter side (to ``eval_resize``, else to the training size),
+    center-crop to the training size, scale to [0, 1] and normalise."""
     from torchvision.transforms import v2
 
     height, width = info["image_size"]
-    transform = v2.Compose([v2.PILToTensor(), v2.Resize(min(height, width)), v2.CenterCrop((height, width)),
+    resize = info.get("eval_resize") or min(height, width)
+    transform = v2.Compose([v2.Resize(resize), v2.CenterCrop((height, width)), v2.PILToTensor(),  # PIL's resize
                             v2.ToDtype(torch.float32, scale=True), v2.Normalize(info["mean"], info["std"])])
     return torch.stack([transform(_open_image(path, info["in_channels"])) for path in paths])
 
@@ -102,14 +124,15 @@ def preprocess(paths: list[Path], info: dict[str, Any]) -> torch.Tensor:
 class Predictor:
     """Logits for a batch of images, from a checkpoint (PyTorch) or an exported .onnx (onnxruntime)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, which: str = "best") -> None:
         if Path(path).suffix == ".onnx":
             self._init_onnx(Path(path))
         else:
-            loaded: LoadedModel = load_model(path)
+            loaded: LoadedModel = load_model(path, which)
             self.info = {"image_size": list(loaded.info.image_size), "mean": list(loaded.info.mean),
                          "std": list(loaded.info.std), "in_channels": loaded.info.in_channels,
-                         "class_names": list(loaded.info.class_names), "task": loaded.info.task}
+                         "class_names": list(loaded.info.class_names), "task": loaded.info.task,
+                         "eval_resize": loaded.info.eval_resize}
             self.model, self.session = loaded.model, None
 
     def _init_onnx(self, path: Path) -> None:
@@ -124,6 +147,7 @@ class Predictor:
         if "class_names" not in props:
             raise DataError(f"'{path}' was not exported by cvcore (no class names in its metadata).")
         self.info = {key: json.loads(props[key]) for key in ("image_size", "mean", "std", "class_names")}
+        self.info["eval_resize"] = json.loads(props.get("eval_resize", "null"))
         self.info.update(in_channels=int(props["in_channels"]), task=props["task"])
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
@@ -133,11 +157,18 @@ class Predictor:
             return self.model(images)
 
 
-def predict(path: Path, images: list[Path], topk: int, output_dir: Path | None = None) -> list[dict[str, Any]]:
+PREDICT_BATCH = 64
+
+
+def predict(path: Path, images: list[Path], topk: int, output_dir: Path | None = None,
+            which: str = "best") -> list[dict[str, Any]]:
     """Classification: the top-k classes with probabilities per image. Segmentation: a PNG mask of
-    class ids per image in ``output_dir``, and the share of pixels of each class."""
-    predictor = Predictor(path)
-    logits = predictor.logits(preprocess(images, predictor.info)).float()
+    class ids per image in ``output_dir``, and the share of pixels of each class. Folders among
+    ``images`` stand for the image files in them; ``which`` checkpoint of a run directory."""
+    predictor = Predictor(path, which)
+    images = image_files(images)
+    logits = torch.cat([predictor.logits(preprocess(images[start:start + PREDICT_BATCH], predictor.info)).float()
+                        for start in range(0, len(images), PREDICT_BATCH)])
     if predictor.info["task"] == "segmentation":
         return _write_masks(logits, images, predictor.info["class_names"], output_dir or Path("."))
     probabilities = logits.softmax(dim=1)

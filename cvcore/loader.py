@@ -11,6 +11,7 @@ Environment:
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -21,18 +22,22 @@ import attrs
 import pluggy
 
 from cvcore import hookspecs
+from cvcore.errors import PluginError, did_you_mean, one_line
 from cvcore.registry import KINDS, Component, Plugin, Register, Registry
 
 GROUP = "cvcore.plugins"
 _registry: Registry | None = None
+_selection: tuple[str | None, str | None] | None = None  # the environment the registry was loaded under
 _extra_plugins: list[tuple[str, object]] = []
 
 
 def registry() -> Registry:
-    """The registry of the current process, built on first need."""
-    global _registry
-    if _registry is None:
-        _registry = load_registry()
+    """The registry of the current process, built on first need (and again if the plugin
+    selection in the environment changed since)."""
+    global _registry, _selection
+    selection = (os.environ.get("CVCORE_LOAD_PLUGINS"), os.environ.get("CVCORE_DISABLE_PLUGINS"))
+    if _registry is None or selection != _selection:
+        _registry, _selection = load_registry(), selection
     return _registry
 
 
@@ -61,37 +66,65 @@ def _env_names(variable: str) -> set[str] | None:
     return {part.strip() for part in value.split(",") if part.strip()}
 
 
-def selected_entry_points() -> list[EntryPoint]:
-    """The entry points of the group that the environment variables leave enabled."""
+def selected_entry_points() -> tuple[list[EntryPoint], list[str], str]:
+    """The entry points of the group that the environment variables leave enabled, warnings naming
+    the variable for each plugin name it lists that is not installed, and what CVCORE_LOAD_PLUGINS
+    limits loading to ('' when unset)."""
     wanted, disabled = _env_names("CVCORE_LOAD_PLUGINS"), _env_names("CVCORE_DISABLE_PLUGINS") or set()
     found = sorted(entry_points(group=GROUP), key=lambda ep: ep.name)
-    return [ep for ep in found if (wanted is None or ep.name in wanted) and ep.name not in disabled]
-
-
-def one_line(exc: BaseException) -> str:
-    """``ExcType: first line of the message``: the summary shown for a failed plugin."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    installed = {ep.name for ep in found}
+    warnings = []
+    for variable, names in (("CVCORE_LOAD_PLUGINS", wanted or set()), ("CVCORE_DISABLE_PLUGINS", disabled)):
+        for name in sorted(names - installed):
+            warnings.append(f"{variable} names '{name}', which is not an installed plugin."
+                            f"{did_you_mean(name, installed)} Installed: {', '.join(sorted(installed)) or 'none'}.")
+    selection = "" if wanted is None else (f"CVCORE_LOAD_PLUGINS={os.environ['CVCORE_LOAD_PLUGINS']!r} loads only "
+                                           f"{', '.join(sorted(wanted & installed)) or 'no plugin'}.")
+    enabled = [ep for ep in found if (wanted is None or ep.name in wanted) and ep.name not in disabled]
+    return enabled, warnings, selection
 
 
 def load_registry() -> Registry:
     """Import every selected plugin, let each register its components, and collect the result."""
     manager = pluggy.PluginManager("cvcore")
     manager.add_hookspecs(hookspecs)
+    selected, warnings, selection = selected_entry_points()
     plugins: dict[str, Plugin] = {}
-    for ep in selected_entry_points():
-        dist = ep.dist
-        info = Plugin(ep.name, dist.name if dist else None, dist.version if dist else None)
-        plugins[ep.name] = _add(manager, info, ep.load)
+    clashing: list[Plugin] = []
+    for name, group in itertools.groupby(selected, key=lambda ep: ep.name):
+        eps = list(group)
+        if len(eps) > 1:  # two distributions claim one name: PLUGIN:NAME could mean either
+            clashing += _name_clash([_plugin_info(ep) for ep in eps])
+        else:
+            plugins[name] = _add(manager, _plugin_info(eps[0]), eps[0].load)
     for name, obj in _extra_plugins:
         if manager.is_registered(obj):  # installed too: the test's registration takes its place
             del plugins[manager.get_name(obj)]
             manager.unregister(obj)
         plugins[name] = _add(manager, Plugin(name), lambda obj=obj: obj)
     components = _collect(manager, plugins)
-    final = {name: plugins[name] for name in plugins}
-    components = [attrs.evolve(c, plugin=final[c.plugin.name]) for c in components]
-    return Registry(tuple(components), tuple(final.values()))
+    components = [attrs.evolve(c, plugin=plugins[c.plugin.name]) for c in components]
+    registering = {c.plugin.name for c in components}
+    warnings += [f"plugin '{p.name}' ({p.provider}) registers nothing: does each hook function carry "
+                 f"@cvcore.hookimpl and call register(...)?" for p in plugins.values()
+                 if not p.error and p.name not in registering]
+    return Registry(tuple(components), (*plugins.values(), *clashing), tuple(warnings), selection)
+
+
+def _plugin_info(ep: EntryPoint) -> Plugin:
+    dist = ep.dist
+    return Plugin(ep.name, dist.name if dist else None, dist.version if dist else None)
+
+
+def _name_clash(infos: list[Plugin]) -> list[Plugin]:
+    """Each of several plugins with one entry-point name, marked failed with the others named."""
+    reasons = []
+    for info in infos:
+        others = ", ".join(other.provider for other in infos if other is not info)
+        reasons.append(attrs.evolve(info, error=(
+            f"PluginError: the entry-point name '{info.name}' is also used by {others}; PLUGIN:NAME could "
+            f"mean either, so neither loads. Uninstall one, or rename its entry point in its pyproject.toml.")))
+    return reasons
 
 
 def _add(manager: pluggy.PluginManager, info: Plugin, load) -> Plugin:
@@ -107,10 +140,22 @@ def _add(manager: pluggy.PluginManager, info: Plugin, load) -> Plugin:
 
 
 def _check_hooks(manager: pluggy.PluginManager, obj: object, name: str) -> None:
-    """pluggy's check_pending for one plugin: a misspelled hook name is an error at load."""
-    from cvcore.errors import PluginError, did_you_mean
-
+    """pluggy's check_pending for one plugin: a misspelled hook name is an error at load, and so is
+    a hook function without @cvcore.hookimpl, which pluggy would skip without a word."""
+    for hook, _ in KINDS.values():
+        function = getattr(obj, hook, None)
+        if callable(function) and not hasattr(function, "cvcore_impl"):
+            manager.unregister(obj)
+            raise PluginError(f"plugin '{name}' defines {hook} without @cvcore.hookimpl, so it is never called: "
+                              f"decorate it with @cvcore.hookimpl.")
     for caller in manager.get_hookcallers(obj) or ():
+        wrappers = [impl for impl in caller.get_hookimpls()
+                    if impl.plugin is obj and (impl.hookwrapper or getattr(impl, "wrapper", False))]
+        if wrappers:
+            manager.unregister(obj)
+            raise PluginError(f"plugin '{name}' declares '{caller.name}' as a pluggy wrapper; cvcore calls each "
+                              f"plugin's hook with its own register function, so a wrapper would register "
+                              f"nothing. Use a plain @cvcore.hookimpl.")
         if caller.spec is None:
             manager.unregister(obj)
             hooks = [hook for hook, _ in KINDS.values()]

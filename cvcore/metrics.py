@@ -5,6 +5,19 @@ from __future__ import annotations
 import torch
 
 
+def metric_mode(name: str) -> str:
+    """'min' for a metric where lower is better (a loss), else 'max': the one rule for monitors."""
+    return "min" if name.endswith("loss") else "max"
+
+
+def logged_names(task: str | None = None, num_classes: int = 1000) -> list[str]:
+    """The metrics each epoch logs for ``task`` (for any task when None): what a monitor may name."""
+    kinds = [SegmentationMetrics if task == "segmentation" else ClassificationMetrics] if task else \
+        [ClassificationMetrics, SegmentationMetrics]
+    return sorted({f"{prefix}_{name}" for kind in kinds for prefix, detailed in (("train", False), ("val", True))
+                   for name in kind.names(num_classes, detailed)})
+
+
 def metrics_for(task: str, num_classes: int, device: torch.device, detailed: bool):
     """The metrics of a task: classification (accuracy) or segmentation (pixel accuracy, IoU, Dice)."""
     kind = SegmentationMetrics if task == "segmentation" else ClassificationMetrics
@@ -15,7 +28,8 @@ class ClassificationMetrics:
     """Sums of loss, top-1 (and in validation top-5 and per-class) hits; ``compute`` makes fractions.
 
     Training tracks loss and top-1 only: top-5 and per-class counts cost a few kernels per step,
-    which is measurable on small models (benchmarks/overhead.py).
+    which is measurable on small models (benchmarks/overhead.py). Top-5 is reported only for more
+    than 5 classes, where it can differ from 1.
     """
 
     def __init__(self, num_classes: int, device: torch.device, detailed: bool) -> None:
@@ -42,6 +56,10 @@ class ClassificationMetrics:
 
     per_class_name = "accuracy"
 
+    @staticmethod
+    def names(num_classes: int, detailed: bool) -> list[str]:
+        return ["loss", "acc1", *(["acc5"] if detailed and num_classes > 5 else [])]
+
     def running(self) -> tuple[float, float]:
         """(mean loss, accuracy) so far on this process, for the progress bar (a host sync)."""
         loss, top1, _ = self.sums.tolist()
@@ -58,7 +76,7 @@ class ClassificationMetrics:
         loss, top1, top5 = self.sums.tolist()  # the one host-device sync of the epoch
         count = max(self.count.item(), 1.0)
         values = {f"{prefix}_loss": loss / count, f"{prefix}_acc1": top1 / count}
-        if self.detailed:
+        if self.detailed and self.num_classes > self.k:
             values[f"{prefix}_acc5"] = top5 / count
         return values
 
@@ -101,6 +119,10 @@ class SegmentationMetrics:
         # no deterministic CUDA kernel, and --deterministic must keep working.
         cells = torch.where(valid, truth * self.num_classes + pred, torch.full_like(truth, self.num_classes**2))
         self.confusion += torch.bincount(cells, minlength=self.num_classes**2 + 1)[:-1]
+
+    @staticmethod
+    def names(num_classes: int, detailed: bool) -> list[str]:
+        return ["loss", "pixel_acc", *(["miou", "mdice"] if detailed else [])]
 
     def running(self) -> tuple[float, float]:
         matrix = self.confusion.view(self.num_classes, -1)

@@ -54,6 +54,16 @@ def summary_of(obj: Callable) -> str:
 
 def param_help(obj: Callable) -> dict[str, str]:
     """Map each ``:param name: text`` of a docstring to its text (continuation lines joined)."""
+    return _split_doc(obj)[1]
+
+
+def description(obj: Callable) -> str:
+    """A factory's docstring without its ``:param`` entries (and their continuation lines)."""
+    return _split_doc(obj)[0]
+
+
+def _split_doc(obj: Callable) -> tuple[str, dict[str, str]]:
+    body: list[str] = []
     helps: dict[str, str] = {}
     current = None
     for line in (inspect.getdoc(obj) or "").splitlines():
@@ -65,7 +75,8 @@ def param_help(obj: Callable) -> dict[str, str]:
             helps[current] += " " + line.strip()
         else:
             current = None
-    return helps
+            body.append(line)
+    return "\n".join(body).strip(), helps
 
 
 def _signature(factory: Callable) -> inspect.Signature:
@@ -155,8 +166,8 @@ def _conform_sequence(value: Any, origin: Any, args: tuple) -> tuple[bool, Any]:
 
 
 def _conform_scalar(value: Any, tp: Any) -> tuple[bool, Any]:
-    if tp is type(None) or tp is None:
-        return value is None, value
+    if tp is type(None) or tp is None:  # TOML has no null: the string "none" stands for it
+        return value is None or value == "none", None
     if tp is bool:
         return isinstance(value, bool), value
     if tp is int:

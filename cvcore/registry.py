@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import functools
 import re
 import types
@@ -13,10 +14,13 @@ import attrs
 
 from cvcore.errors import (
     AmbiguousNameError,
+    BuildError,
+    CvcoreError,
     OptionError,
     PluginError,
     UnknownNameError,
     did_you_mean,
+    one_line,
 )
 from cvcore.options import Option, describe, summary_of, validate
 
@@ -35,6 +39,14 @@ _METADATA = {
     "scheduler": {"interval": (lambda v: v in ("step", "epoch"), "one of ('step', 'epoch')")},
     "model": {"tasks": (lambda v: bool(v) and set(v) <= set(TASKS), f"a tuple of {TASKS}")},
     "loss": {"tasks": (lambda v: bool(v) and set(v) <= set(TASKS), f"a tuple of {TASKS}")},
+}
+# kind -> (module, class) that what its factory returns must be an instance of, and how to say it
+_RETURNS = {
+    "dataset": ("cvcore.data", "DataSplits", "a cvcore.DataSplits"),
+    "model": ("torch.nn", "Module", "a torch.nn.Module"),
+    "optimizer": ("torch.optim", "Optimizer", "a torch.optim.Optimizer"),
+    "scheduler": ("torch.optim.lr_scheduler", "LRScheduler", "a torch.optim.lr_scheduler.LRScheduler"),
+    "callback": ("cvcore.callbacks", "Callback", "a cvcore.Callback"),
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
 
@@ -82,6 +94,11 @@ class Component:
     def qualified_name(self) -> str:
         return f"{self.plugin.name}:{self.name}"
 
+    def is_named(self, name: str) -> bool:
+        """Whether ``name`` (short, alias, or either qualified with the plugin) names this component."""
+        plugin, _, short = name.rpartition(":")
+        return short in (self.name, *self.aliases) and plugin in ("", self.plugin.name)
+
     @functools.cached_property
     def options(self) -> tuple[Option, ...]:
         return describe(self.factory, KINDS[self.kind][1])
@@ -99,7 +116,30 @@ class Component:
                 f"{self.kind} '{self.name}' takes {expected} positional input(s), got {len(inputs)}."
             )
         checked = validate(self.options, options, f"{self.kind} '{self.name}'")
-        return self.factory(*inputs, **checked)
+        try:
+            built = self.factory(*inputs, **checked)
+        except CvcoreError:
+            raise
+        except Exception as exc:  # the plugin's own error, told as one paragraph with its origin
+            raise BuildError(f"{self._origin()} failed: {one_line(exc)}. Set CVCORE_DEBUG=1 for the "
+                             f"traceback.") from exc
+        self._check_returned(built)
+        return built
+
+    def _origin(self) -> str:
+        return (f"building {self.kind} '{self.qualified_name}' (plugin '{self.plugin.name}', "
+                f"{self.plugin.provider})")
+
+    def _check_returned(self, built: Any) -> None:
+        """Refuse a factory result of the wrong type here, not as an AttributeError in the loop."""
+        if self.kind == "loss":
+            ok, expected = callable(built), "a callable (output, target) -> loss tensor, e.g. a torch.nn.Module"
+        else:
+            module, name, expected = _RETURNS[self.kind]
+            ok = isinstance(built, getattr(importlib.import_module(module), name))
+        if not ok:
+            raise BuildError(f"{self._origin()} returned {type(built).__module__}.{type(built).__qualname__}, "
+                             f"but a {self.kind} factory must return {expected}.")
 
 
 class Register:
@@ -155,6 +195,13 @@ class Registry:
 
     components: tuple[Component, ...]
     plugins: tuple[Plugin, ...]
+    warnings: tuple[str, ...] = ()  # unknown names in the plugin selection, plugins that register nothing
+    selection: str = ""  # what CVCORE_LOAD_PLUGINS limits loading to, if set
+
+    @property
+    def selection_note(self) -> str:
+        """The environment's plugin selection, to append where a name was not found."""
+        return "".join(f" {note}" for note in (self.selection, *self.warnings) if note.startswith("CVCORE_"))
 
     @property
     def failures(self) -> tuple[Plugin, ...]:
@@ -183,11 +230,7 @@ class Registry:
     def get(self, kind: str, name: str) -> Component:
         """The component called ``name`` (short, alias or ``PLUGIN:NAME``), or a helpful error."""
         candidates = self.of_kind(kind)
-        if ":" in name:
-            plugin, short = name.split(":", 1)
-            matches = [c for c in candidates if c.plugin.name == plugin and short in (c.name, *c.aliases)]
-        else:
-            matches = [c for c in candidates if name in (c.name, *c.aliases)]
+        matches = [c for c in candidates if c.is_named(name)]
         if len(matches) == 1:
             return matches[0]
         if matches:
@@ -196,14 +239,17 @@ class Registry:
                 f"{kind.capitalize()} '{name}' is registered by several plugins: {names}. "
                 f"Use the qualified name, e.g. --{kind} {matches[0].qualified_name}."
             )
-        raise UnknownNameError(self._unknown_message(kind, name, candidates))
+        raise self.unknown(kind, name)
 
-    def _unknown_message(self, kind: str, name: str, candidates: list[Component]) -> str:
+    def unknown(self, kind: str | None, name: str) -> UnknownNameError:
+        """The error for a name nothing registers: close names, and the failed plugins that may hold it."""
+        candidates = self.of_kind(kind) if kind else self.components
         names = {n for c in candidates for n in (c.name, c.qualified_name, *c.aliases)}
-        message = f"Unknown {kind} '{name}'.{did_you_mean(name, names)} See 'cv list {kind}'."
-        plugin = name.split(":", 1)[0] if ":" in name else None
+        what, listing = (kind, f"cv list {kind}") if kind else ("component", "cv list")
+        message = f"Unknown {what} '{name}'.{did_you_mean(name, names)} See '{listing}'."
+        plugin = name.rpartition(":")[0]
         for failed in self.failures:
-            if plugin in (None, failed.name):
+            if plugin in ("", failed.name):
                 message += (f" Plugin '{failed.name}' ({failed.provider}) failed to load and may "
                             f"provide it: {failed.error}")
-        return message
+        return UnknownNameError(message + self.selection_note)

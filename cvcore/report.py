@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cvcore.options import Option
+from cvcore.config import toml_value
+from cvcore.options import Option, description
 from cvcore.registry import KINDS, Component, Plugin, Registry
 
 PLURALS = {kind: kind + "es" if kind.endswith("s") else kind + "s" for kind in KINDS}
@@ -43,9 +46,15 @@ def plugin_json(plugin: Plugin, registry: Registry) -> dict[str, Any]:
     }
 
 
-def print_components(console: Console, components: list[Component], registry: Registry) -> None:
-    """One table per kind: name, summary, provider; conflicting short names are marked."""
+FAMILY_SIZE = 3  # namespaced names (tv/resnet18, tv/resnet34, ...) at least this many to a family share a row
+
+
+def print_components(console: Console, components: list[Component], registry: Registry,
+                     group_families: bool = False) -> None:
+    """One table per kind: name, summary, provider; conflicting short names are marked. With
+    ``group_families`` a family of namespaced names (``tv/resnet*``) is one row listing its members."""
     conflicts = registry.conflicts()
+    grouped = False
     for kind in KINDS:
         rows = [c for c in components if c.kind == kind]
         if not rows:
@@ -54,13 +63,45 @@ def print_components(console: Console, components: list[Component], registry: Re
         table.add_column("name", style="bold", no_wrap=True)
         table.add_column("summary")
         table.add_column("provider", no_wrap=True)
-        for comp in rows:
+        for family, members in _families(rows, group_families):
+            comp = members[0]
+            provider = escape(f"{comp.plugin.name} ({comp.plugin.provider})")
+            if family:
+                grouped = True
+                shown = [m.name.split("/", 1)[1] for m in members]
+                names = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
+                table.add_row(f"{escape(family)} ({len(members)})", escape(names), provider)
+                continue
             name = escape(comp.name)
             if (kind, comp.name) in conflicts:
                 name += f" [red](conflict: use {escape(comp.qualified_name)})[/]"
-            table.add_row(name, escape(comp.summary), escape(f"{comp.plugin.name} ({comp.plugin.provider})"))
+            table.add_row(name, escape(comp.summary), provider)
         console.print(table)
+    if grouped:
+        console.print("A row NAME* (N) stands for N components; cv list 'NAME*' lists each.", highlight=False)
     print_failures(console, registry)
+
+
+def _families(rows: list[Component], group: bool) -> list[tuple[str | None, list[Component]]]:
+    """(pattern, members) for each family of FAMILY_SIZE or more namespaced names from one plugin
+    ('tv/resnet*'), (None, [component]) for every other component; in listing order."""
+    def family_of(comp: Component) -> str | None:
+        found = re.match(r"^([^/]+/[A-Za-z]+)", comp.name) if group else None
+        return f"{found[1]}*" if found else None
+
+    sizes = Counter((family_of(c), c.plugin.name) for c in rows)
+    out: list[tuple[str | None, list[Component]]] = []
+    placed: dict[tuple[str, str], list[Component]] = {}
+    for comp in rows:
+        key = (family_of(comp), comp.plugin.name)
+        if key[0] is None or sizes[key] < FAMILY_SIZE:
+            out.append((None, [comp]))
+        elif key in placed:
+            placed[key].append(comp)
+        else:
+            placed[key] = [comp]
+            out.append((key[0], placed[key]))
+    return out
 
 
 def print_failures(console: Console, registry: Registry) -> None:
@@ -74,16 +115,12 @@ def print_failures(console: Console, registry: Registry) -> None:
 
 def print_component(console: Console, comp: Component) -> None:
     """Docs and options of one component, for `cv info`."""
-    import inspect
-
     console.print(f"[bold]{comp.kind} {escape(comp.qualified_name)}[/]  ({escape(comp.plugin.provider)})")
     if comp.aliases:
         console.print(f"aliases: {', '.join(comp.aliases)}", markup=False)
     for key, value in comp.metadata.items():
-        console.print(f"{key}: {value}", markup=False)
-    doc = inspect.getdoc(comp.factory) or comp.summary
-    console.print("\n" + "\n".join(line for line in doc.splitlines() if not line.startswith(":param")).strip() + "\n",
-                  highlight=False, markup=False)
+        console.print(f"{key}: {toml_value(value)}", markup=False)
+    console.print("\n" + (description(comp.factory) or comp.summary) + "\n", highlight=False, markup=False)
     if not comp.options:
         console.print("No options.")
         return
@@ -96,7 +133,10 @@ def print_component(console: Console, comp: Component) -> None:
 
 
 def _default_text(opt: Option) -> str:
-    return "(required)" if opt.required else repr(opt.default)
+    """The default as a config file would write it: ``"data"``, ``[80, 120]``, ``none``."""
+    if opt.required:
+        return "(required)"
+    return "none" if opt.default is None else toml_value(opt.default)
 
 
 def print_plugins(console: Console, registry: Registry) -> None:

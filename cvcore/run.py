@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from cvcore import config as cfg
-from cvcore.errors import ConfigError
+from cvcore.errors import ConfigError, did_you_mean
 from cvcore.loader import registry
 from cvcore.options import describe, validate
 from cvcore.registry import Component
 
 KIND_OF = {"dataset": "dataset", "model": "model", "loss": "loss", "optimizer": "optimizer",
            "scheduler": "scheduler", "callbacks": "callback"}
+
+# Model options that load start weights. A model rebuilt to receive a checkpoint's weights is built
+# with these off, so that a checkpoint never needs the file or the download it started from.
+START_WEIGHTS = {"pretrained": False, "weights": None}
 
 
 @attrs.frozen
@@ -64,13 +67,56 @@ def plan(config: dict[str, Any]) -> Plan:
             raise ConfigError(f"[{section}] needs a name, e.g. --{section} NAME (see 'cv list {KIND_OF[section]}').")
         parts.append(_part(section, name, cfg.options_of(config, section)))
     for section in cfg.CHAINED:
-        extra = set(config.get(section, {})) - {"name", *cfg.names(config, section)}
-        if extra:
-            raise ConfigError(f"[{section}] has options for {sorted(extra)}, which are not in its name list "
-                              f"{cfg.names(config, section)}.")
-        parts += [_part(section, name, cfg.options_of(config, section, name)) for name in cfg.names(config, section)]
+        parts += _chained_parts(config, section)
     trainer = validate(describe(trainer_options_type(), 0), config.get("trainer", {}), "[trainer]")
-    return Plan(config, trainer, tuple(parts))
+    try:
+        trainer_options_type()(**trainer)  # the ranges: epochs >= 1, batch_size >= 1, ...
+    except ValueError as exc:
+        raise ConfigError(f"[trainer] {_range_message(exc)}") from None
+    checked = Plan(config, trainer, tuple(parts))
+    check_monitors(checked)
+    return checked
+
+
+def check_monitors(plan: Plan, info=None) -> None:
+    """Every metric a run monitors ([trainer] monitor, a callback's monitor option) must be one the
+    run logs: checked against every task's metrics before data, and against the data's task after."""
+    from cvcore.metrics import logged_names
+
+    logged = logged_names(info.task, info.num_classes) if info else logged_names()
+    wanted = [("[trainer] monitor", plan.trainer.get("monitor"))]
+    wanted += [(f"{p.component.kind} '{p.component.name}' monitor", p.options.get("monitor")) for p in plan.parts]
+    for where, name in wanted:
+        if name is not None and name not in logged:
+            task = f" for {info.task}" if info else ""
+            raise ConfigError(f"{where} is '{name}', which no epoch logs{task}.{did_you_mean(name, logged)} "
+                              f"Logged: {', '.join(logged)}.")
+
+
+def _range_message(exc: ValueError) -> str:
+    """attrs' "'epochs' must be >= 1: 0" as "epochs must be >= 1, got 0."."""
+    import re
+
+    found = re.fullmatch(r"'(\w+)' must be (.+): (.*)", str(exc))
+    return f"{found[1]} must be {found[2]}, got {found[3]}." if found else str(exc)
+
+
+def _chained_parts(config: dict[str, Any], section: str) -> list[Part]:
+    """The parts of [scheduler] or [callbacks]. An options table may name its component short or
+    qualified (``[scheduler.multistep]`` is ``[scheduler."optim:multistep"]``); later tables win."""
+    names = cfg.names(config, section)
+    components = [registry().get(KIND_OF[section], name) for name in names]
+    options: list[dict[str, Any]] = [{} for _ in names]
+    for key, table in config.get(section, {}).items():
+        if key == "name":
+            continue
+        owner = next((i for i, comp in enumerate(components) if comp.is_named(key)), None)
+        if owner is None or not isinstance(table, dict):
+            raise ConfigError(f"[{section}] has options for '{key}', which is not in its name list {names}."
+                              f"{did_you_mean(key, [*names, *(n.rpartition(':')[2] for n in names)])}")
+        options[owner].update(table)
+    return [Part(section, comp, validate(comp.options, opts, f"{comp.kind} '{name}'"))
+            for comp, name, opts in zip(components, names, options)]
 
 
 def _part(section: str, name: str, options: dict[str, Any]) -> Part:
@@ -82,6 +128,15 @@ def filled(part: Part, context: dict[str, Any]) -> dict[str, Any]:
     """The part's options plus those it declares and the user left unset, taken from ``context``."""
     declared = {opt.name for opt in part.component.options}
     return {**{k: v for k, v in context.items() if k in declared}, **part.options}
+
+
+def build_model(part: Part, info, *, from_checkpoint: bool = False):
+    """The model of ``part`` sized to the data; ``from_checkpoint``: without its start weights."""
+    options = filled(part, info.fill())
+    if from_checkpoint:
+        declared = {opt.name for opt in part.component.options}
+        options.update({k: v for k, v in START_WEIGHTS.items() if k in declared})
+    return part.component.build(**options)
 
 
 def check_fit(plan: Plan, info) -> None:
@@ -106,19 +161,23 @@ def check_fit(plan: Plan, info) -> None:
 class Built:
     """Every component of a run, built, and the Trainer that ties them together."""
 
-    def __init__(self, plan: Plan, run_dir: Path | None) -> None:
+    def __init__(self, plan: Plan, run_dir: Path | None, *, resuming: bool = False) -> None:
         from cvcore import distributed
-        from cvcore.trainer import Trainer, TrainerOptions, seed_everything, steps_per_epoch
+        from cvcore.trainer import Trainer, TrainerOptions, resolve_device, seed_everything, steps_per_epoch
 
         options = TrainerOptions(**{**plan.trainer, "run_dir": run_dir})
-        if options.seed is not None:  # before anything is built: weight init is seeded too
-            seed_everything(options.seed + distributed.rank())
+        distributed.setup(resolve_device(options.device))
+        # One seed for every process, fixed before anything is built: weight init is seeded too.
+        options = attrs.evolve(options, seed=distributed.shared_seed(options.seed))
+        seed_everything(options.seed + distributed.rank())
         self.plan = plan
         dataset = plan.part("dataset")
-        self.data = dataset.component.build(**dataset.options)
+        with distributed.main_first():  # a download (or a cache) is written once, by the main process
+            self.data = dataset.component.build(**dataset.options)
         check_fit(plan, self.data.info)
+        check_monitors(plan, self.data.info)
         context = self.data.info.fill()
-        self.model = _build(plan.part("model"), context)
+        self.model = build_model(plan.part("model"), self.data.info, from_checkpoint=resuming)
         check_output_shape(self.model, self.data.info, plan.part("model").component.name)
         self.loss = _build(plan.part("loss"), context)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -147,9 +206,11 @@ def check_output_shape(model, info, name: str) -> None:
     try:
         with torch.no_grad():
             out = model(torch.zeros(shape))
-    except RuntimeError as exc:
-        raise ConfigError(f"model '{name}' cannot take inputs of shape {tuple(shape)} from the data set: "
-                          f"{str(exc).splitlines()[0]}") from exc
+    except (RuntimeError, AssertionError, ValueError, IndexError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"model '{name}' cannot take inputs of shape {tuple(shape)} from the data set: {reason}. "
+                          f"Models with a fixed input size need data of that size (see the data set's "
+                          f"image_size option in 'cv info DATASET'), or choose another model.") from exc
     finally:
         model.train(was_training)
     if info.task == "segmentation":
@@ -159,24 +220,6 @@ def check_output_shape(model, info, name: str) -> None:
     if tuple(out.shape) != expected:
         raise ConfigError(f"model '{name}' outputs shape {tuple(out.shape)}, but the data set needs "
                           f"{wanted} for its {info.num_classes} classes.")
-
-
-def new_run_dir(config: dict[str, Any]) -> Path:
-    """The run directory: [trainer] run_dir, else runs/<time>-<dataset>-<model> (never reused)."""
-    chosen = config.get("trainer", {}).get("run_dir")
-    if chosen:
-        path = Path(chosen)
-        if (path / "metrics.jsonl").exists():
-            raise ConfigError(f"Run directory '{path}' already holds a run; choose another --run-dir.")
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        base = Path("runs") / f"{stamp}-{config['dataset']['name']}-{config['model']['name']}".replace("/", "_")
-        path, index = base, 1
-        while path.exists():
-            index += 1
-            path = base.with_name(f"{base.name}-{index}")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def providers(plan: Plan) -> dict[str, str]:
@@ -205,51 +248,83 @@ def dry_run(plan: Plan) -> list[str]:
             f"one batch of {batch_size}: loss {loss:.4f}, backward ok on {trainer.device}"]
 
 
-def train(config: dict[str, Any], resume=None) -> tuple[dict[str, Any], Path]:
-    """Run a whole training job, or continue one from a checkpoint; returns the summary and run directory."""
+def train(config: dict[str, Any], resume: Resume | None = None) -> tuple[dict[str, Any], Path | None]:
+    """Run a whole training job, or continue one from a checkpoint; returns the summary and run directory.
+
+    The run directory is claimed before anything is built and keeps only what a run wrote: a run
+    that fails while building leaves no directory behind (or, resumed, its files as they were)."""
     from cvcore import distributed
+    from cvcore.rundir import RunDir
 
     checked = plan(config)
-    if resume is not None:
-        run_dir = resume.run_dir
-    else:
-        run_dir = new_run_dir(config) if distributed.is_main() else None
+    claim = RunDir.claim(config, resuming=resume and resume.run_dir) if distributed.is_main() else None
+    run_dir = claim.path if claim else None
     resolved = cfg.merge(config, {"trainer": {"run_dir": str(run_dir)}}) if run_dir else config
-    if run_dir and distributed.is_main():
-        (run_dir / "config.toml").write_text(cfg.to_toml(resolved), encoding="utf-8")
-    built = Built(attrs.evolve(checked, config=resolved), run_dir if distributed.is_main() else None)
-    if resume is not None:
-        resume.check(built)
-    summary = built.trainer.fit(resume.checkpoint if resume else None)
-    if run_dir and distributed.is_main():
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    try:
+        built = Built(attrs.evolve(checked, config=resolved), run_dir, resuming=bool(resume and resume.checkpoint))
+        if resume is not None:
+            resume.check(built, write=claim is not None)
+    except BaseException:
+        if claim:
+            claim.abandon()
+        raise
+    try:
+        if claim:
+            (run_dir / "config.toml").write_text(cfg.to_toml(resolved), encoding="utf-8")
+        summary = built.trainer.fit(resume.checkpoint if resume else None)
+        if claim:
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    finally:
+        if claim:
+            claim.release()
     return summary, run_dir
 
 
 class Resume:
-    """A run to continue: its checkpoint, its directory and the configuration it was saved with."""
+    """A run to continue: its checkpoint, its directory and the configuration it was saved with.
+
+    A run stopped before its first checkpoint has only its config.toml: it starts again from that
+    (``checkpoint`` is None)."""
 
     def __init__(self, target: Path) -> None:
         from cvcore import checkpoint as ckpt
 
+        target = Path(target)
+        if target.is_dir() and (target / "config.toml").is_file() and not ckpt.last_of(target).is_file():
+            self.path, self.checkpoint, self.run_dir = None, None, target
+            self.config = cfg.load(target / "config.toml")
+            print(f"note: '{target}' stopped before its first checkpoint; starting it again from its config.toml",
+                  file=sys.stderr)
+            return
         self.path = ckpt.find(target)
-        self.checkpoint = ckpt.load(self.path)
-        self.run_dir = Path(target) if Path(target).is_dir() else self.path.parent.parent
+        self.checkpoint = ckpt.load_run(self.path)
+        self.run_dir = target if target.is_dir() else self.path.parent.parent
+        if not (self.run_dir / "config.toml").is_file():
+            raise ConfigError(f"Cannot resume from '{self.path}': it is not inside a run directory "
+                              f"(RUN/checkpoints/*.safetensors beside RUN/config.toml), and resuming writes to "
+                              f"the run directory. Pass the run directory, or copy the file into one.")
         self.config = self.checkpoint.document["config"]
 
-    def check(self, built: Built) -> None:
+    def check(self, built: Built, *, write: bool = True) -> None:
         """Refuse a model or data set that differs from the saved one; warn about plugin versions;
         cut metrics.jsonl back to the checkpoint's epochs (a kill may have left rows past it)."""
+        if self.checkpoint is None:
+            if write:
+                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            return
         saved, info = self.checkpoint.document, built.data.info
-        saved_model, model = saved["config"]["model"]["name"], built.plan.part("model").component.name
-        if saved_model != model or saved["info"]["num_classes"] != info.num_classes:
+        saved_model, model = saved["config"]["model"]["name"], built.plan.part("model").component
+        saved_classes = self.checkpoint.data_info().num_classes
+        if not model.is_named(saved_model) or saved_classes != info.num_classes:
             raise ConfigError(f"Cannot resume '{self.path}': it holds model '{saved_model}' for "
-                              f"{saved['info']['num_classes']} classes, this run builds '{model}' for "
+                              f"{saved_classes} classes, this run builds '{model.qualified_name}' for "
                               f"{info.num_classes} classes.")
+        self.checkpoint.load_weights_into(built.model, model.qualified_name)
         for key, provider in providers(built.plan).items():
             if saved.get("providers", {}).get(key, provider) != provider:
                 print(f"warning: {key} was provided by {saved['providers'][key]} when saved, now by {provider}",
                       file=sys.stderr)
-        history = self.checkpoint.state()["history"]
-        rows = "".join(json.dumps(row) + "\n" for row in history)
-        (self.run_dir / "metrics.jsonl").write_text(rows, encoding="utf-8")
+        if write:
+            history = self.checkpoint.state()["history"]
+            rows = "".join(json.dumps(row) + "\n" for row in history)
+            (self.run_dir / "metrics.jsonl").write_text(rows, encoding="utf-8")

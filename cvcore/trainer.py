@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import random
@@ -16,15 +17,15 @@ from typing import Any, Literal
 import attrs
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
 
 from cvcore import distributed
+from cvcore.batching import DeviceLoader, data_loader, num_batches, set_epoch
 from cvcore.callbacks import Callback
 from cvcore.data import DataSplits
 from cvcore.errors import ConfigError, CvcoreError
-from cvcore.metrics import metrics_for
+from cvcore.metrics import metric_mode, metrics_for
 from cvcore.progress import EpochProgress, log
-from cvcore.tensor_data import DeviceBatches, TensorImages
+from cvcore.tensor_data import TensorImages
 
 Precision = Literal["32", "16-mixed", "bf16-mixed"]
 _AUTOCAST = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
@@ -41,7 +42,8 @@ class TrainerOptions:
     :param pin_memory: pin host memory for faster copies (default: on when training on CUDA).
     :param precision: 32, 16-mixed (float16 autocast + GradScaler) or bf16-mixed.
     :param device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.
-    :param seed: seed of python, numpy, torch and the loader workers; none for a random run.
+    :param seed: seed of python, numpy, torch and the data order and augmentations; none for a
+        fresh random seed each run (printed, and kept in summary.json).
     :param deterministic: use only deterministic algorithms (slower on GPU).
     :param channels_last: NHWC memory format for model and inputs (faster convs with AMP on GPU).
     :param compile: wrap the model in torch.compile.
@@ -51,7 +53,8 @@ class TrainerOptions:
     :param limit_val_batches: validate on at most this many batches per epoch.
     :param monitor: metric that picks the best epoch, whose weights are restored at the end
         (default val_acc1 for classification, val_miou for segmentation).
-    :param monitor_mode: max if higher is better, min if lower is better (default: min for losses).
+    :param monitor_mode: max if higher is better, min if lower is better (default: min for names
+        ending in loss, else max).
     :param run_dir: where config.toml, metrics.jsonl and summary.json go (default: runs/<time>-<data>-<model>).
     :param tensor_loader: keep in-memory data sets (cvcore.TensorImages) on the device and build
         batches there; false serves them through a DataLoader like any other data set.
@@ -68,9 +71,11 @@ class TrainerOptions:
     channels_last: bool = False
     compile: bool = False
     accumulate: int = attrs.field(default=1, validator=attrs.validators.ge(1))
-    clip_norm: float | None = None
-    limit_train_batches: int | None = None
-    limit_val_batches: int | None = None
+    clip_norm: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
+    limit_train_batches: int | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.ge(1)))
+    limit_val_batches: int | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.ge(1)))
     monitor: str | None = None
     monitor_mode: Literal["min", "max"] | None = None
     run_dir: Path | None = None
@@ -78,11 +83,12 @@ class TrainerOptions:
 
 
 class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; the step in flight finished and callbacks may save a checkpoint."""
+    """SIGINT or SIGTERM arrived; the step in flight finished. ``epoch`` epochs were completed: the
+    checkpoints hold the last of them, and a resumed run re-runs the interrupted epoch from its start."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, epoch: int) -> None:
         super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+        self.signum, self.epoch = signum, epoch
 
 
 class NonFiniteLossError(CvcoreError):
@@ -120,15 +126,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _seed_worker(worker_id: int) -> None:
-    import numpy
-
-    # torch already gives each worker its own seed; derive python's and numpy's from it.
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    numpy.random.seed(seed)
-
-
 def steps_per_epoch(num_train: int, options: TrainerOptions) -> int:
     """Optimizer steps in one epoch (what per-step schedulers are sized with)."""
     batches = math.ceil(num_train / (options.batch_size * distributed.world_size()))
@@ -153,7 +150,9 @@ class Trainer:
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self.module, self.loss_fn, self.optimizer, self.data = model, loss, optimizer, data
-        self.schedulers, self.callbacks, self.options = list(schedulers), list(callbacks), options
+        self.schedulers, self.options = list(schedulers), options
+        # Stable sort: callbacks that save state (order > 0) see the epoch after every other one.
+        self.callbacks = sorted(callbacks, key=lambda callback: getattr(callback, "order", 0))
         self.device = resolve_device(options.device)
         self.autocast_dtype = _AUTOCAST.get(options.precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=options.precision == "16-mixed")
@@ -164,11 +163,12 @@ class Trainer:
         self.stop_reason: str | None = None
         self.interrupted: int | None = None
         self._pending_finite: tuple[torch.Tensor, int] | None = None
+        self._rank_rngs: list[dict[str, Any]] | None = None
         self.metadata = metadata or {}  # JSON stored with checkpoints (the run's config, providers)
         self.is_main = distributed.is_main()
         self.run_dir = options.run_dir
         self.monitor = options.monitor or DEFAULT_MONITOR[data.info.task]
-        self.monitor_mode = options.monitor_mode or ("min" if self.monitor.endswith("loss") else "max")
+        self.monitor_mode = options.monitor_mode or metric_mode(self.monitor)
 
     # -- public hooks for callbacks ---------------------------------------------------------------
 
@@ -185,8 +185,8 @@ class Trainer:
     def _setup(self) -> None:
         opts = self.options
         distributed.setup(self.device)
-        if opts.seed is not None:
-            seed_everything(opts.seed + distributed.rank())
+        self.seed = distributed.shared_seed(opts.seed)
+        seed_everything(self.seed + distributed.rank())
         if opts.deterministic:
             import os
 
@@ -199,32 +199,29 @@ class Trainer:
         self.module.to(self.device, memory_format=memory_format)
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn.to(self.device)
-        self.model = self.module
+        self.ddp = None
         if distributed.world_size() > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=device_ids)
+            self.ddp = nn.parallel.DistributedDataParallel(self.module, device_ids=device_ids)
+        self.model = self.ddp or self.module
         if opts.compile:
             self.model = torch.compile(self.model)
-        self.generator = torch.Generator()  # shuffling and augmentation draws of the data path
-        self.device_generator = torch.Generator(self.device)
-        if opts.seed is not None:
-            self.generator.manual_seed(opts.seed)
-            self.device_generator.manual_seed(opts.seed + distributed.rank())
-        self.train_loader = self._loader(self.data.train, shuffle=True, generator=self.generator)
-        self.val_loader = self._loader(self.data.val, shuffle=False, generator=None)
+        # Validation runs no collective in the forward pass, so processes may hold unequal shares.
+        self.eval_model = self.module if self.ddp else self.model
+        # The data order: the same generator state on every process. Augmentations: each its own.
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.device_generator = torch.Generator(self.device).manual_seed(self.seed + distributed.rank())
+        self.train_loader = self._loader(self.data.train, shuffle=True)
+        self.val_loader = self._loader(self.data.val, shuffle=False)
 
-    def _loader(self, dataset, shuffle: bool, generator: torch.Generator | None):
+    def _loader(self, dataset, shuffle: bool):
         opts = self.options
         if opts.tensor_loader and isinstance(dataset, TensorImages):
             return DeviceLoader(dataset.on_device(self.device), opts.batch_size, shuffle=shuffle,
-                                generator=self.device_generator if shuffle else None)
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=opts.seed or 0) if distributed.world_size() > 1 else None
+                                generator=self.device_generator, order_generator=self.generator)
         pin = opts.pin_memory if opts.pin_memory is not None else self.device.type == "cuda"
-        return DataLoader(
-            dataset, batch_size=opts.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-            num_workers=opts.workers, pin_memory=pin, persistent_workers=opts.workers > 0,
-            worker_init_fn=_seed_worker, generator=generator,
-        )
+        return data_loader(dataset, batch_size=opts.batch_size, shuffle=shuffle, workers=opts.workers,
+                           pin_memory=pin, seed=self.seed, generator=self.generator)
 
     def trial_step(self) -> tuple[int, float]:
         """Set up, then run forward and backward on one training batch without stepping the optimizer:
@@ -257,17 +254,30 @@ class Trainer:
                 self._emit("on_validation_end", metrics)
                 self.epoch += 1
                 self._record(metrics)
+                self._rank_rngs = distributed.gather(self._rng_state()) if self.ddp else None
                 self._emit("on_epoch_end", metrics)
+                if self.interrupted:  # a signal during validation or the epoch's end: the epoch is saved
+                    raise Interrupted(self.interrupted, self.epoch)
             self._restore_best()
             self._emit("on_fit_end")
+            distributed.barrier()  # no process tears the group down while another still uses it
         except BaseException as exc:
             for callback in self.callbacks:
                 callback.on_exception(self, exc)
             raise
         finally:
             self._restore_signals(previous)
-            distributed.teardown()
+            self._leave_process_group()
         return self.summary()
+
+    def _leave_process_group(self) -> None:
+        """Drop DDP's hold on the process group, then destroy it. Gloo work that is still referenced
+        when the interpreter exits aborts the process (SIGABRT) after a successful run."""
+        if self.ddp is not None:
+            self.ddp = None
+            self.model = self.eval_model = self.module
+            gc.collect()
+        distributed.teardown()
 
     def _catch_signals(self) -> dict:
         """Turn SIGINT/SIGTERM into a flag checked between steps; a second signal changes nothing."""
@@ -286,8 +296,7 @@ class Trainer:
 
     def _run_epoch(self) -> dict[str, float]:
         start = time.perf_counter()
-        if isinstance(getattr(self.train_loader, "sampler", None), DistributedSampler):
-            self.train_loader.sampler.set_epoch(self.epoch)
+        set_epoch(self.train_loader, self.epoch)
         train = self._train_epoch()
         train_seconds = time.perf_counter() - start
         val = self._validate()
@@ -320,19 +329,19 @@ class Trainer:
     def _train_epoch(self):
         self.model.train()
         metrics = metrics_for(self.data.info.task, self.data.info.num_classes, self.device, detailed=False)
-        total = len(self.train_loader)
-        if self.options.limit_train_batches is not None:
-            total = min(total, self.options.limit_train_batches)
+        total = num_batches(self.train_loader, self.options.limit_train_batches)
         accumulate = self.options.accumulate
         with EpochProgress(self, total) as progress:
             for index, (images, target) in enumerate(self._batches(self.train_loader, total)):
                 stepping = (index + 1) % accumulate == 0 or index + 1 == total
-                sync = contextlib.nullcontext() if stepping or self.model is self.module else self.model.no_sync()
+                # The last group may be shorter; each of its micro-batches then weighs more.
+                group = min(accumulate, total - index // accumulate * accumulate)
+                sync = self.ddp.no_sync() if self.ddp and not stepping else contextlib.nullcontext()
                 with sync:
                     with self._autocast():
                         logits = self.model(images)
                         loss = self.loss_fn(logits, target)
-                    self.scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
+                    self.scaler.scale(loss / group if group > 1 else loss).backward()
                 self._check_finite(loss, index)
                 if stepping:
                     self._optimizer_step()
@@ -341,7 +350,7 @@ class Trainer:
                     callback.on_batch_end(self, loss)
                 progress.advance(metrics)
                 if self.interrupted:
-                    raise Interrupted(self.interrupted)
+                    raise Interrupted(self.interrupted, self.epoch)
         self._check_finite(None, total)  # the last step's flag, on accelerators
         distributed.all_reduce_sum(metrics.tensors())
         return metrics
@@ -356,19 +365,23 @@ class Trainer:
             pending = self._pending_finite
             self._pending_finite = None if loss is None else (torch.isfinite(loss.detach()), index)
         if pending is not None and not bool(pending[0]):
+            kept = (f"the checkpoints hold epoch {self.epoch}, the last completed" if self.epoch else
+                    "no epoch had completed, so there is no checkpoint")
             raise NonFiniteLossError(
                 f"The loss became NaN or infinite at epoch {self.epoch + 1}, batch {pending[1] + 1}; training "
-                f"stopped and the last checkpoint was kept. Lower the learning rate, clip gradients "
-                f"(clip_norm) or check the data."
+                f"stopped ({kept}). Lower the learning rate, clip gradients (clip_norm) or check the data."
             )
 
     def _optimizer_step(self) -> None:
         if self.options.clip_norm is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.options.clip_norm)
-        self.scaler.step(self.optimizer)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        self.scaler.step(self.optimizer)  # with fp16, skipped when the gradients hold inf/NaN
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if scale is not None and self.scaler.get_scale() < scale:  # the scaler backed off: no step was taken
+            return
         self.global_step += 1
         for scheduler, interval in self.schedulers:
             if interval == "step":
@@ -376,7 +389,7 @@ class Trainer:
 
     def _validate(self):
         batches = self._batches(self.val_loader, self.options.limit_val_batches)
-        return evaluate(self.model, self.loss_fn, batches, self.data.info, self.device, self._autocast)
+        return evaluate(self.eval_model, self.loss_fn, batches, self.data.info, self.device, self._autocast)
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
@@ -410,12 +423,6 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly: weights, optimizer, schedulers, scaler,
         counters, best epoch, history, callback state and every random number generator."""
-        import numpy
-
-        rng = {"python": random.getstate(), "numpy": numpy.random.get_state(), "torch": torch.get_rng_state(),
-               "loader": self.generator.get_state(), "device_loader": self.device_generator.get_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -425,39 +432,55 @@ class Trainer:
             "global_step": self.global_step,
             "history": self.history,
             "best": {key: value for key, value in self.best.items()},
+            "stop_reason": self.stop_reason,
             "callbacks": [callback.state_dict() for callback in self.callbacks],
-            "rng": rng,
+            "rng": self._rank_rngs or [self._rng_state()],  # one entry per process, by rank
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state_dict` (call after set-up: optimizer state follows the weights' device)."""
+    def _rng_state(self) -> dict[str, Any]:
         import numpy
 
-        try:
-            self.module.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise ConfigError(f"The checkpoint's weights do not fit this model: {str(exc).splitlines()[1:2]}") from exc
-        self.optimizer.load_state_dict(state["optimizer"])
-        for (scheduler, _), saved in zip(self.schedulers, state["schedulers"], strict=True):
-            scheduler.load_state_dict(saved)
-        self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.global_step = state["epoch"], state["global_step"]
-        self.history, self.best = list(state["history"]), dict(state["best"])
-        for callback, saved in zip(self.callbacks, state["callbacks"], strict=True):
-            callback.load_state_dict(saved)
-        rng = state["rng"]
+        rng = {"python": random.getstate(), "numpy": numpy.random.get_state(), "torch": torch.get_rng_state(),
+               "loader": self.generator.get_state(), "device_loader": self.device_generator.get_state().cpu()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
+
+    def _load_rng_state(self, saved: list[dict[str, Any]] | dict[str, Any]) -> None:
+        import numpy
+
+        ranks = saved if isinstance(saved, list) else [saved]
+        if len(ranks) != distributed.world_size():
+            log(f"warning: the checkpoint was saved by {len(ranks)} process(es), this run has "
+                f"{distributed.world_size()}: the data order and augmentations will not repeat exactly")
+        rng = ranks[distributed.rank() % len(ranks)]
         random.setstate(rng["python"])
         numpy.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
         self.generator.set_state(rng["loader"])
         self.device_generator.set_state(rng["device_loader"].to(self.device_generator.get_state().device))
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (call after set-up: optimizer state follows the weights' device)."""
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for (scheduler, _), saved in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(replanned(scheduler.state_dict(), saved))
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.history, self.best = list(state["history"]), dict(state["best"])
+        self.stop_reason = state.get("stop_reason")
+        for callback, saved in zip(self.callbacks, state["callbacks"], strict=True):
+            callback.load_state_dict(saved)
+        self._load_rng_state(state["rng"])
 
     def summary(self) -> dict[str, Any]:
         """What the run achieved: the best epoch, its metric and per-class accuracy, the last metrics."""
         return {
             "monitor": self.monitor,
+            "seed": getattr(self, "seed", self.options.seed),
             "best_value": self.best["value"],
             "best_epoch": self.best["epoch"],
             "epochs_run": self.epoch,
@@ -466,6 +489,18 @@ class Trainer:
             "per_class": dict(zip(self.data.info.class_names, self.best["per_class"] or [])),
             "last": self.history[-1] if self.history else {},
         }
+
+
+# What a learning-rate scheduler has done so far; everything else in its state is how it was built.
+SCHEDULER_PROGRESS = ("last_epoch", "_step_count", "_last_lr", "base_lrs", "_get_lr_called_within_step",
+                      "_is_initial")
+
+
+def replanned(built: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved scheduler state continued under this run's settings: progress from ``saved``, the
+    rest (a cosine's length, a warm-up's steps, ...) from the scheduler as ``built`` now. Resuming
+    with more epochs thus re-plans a schedule sized by the run from where it stands."""
+    return {**saved, **{key: value for key, value in built.items() if key not in SCHEDULER_PROGRESS}}
 
 
 def evaluate(model: nn.Module, loss_fn, batches, info, device: torch.device, autocast=contextlib.nullcontext):
@@ -478,22 +513,6 @@ def evaluate(model: nn.Module, loss_fn, batches, info, device: torch.device, aut
             metrics.update(logits, target, loss_fn(logits, target))
     distributed.all_reduce_sum(metrics.tensors())
     return metrics
-
-
-class DeviceLoader:
-    """Batches of an in-memory data set built on the device: a DataLoader's place for TensorImages."""
-
-    def __init__(self, batches: DeviceBatches, batch_size: int, *, shuffle: bool,
-                 generator: torch.Generator | None) -> None:
-        self.device_batches, self.batch_size, self.shuffle, self.generator = batches, batch_size, shuffle, generator
-
-    def __len__(self) -> int:
-        return self.device_batches.num_batches(self.batch_size, distributed.world_size())
-
-    def __iter__(self):
-        return self.device_batches.batches(self.batch_size, shuffle=self.shuffle, augment=self.shuffle,
-                                           generator=self.generator, rank=distributed.rank(),
-                                           world_size=distributed.world_size())
 
 
 def format_epoch(metrics: dict[str, float], epochs: int) -> str:

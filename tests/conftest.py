@@ -18,3 +18,15 @@ def in_tmp(tmp_path, monkeypatch):
     """Run in an empty directory, so default run directories land in tmp_path/runs."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def written_configs_parse_back(request):
+    """Every config.toml a test's runs wrote is valid TOML that `cv train -c` accepts."""
+    yield
+    if "tmp_path" not in request.fixturenames:
+        return
+    from cvcore import config
+
+    for path in request.getfixturevalue("tmp_path").rglob("config.toml"):
+        config.load(path)  # raises ConfigError, naming the file, if it does not parse

@@ -1,6 +1,8 @@
 """Checkpoints and resume: exact continuation, refusal of a different model, atomic writes, no pickles."""
 
+import errno
 import json
+import os
 import pickle
 import random
 import signal
@@ -8,11 +10,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
+import cvcore
 from cvcore import checkpoint as ckpt
 from cvcore.cli import cli
 
@@ -46,7 +50,7 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(in_tmp):
 def test_checkpoint_carries_config_classes_and_providers(in_tmp):
     assert cv("train", "--epochs", "1", "--limit-train-batches", "2", "--run-dir", "r").exit_code == 0
     document = ckpt.load(in_tmp / "r" / "checkpoints" / "best.safetensors").document
-    assert document["config"]["model"]["name"] == "lenet"
+    assert document["config"]["model"]["name"] == "models:lenet"
     assert document["info"]["class_names"] == [str(d) for d in range(10)]
     assert document["providers"]["model/models:lenet"].startswith("cvcore ")
 
@@ -55,7 +59,7 @@ def test_resume_refuses_a_different_model(in_tmp):
     assert cv("train", "--epochs", "1", "--limit-train-batches", "2", "--run-dir", "r").exit_code == 0
     result = cv("train", "--resume", "r", "--model", "mlp")
     assert result.exit_code == 1
-    assert "Cannot resume" in result.output and "holds model 'lenet' for 10 classes, this run builds 'mlp'" in result.output
+    assert "Cannot resume" in result.output and "holds model 'models:lenet' for 10 classes, this run builds 'models:mlp'" in result.output
 
 
 def test_resume_warns_when_a_plugin_version_changed(in_tmp):
@@ -132,3 +136,132 @@ def test_state_round_trip_keeps_types():
     assert back["t"] == (1, 2.5, None) and back["d"] == {3: "x"}
     assert back["a"].dtype == numpy.uint32 and back["a"].tolist() == [0, 1, 2, 3]
     assert torch.equal(back["x"], torch.eye(2))
+
+
+LAUNCH = [sys.executable, str(Path(__file__).with_name("launch_cv.py")), "train", "--device", "cpu"]
+
+
+def launch(tmp_path, *args):
+    return subprocess.run([*LAUNCH, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PROBE_DIR": str(tmp_path)})
+
+
+def test_run_interrupted_mid_epoch_resumes_into_the_same_run(tmp_path):
+    # 8 steps per epoch; the signal comes after step 11, in the middle of epoch 2.
+    assert launch(tmp_path, *RECIPE, "--epochs", "3", "--run-dir", "full").returncode == 0
+    stopped = launch(tmp_path, *RECIPE, "--epochs", "3", "--run-dir", "cut", "--callback", "interrupt_at",
+                     "--set", "callbacks.interrupt_at.step=11")
+    assert stopped.returncode == 130, stopped.stderr
+    saved = ckpt.load(tmp_path / "cut" / "checkpoints" / "last.safetensors").state()
+    assert (saved["epoch"], saved["global_step"]) == (1, 8)  # the completed epoch, not 11 steps' updates
+    resumed = launch(tmp_path, "--resume", "cut")
+    assert resumed.returncode == 0, resumed.stderr
+    assert rows(tmp_path / "cut") == rows(tmp_path / "full")
+    full, cut = (ckpt.load(tmp_path / d / "checkpoints" / "last.safetensors") for d in ("full", "cut"))
+    assert full.state()["global_step"] == cut.state()["global_step"] == 24
+    assert all(torch.equal(value, cut.model_weights()[key]) for key, value in full.model_weights().items())
+
+
+def test_resume_with_loader_workers_is_exact(in_tmp):
+    # The DataLoader path with 2 persistent workers and random crops/flips drawn in the workers.
+    recipe = [*RECIPE, "--workers", "2", "--set", "trainer.tensor_loader=false", "--dataset", "ids", "--model",
+              "id_recorder", "--set", "dataset.crop_padding=1", "--set", "dataset.flip=true"]
+    assert launch(in_tmp, *recipe, "--epochs", "4", "--run-dir", "full").returncode == 0
+    assert launch(in_tmp, *recipe, "--epochs", "2", "--run-dir", "half").returncode == 0
+    assert launch(in_tmp, "--resume", "half", "--epochs", "4").returncode == 0
+    assert rows(in_tmp / "half") == rows(in_tmp / "full")
+    full, half = (ckpt.load(in_tmp / d / "checkpoints" / "last.safetensors").model_weights() for d in ("full", "half"))
+    assert all(torch.equal(full[key], half[key]) for key in full)
+
+
+def test_checkpoint_holds_early_stopping_state_of_its_epoch_and_a_stopped_run_stays_stopped(in_tmp):
+    # min_delta 100: the first epoch improves on infinity, the second cannot improve; patience 1 stops it.
+    stop = ["--callback", "early_stopping", "--set", "callbacks.early_stopping.min_delta=100",
+            "--set", "callbacks.early_stopping.patience=1", "--limit-train-batches", "2"]
+    assert cv("train", *stop, "--epochs", "5", "--run-dir", "r").exit_code == 0
+    saved = ckpt.load(in_tmp / "r" / "checkpoints" / "last.safetensors").state()
+    assert saved["epoch"] == 2 and "early stopping" in saved["stop_reason"]
+    assert saved["callbacks"][0] == {"best": pytest.approx(rows(in_tmp / "r")[0]["val_loss"]), "waited": 1}
+    result = cv("train", "--resume", "r", "--epochs", "6")
+    assert result.exit_code == 0, result.output
+    assert len(rows(in_tmp / "r")) == 2 and "early stopping" in result.output
+
+
+def test_extending_a_cosine_run_replans_the_schedule_from_where_it_stands(in_tmp):
+    base = ["--limit-train-batches", "2", "--optimizer", "sgd", "--lr", "0.1", "--scheduler", "cosine"]
+    assert cv("train", *base, "--epochs", "4", "--run-dir", "r").exit_code == 0
+    assert cv("train", "--resume", "r", "--epochs", "7").exit_code == 0
+    lrs = [row["lr"] for row in rows(in_tmp / "r")]
+    assert len(lrs) == 7 and all(later <= earlier + 1e-12 for earlier, later in zip(lrs, lrs[1:])), lrs
+    # Resumed from epoch 2 of 4 (lr 0.05) and extended to 8, the cosine stretches to the new end.
+    assert cv("train", *base, "--epochs", "4", "--run-dir", "t", "--set", "callbacks.checkpoint.keep_last=4").exit_code == 0
+    assert cv("train", "--resume", "t/checkpoints/epoch-0002.safetensors", "--epochs", "8").exit_code == 0
+    stretched = [row["lr"] for row in rows(in_tmp / "t")]
+    assert stretched[:3] == pytest.approx([0.1, 0.085355, 0.05], abs=1e-6)
+    assert all(later < earlier for earlier, later in zip(stretched, stretched[1:])), stretched
+    final = ckpt.load(in_tmp / "t" / "checkpoints" / "last.safetensors").state()["optimizer"]["param_groups"][0]
+    assert final["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_kill_between_last_and_best_is_repaired_when_resumed(in_tmp, monkeypatch):
+    original = ckpt.link_atomically
+
+    def killed(source, target):
+        raise SystemExit("killed after saving last, before linking best")
+
+    monkeypatch.setattr(ckpt, "link_atomically", killed)
+    cv("train", "--epochs", "1", "--limit-train-batches", "2", "--run-dir", "r")
+    folder = in_tmp / "r" / "checkpoints"
+    assert (folder / "last.safetensors").exists() and not (folder / "best.safetensors").exists()
+    monkeypatch.setattr(ckpt, "link_atomically", original)
+    assert cv("train", "--resume", "r").exit_code == 0
+    assert ckpt.load(folder / "best.safetensors").document["epoch"] == 1
+
+
+def test_full_disk_is_a_clear_error_and_leaves_no_partial_file(in_tmp, monkeypatch):
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.os, "fsync", no_space)
+    result = cv("train", "--epochs", "1", "--limit-train-batches", "1", "--run-dir", "r")
+    assert result.exit_code == 1
+    assert "Could not write" in result.output and "No space left on device" in result.output
+    assert list((in_tmp / "r" / "checkpoints").iterdir()) == []
+
+
+def test_resume_from_a_file_outside_a_run_directory_is_refused_and_writes_nothing(in_tmp):
+    assert cv("train", "--epochs", "1", "--limit-train-batches", "1", "--run-dir", "r").exit_code == 0
+    (in_tmp / "elsewhere" / "sub").mkdir(parents=True)
+    (in_tmp / "elsewhere" / "metrics.jsonl").write_text("precious\n")
+    copy = in_tmp / "elsewhere" / "sub" / "model.safetensors"
+    copy.write_bytes((in_tmp / "r" / "checkpoints" / "last.safetensors").read_bytes())
+    result = cv("train", "--resume", str(copy))
+    assert result.exit_code == 1 and "is not inside a run directory" in result.output
+    assert (in_tmp / "elsewhere" / "metrics.jsonl").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_checkpoint_folder_stays_inside_the_run_directory(in_tmp, absolute):
+    folder = str(in_tmp / "outside") if absolute else "../outside"  # both name in_tmp/outside
+    result = cv("train", "--set", f"callbacks.checkpoint.folder={folder}", "--run-dir", "r")
+    assert result.exit_code == 1 and "folder must be a relative path inside the run directory" in result.output
+    assert not (in_tmp / "outside").exists()
+
+
+def test_checkpoints_are_self_contained_without_the_start_weights(in_tmp):
+    from safetensors.torch import save_file
+
+    from fixtures import write_image_folder
+
+    write_image_folder(in_tmp / "data")
+    start = cvcore.create("model", "tv/resnet18", num_classes=2)
+    save_file(start.state_dict(), "start.safetensors")
+    small = ["--dataset", "imagefolder", "--data-dir", "data", "--set", "dataset.image_size=32",
+             "--set", "dataset.resize=36", "--model", "tv/resnet18", "--batch-size", "2"]
+    assert cv("train", *small, "--set", "model.weights=start.safetensors", "--epochs", "1", "--run-dir", "r").exit_code == 0
+    Path("start.safetensors").unlink()
+    image = str(in_tmp / "data" / "val" / "ants" / "0.jpg")
+    for command in (["eval", "r"], ["export", "r", "--format", "safetensors"], ["predict", "r", image],
+                    ["train", "--resume", "r", "--epochs", "2"]):
+        result = cv(*command)
+        assert result.exit_code == 0, (command, result.output)

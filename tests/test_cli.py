@@ -28,14 +28,14 @@ def test_list_shows_tables_with_providers():
 
 def test_list_json_with_kind_and_pattern():
     result = cv("list", "model", "res*", "--json")
-    entries = json.loads(result.output)
+    entries = json.loads(result.output)["components"]
     assert [e["name"] for e in entries] == ["resnet18"]
     assert {"kind", "name", "summary", "plugin"} <= set(entries[0])
     assert entries[0]["plugin"] == "models" and entries[0]["distribution"] == "cvcore"
 
 
 def test_list_single_argument_that_is_not_a_kind_is_a_pattern():
-    names = [e["name"] for e in json.loads(cv("list", "tv/vgg1?", "--json").output)]
+    names = [e["name"] for e in json.loads(cv("list", "tv/vgg1?", "--json").output)["components"]]
     assert names == ["tv/vgg11", "tv/vgg13", "tv/vgg16", "tv/vgg19"]
 
 
@@ -50,7 +50,7 @@ def test_list_marks_conflicts():
 
     with plugin_registered(plugin(register_models=register_models), name="dup"):
         assert "conflict: use dup:lenet" in cv("list", "model", "lenet").output
-        entries = json.loads(cv("list", "model", "lenet", "--json").output)
+        entries = json.loads(cv("list", "model", "lenet", "--json").output)["components"]
     assert [e["conflict"] for e in entries] == [True, True]
 
 
@@ -126,4 +126,4 @@ def test_listing_never_imports_torch(args):
 
 def test_console_script_runs():
     done = subprocess.run(["cv", "list", "loss", "--json"], capture_output=True, text=True, check=True)
-    assert {e["name"] for e in json.loads(done.stdout)} >= {"cross_entropy", "bce", "mse"}
+    assert {e["name"] for e in json.loads(done.stdout)["components"]} >= {"cross_entropy", "bce", "mse"}

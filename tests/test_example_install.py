@@ -3,10 +3,10 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from venvs import make_venv, run_cv
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cvcore-example-plugin"
@@ -14,23 +14,19 @@ EXAMPLE = ROOT / "examples" / "cvcore-example-plugin"
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory):
-    """A venv seeing this environment's packages (cvcore, torch), plus the example installed by pip."""
-    path = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(path)], check=True)
-    # This environment's pip installs into the venv, building with this environment's setuptools.
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(path / "bin" / "python"), "install", "--quiet",
-                    "--no-deps", "--no-build-isolation", "--no-index", str(EXAMPLE)], check=True)
-    return path
+    return make_venv(tmp_path_factory.mktemp("venv"), EXAMPLE)
 
 
-def cv_in(venv, *args, **kwargs):
-    command = [str(venv / "bin" / "python"), "-m", "cvcore.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, **kwargs)
+def cv_in(venv, *args, check=False, env=None):
+    done = run_cv(venv, *args, env=env)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
 
 
 def test_installed_plugin_is_listed_with_its_provider(venv):
     done = cv_in(venv, "list", "--json", check=True)
-    mine = [e for e in json.loads(done.stdout) if e["plugin"] == "example"]
+    mine = [e for e in json.loads(done.stdout)["components"] if e["plugin"] == "example"]
     assert {e["kind"] for e in mine} == {"dataset", "model", "loss", "optimizer", "scheduler", "callback"}
     assert {(e["distribution"], e["version"]) for e in mine} == {("cvcore-example-plugin", "0.1.0")}
     table = cv_in(venv, "list", "model", check=True, env={**os.environ, "COLUMNS": "200"}).stdout

@@ -34,6 +34,14 @@ def offline_imagenet_weights(monkeypatch) -> None:
     monkeypatch.setattr(torchvision_weights.WeightsEnum, "get_state_dict", get_state_dict)
 
 
+def test_recipes_name_components_qualified_so_no_plugin_makes_them_ambiguous():
+    for recipe in RECIPES:
+        config = tomllib.loads(recipe.read_text())
+        names = [config[s]["name"] for s in ("dataset", "model", "loss", "optimizer")]
+        names += config.get("scheduler", {}).get("name", []) + config.get("callbacks", {}).get("name", [])
+        assert all(":" in name for name in names), (recipe.name, names)
+
+
 def test_there_is_a_recipe_per_tutorial():
     assert {r.stem for r in RECIPES} >= {"cifar10_lenet", "fashion_mnist_mlp", "cifar10_resnet18",
                                          "cifar10_resnet18_fp16", "hymenoptera_finetune", "hymenoptera_frozen",
@@ -43,7 +51,7 @@ def test_there_is_a_recipe_per_tutorial():
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipe_runs_one_batch(recipe, tmp_path, monkeypatch):
     config = tomllib.loads(recipe.read_text())
-    root = prepare_data(config["dataset"]["name"], tmp_path / "data", monkeypatch)
+    root = prepare_data(config["dataset"]["name"].rpartition(":")[2], tmp_path / "data", monkeypatch)
     if config["model"].get("pretrained"):
         offline_imagenet_weights(monkeypatch)
     run_dir = tmp_path / "run"

@@ -45,7 +45,7 @@ def test_print_config_shows_precedence(tmp_path):
     assert resolved["trainer"] == {"epochs": 4, "batch_size": 16}
     assert resolved["optimizer"] == {"name": "sgd", "lr": 0.5, "momentum": 0.9}
     assert resolved["scheduler"] == {"name": ["warmup", "multistep"], "multistep": {"milestones": [2, 3]}}
-    assert resolved["loss"] == {"name": "cross_entropy"}
+    assert resolved["loss"] == {"name": "losses:cross_entropy"}
 
 
 def test_dry_run_reports_providers_parameters_and_one_batch():
@@ -61,12 +61,12 @@ def test_dry_run_reports_providers_parameters_and_one_batch():
     (["--set", "trainer.epoch=3"], "Unknown option 'epoch' for [trainer]. Did you mean 'epochs'?"),
     (["--set", "optimzer.lr=1"], "Unknown section [optimzer] in --set. Did you mean 'optimizer'?"),
     (["--set", "lr"], "--set expects SECTION.OPTION=VALUE"),
-    (["--set", "optimizer.lr=fast"], "Option 'lr' of optimizer 'adam' must be float, got 'fast'"),
+    (["--set", "optimizer.lr=fast"], "Option 'lr' of optimizer 'optim:adam' must be float, got 'fast'"),
     (["-c", "missing.toml"], "Configuration file 'missing.toml' does not exist."),
     (["--set", "model.num_classes=5"], "model 'lenet' is set to num_classes=5, but data set 'digits' has num_classes=10"),
     (["--model", "tv/alexnet"], "model 'tv/alexnet' cannot take inputs of shape (2, 1, 32, 32)"),
     (["--dataset", "cifar10", "--data-dir", "nowhere"], "expected nowhere/cifar-10-batches-py/data_batch_1..5"),
-    (["--scheduler", "warmup", "--set", "scheduler.cosine.min_lr=0"], "[scheduler] has options for ['cosine']"),
+    (["--scheduler", "warmup", "--set", "scheduler.cosine.min_lr=0"], "[scheduler] has options for 'cosine', which is not in its name list ['warmup']"),
     (["--device", "tpu"], "Unknown device 'tpu'"),
 ])
 def test_bad_input_is_one_clear_message(in_tmp, args, message):

@@ -78,17 +78,20 @@ def fashion_mnist(*, root: Path = Path("data"), download: bool = False, pipeline
 
 
 def imagefolder(*, root: Path = Path("data"), image_size: int = 224, resize: int = 256,
-                augment: bool = True):
+                augment: bool = True, skip_unreadable: bool = False):
     """A folder with train/ and val/, one sub-folder of images per class (the ants/bees layout).
 
     :param root: folder holding train/ and val/ (set by --data-dir).
     :param image_size: crop size: RandomResizedCrop for training, CenterCrop for validation.
     :param resize: validation images are resized to this before the center crop.
     :param augment: random resized crop and flip on the training set (else resize + center crop).
+    :param skip_unreadable: decode every image once when the data set is built and leave out the
+        ones that cannot be read (a warning counts them); otherwise an unreadable image stops
+        training with an error naming it.
     """
     from cvcore_datasets.vision import load_imagefolder
 
-    return load_imagefolder(root, image_size, resize, augment)
+    return load_imagefolder(root, image_size, resize, augment, skip_unreadable)
 
 
 def shapes(*, count: int = 1200, size: int = 48, val_fraction: float = 0.2, seed: int = 0, augment: bool = True):

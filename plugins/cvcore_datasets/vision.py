@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -56,10 +57,34 @@ def load_cifar10(root: Path, download: bool, augment: bool, pipeline: str) -> Da
     return DataSplits(train_set, val_set, info)
 
 
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def unpack_idx_gz(raw: Path) -> None:
+    """Decompress the official .gz files placed by hand beside where torchvision looks for the
+    plain ones (it unpacks only what it downloads itself)."""
+    import gzip
+    import shutil
+
+    for name in _IDX_FILES:
+        packed, plain = raw / f"{name}.gz", raw / name
+        if plain.is_file() or not packed.is_file():
+            continue
+        partial = plain.with_name(f".{name}.partial")
+        try:
+            with gzip.open(packed, "rb") as source, open(partial, "wb") as target:
+                shutil.copyfileobj(source, target)
+        except (OSError, EOFError) as exc:
+            partial.unlink(missing_ok=True)
+            raise DataError(f"'{packed}' cannot be decompressed ({exc}); download it again.") from None
+        partial.replace(plain)
+
+
 def load_mnist(name: str, root: Path, download: bool, pipeline: str) -> DataSplits:
     cls, folder, mean, std = _MNISTS[name]
-    expected = (f"{Path(root) / folder / 'raw'}/train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (or the same with .gz)")
+    raw = Path(root) / folder / "raw"
+    expected = f"{raw}/{', '.join(_IDX_FILES)} (or the same with .gz)"
+    unpack_idx_gz(raw)
     transform = None if pipeline == "tensor" else T.Compose([T.ToTensor(), T.Normalize(mean, std)])
     train = _open(lambda: cls(root, True, transform, download=download), expected, download)
     val = _open(lambda: cls(root, False, transform), expected, download)
@@ -72,7 +97,52 @@ def load_mnist(name: str, root: Path, download: bool, pipeline: str) -> DataSpli
     return DataSplits(train_set, val_set, info)
 
 
-def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool) -> DataSplits:
+def read_image(path: str):
+    """An RGB PIL image; an unreadable file is a DataError naming it and the way around it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as picture:
+            return picture.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"Image '{path}' cannot be read ({exc}). Remove it, or set the data set option "
+                        f"skip_unreadable=true (--set dataset.skip_unreadable=true) to leave such files out.") from None
+
+
+class ReadableImages:
+    """``is_valid_file`` for ImageFolder: image files that decode (JPEGs at reduced size, for
+    speed); the others are remembered in ``skipped``."""
+
+    def __init__(self) -> None:
+        self.skipped: list[str] = []
+
+    def __call__(self, path: str) -> bool:
+        from PIL import Image
+
+        if not path.lower().endswith(torchvision.datasets.folder.IMG_EXTENSIONS):
+            return False
+        try:
+            with Image.open(path) as picture:
+                picture.draft("RGB", (64, 64))
+                picture.load()
+            return True
+        except (OSError, SyntaxError, ValueError):
+            self.skipped.append(path)
+            return False
+
+
+def _image_folder(folder: Path, transform, skip_unreadable: bool):
+    """torchvision's ImageFolder reading through :func:`read_image`; unreadable files left out
+    (and counted in a warning) when ``skip_unreadable``."""
+    readable = ReadableImages() if skip_unreadable else None
+    dataset = torchvision.datasets.ImageFolder(str(folder), transform, loader=read_image, is_valid_file=readable)
+    if readable and readable.skipped:
+        print(f"warning: left out {len(readable.skipped)} unreadable image(s) in '{folder}', e.g. "
+              f"'{readable.skipped[0]}'", file=sys.stderr)
+    return dataset
+
+
+def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool, skip_unreadable: bool = False) -> DataSplits:
     root = Path(root)
     missing = [split for split in ("train", "val") if not (root / split).is_dir()]
     if missing:
@@ -82,12 +152,12 @@ def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool) ->
     evaluate = [T.Resize(resize), T.CenterCrop(image_size)]
     fit = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()] if augment else evaluate
     try:
-        train = torchvision.datasets.ImageFolder(str(root / "train"), T.Compose(fit + normalize))
-        val = torchvision.datasets.ImageFolder(str(root / "val"), T.Compose(evaluate + normalize))
+        train = _image_folder(root / "train", T.Compose(fit + normalize), skip_unreadable)
+        val = _image_folder(root / "val", T.Compose(evaluate + normalize), skip_unreadable)
     except FileNotFoundError as exc:
         raise DataError(f"ImageFolder '{root}': {exc}") from exc
     if train.classes != val.classes:
         raise DataError(f"train/ and val/ of '{root}' have different classes: {train.classes} vs {val.classes}.")
     info = DataInfo(num_classes=len(train.classes), class_names=train.classes, in_channels=3,
-                    image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+                    image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize=resize)
     return DataSplits(train, val, info)

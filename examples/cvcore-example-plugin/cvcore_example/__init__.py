@@ -38,6 +38,9 @@ def register_callbacks(register):
 def stripes(*, size: int = 512, image_size: int = 16, seed: int = 0):
     """Synthetic horizontal vs vertical stripes with noise, 2 classes; no files needed.
 
+    Returned as cvcore.TensorImages, so the Trainer keeps the images on the device and builds
+    (flipped) batches there.
+
     :param size: number of training images (validation gets a quarter as many).
     :param image_size: side of the square images.
     :param seed: seed of the generator.
@@ -83,15 +86,26 @@ def signsgd(params, *, lr: float = 0.01):
 def halving(optimizer, *, every: int = 2):
     """Halve the learning rate every `every` epochs.
 
-    :param every: epochs between halvings.
+    :param every: epochs between halvings (at least 1).
     """
     import torch
+
+    if every < 1:  # a bad value: cvcore.OptionError, naming the option, the value and what is allowed
+        raise cvcore.OptionError(f"Option 'every' of scheduler 'halving' must be at least 1, got {every}.")
 
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=every, gamma=0.5)
 
 
-def epoch_timer():
-    """Record the wall time of every epoch in `durations`."""
+def epoch_timer(*, filename: str = "epoch_times.csv"):
+    """Record the wall time of every epoch, and write them to a CSV file in the run directory.
+
+    :param filename: name of the CSV file (epoch, seconds), written in the run directory.
+    """
+    from pathlib import PurePath
+
     from cvcore_example.components import EpochTimer
 
-    return EpochTimer()
+    if PurePath(filename).name != filename or not filename:
+        raise cvcore.OptionError(f"Option 'filename' of callback 'epoch_timer' must be a plain file name "
+                                 f"(it goes in the run directory), got {filename!r}.")
+    return EpochTimer(filename)

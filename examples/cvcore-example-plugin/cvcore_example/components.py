@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import TensorDataset
 
 import cvcore
 
 
 def make_stripes(size: int, image_size: int, seed: int) -> cvcore.DataSplits:
+    """uint8 images (N, 1, H, W) in a cvcore.TensorImages: the Trainer batches them on the device;
+    ``mean``/``std`` are in the [0, 1] scale the images are divided into before normalising."""
     generator = torch.Generator().manual_seed(seed)
 
-    def split(count: int) -> TensorDataset:
+    def split(count: int, flip: bool) -> cvcore.TensorImages:
         labels = torch.randint(0, 2, (count,), generator=generator)
         phase = torch.arange(image_size).float()
         pattern = torch.sin(phase * 1.5).view(1, -1).expand(image_size, -1)
         images = torch.stack([pattern if y else pattern.T for y in labels]).unsqueeze(1)
-        return TensorDataset(images + 0.5 * torch.randn(images.shape, generator=generator), labels)
+        noisy = images + 0.5 * torch.randn(images.shape, generator=generator)
+        pixels = ((noisy + 2) * 64).clamp(0, 255).to(torch.uint8)
+        return cvcore.TensorImages(pixels, labels, mean=(0.5,), std=(0.25,), flip=flip)
 
     info = cvcore.DataInfo(num_classes=2, class_names=["horizontal", "vertical"], in_channels=1,
-                           image_size=(image_size, image_size), mean=(0.0,), std=(1.0,))
-    return cvcore.DataSplits(split(size), split(max(size // 4, 1)), info)
+                           image_size=(image_size, image_size), mean=(0.5,), std=(0.25,))
+    return cvcore.DataSplits(split(size, flip=True), split(max(size // 4, 1), flip=False), info)
 
 
 class FocalCrossEntropy(nn.Module):
@@ -50,7 +54,10 @@ class SignSGD(torch.optim.Optimizer):
 
 
 class EpochTimer(cvcore.Callback):
-    def __init__(self) -> None:
+    """Times each epoch; the main process writes the CSV to the run directory (none in library use)."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
         self.durations: list[float] = []
 
     def on_epoch_start(self, trainer) -> None:
@@ -58,6 +65,9 @@ class EpochTimer(cvcore.Callback):
 
     def on_epoch_end(self, trainer, metrics) -> None:
         self.durations.append(time.perf_counter() - self.started)
+        if trainer.is_main and trainer.run_dir is not None:
+            rows = "".join(f"{epoch},{seconds:.4f}\n" for epoch, seconds in enumerate(self.durations, 1))
+            (Path(trainer.run_dir) / self.filename).write_text("epoch,seconds\n" + rows, encoding="utf-8")
 
     def state_dict(self) -> dict:
         return {"durations": self.durations}

@@ -1,5 +1,8 @@
 """The example plugin's own tests, written with cvcore's kit for plugin authors."""
 
+import pytest
+import torch
+
 import cvcore
 import cvcore_example
 from cvcore.testing import check_plugin, plugin_registered
@@ -23,3 +26,27 @@ def test_trains_end_to_end():
         summary = trainer.fit()
     assert summary["best_value"] > 0.9
 
+
+
+def test_epoch_timer_writes_its_csv_to_the_run_directory(tmp_path):
+    with plugin_registered(cvcore_example, name="example-under-test"):
+        splits = cvcore.create("dataset", "example-under-test:stripes", size=64)
+        model = cvcore.create("model", "example-under-test:tiny_cnn")
+        optimizer = cvcore.create("optimizer", "example-under-test:signsgd", model.parameters())
+        timer = cvcore.create("callback", "example-under-test:epoch_timer", filename="times.csv")
+        trainer = cvcore.Trainer(model=model, loss=torch.nn.CrossEntropyLoss(), optimizer=optimizer, data=splits,
+                                 callbacks=[timer], options=TrainerOptions(epochs=2, device="cpu", run_dir=tmp_path))
+        trainer.fit()
+    lines = (tmp_path / "times.csv").read_text().splitlines()
+    assert lines[0] == "epoch,seconds" and [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
+
+
+@pytest.mark.parametrize(("kind", "name", "options", "message"), [
+    ("scheduler", "halving", {"every": 0}, "'every' .* at least 1, got 0"),
+    ("callback", "epoch_timer", {"filename": "../escape.csv"}, "plain file name"),
+])
+def test_bad_option_values_are_option_errors(kind, name, options, message):
+    inputs = (torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1),) if kind == "scheduler" else ()
+    with plugin_registered(cvcore_example, name="example-under-test"):
+        with pytest.raises(cvcore.OptionError, match=message):
+            cvcore.create(kind, f"example-under-test:{name}", *inputs, **options)

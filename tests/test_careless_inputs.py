@@ -1,0 +1,172 @@
+"""Inputs a new user gets wrong: each is one clear message and exit status 1 (2 for click's usage
+errors), never a traceback, and nothing is left behind."""
+
+import os
+
+import pytest
+from click.testing import CliRunner
+from fixtures import write_idx_gz, write_image_folder
+from PIL import Image
+
+from cvcore import checkpoint as ckpt
+from cvcore.cli import cli
+
+QUICK = ["--epochs", "1", "--limit-train-batches", "2", "--limit-val-batches", "1"]
+
+
+def cv(*args, env=None):
+    return CliRunner().invoke(cli, list(args), env=env)
+
+
+def refused(result, *fragments, code=1):
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+    return result.output
+
+
+@pytest.fixture
+def run_dir(in_tmp):
+    assert cv("train", *QUICK, "--run-dir", "run").exit_code == 0
+    return in_tmp / "run"
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--epochs", "-1"], ["epochs must be >= 1, got -1"]),
+    (["--epochs", "0"], ["epochs must be >= 1, got 0"]),
+    (["--batch-size", "0"], ["batch_size must be >= 1, got 0"]),
+    (["--workers", "-1"], ["workers must be >= 0, got -1"]),
+    (["--set", "trainer.accumulate=0"], ["accumulate must be >= 1, got 0"]),
+    (["--set", "trainer.clip_norm=0.0"], ["clip_norm must be > 0, got 0.0"]),
+    (["--lr", "-0.1"], ["optimizer 'optim:adam'", "Invalid learning rate: -0.1"]),
+    (["--run-dir", "/proc/cvcore-cannot-be-here"], ["Cannot create run directory '/proc/cvcore-cannot-be-here'"]),
+    (["--set", "trainer.monitor=val_accc"], ["[trainer] monitor is 'val_accc'", "'val_acc1'"]),
+    (["--callback", "early_stopping", "--set", "callbacks.early_stopping.monitor=val_los"],
+     ["callback 'early_stopping' monitor is 'val_los'", "Did you mean 'val_loss'"]),
+    (["--model", "tv/vit_b_16", "--dry-run"], ["cannot take inputs of shape (2, 1, 32, 32)", "fixed input size"]),
+])
+def test_bad_training_input_is_refused_and_leaves_no_run_directory(in_tmp, args, fragments):
+    refused(cv("train", *QUICK, *args), *fragments)
+    assert not (in_tmp / "runs").exists()
+
+
+def test_a_misspelled_monitor_is_refused_before_any_data_is_read(in_tmp):
+    result = cv("train", "--dataset", "mnist", "--data-dir", "nowhere", "--set", "trainer.monitor=val_accc")
+    assert "val_accc" in refused(result) and "nowhere" not in result.output
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["eval", "run", "--batch-size", "0"], "--batch-size"),
+    (["predict", "run", "x.png", "--topk", "0"], "--topk"),
+])
+def test_bad_ranges_are_usage_errors(run_dir, args, fragment):
+    refused(cv(*args), fragment, code=2)
+
+
+def test_unknown_plugin_names_in_the_environment_are_named(in_tmp):
+    listing = cv("list", env={"CVCORE_LOAD_PLUGINS": "nonexistent"})
+    assert "CVCORE_LOAD_PLUGINS names 'nonexistent'" in listing.output
+    training = refused(cv("train", env={"CVCORE_LOAD_PLUGINS": "nonexistent"}), "Unknown dataset")
+    assert "CVCORE_LOAD_PLUGINS='nonexistent' loads only no plugin" in training
+    assert "CVCORE_DISABLE_PLUGINS names 'bogus'" in cv("list", env={"CVCORE_DISABLE_PLUGINS": "bogus"}).output
+
+
+def test_a_run_directory_in_use_is_refused_and_left_untouched(in_tmp):
+    from cvcore.rundir import RunDir
+
+    (in_tmp / "busy").mkdir()
+    claim = RunDir.claim({"trainer": {"run_dir": "busy"}})
+    try:
+        refused(cv("train", *QUICK, "--run-dir", "busy"), "is in use by another running `cv train`")
+    finally:
+        claim.release()
+    assert list((in_tmp / "busy").iterdir()) == []
+    assert cv("train", *QUICK, "--run-dir", "busy").exit_code == 0
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_its_config(in_tmp):
+    (in_tmp / "early").mkdir()
+    (in_tmp / "early" / "config.toml").write_text(cv("train", *QUICK, "--print-config").output)
+    refused(cv("train", *QUICK, "--run-dir", "early"), "already holds a run", "cv train --resume early")
+    result = cv("train", "--resume", "early")
+    assert result.exit_code == 0, result.output
+    assert ckpt.last_of(in_tmp / "early").is_file()
+
+
+def test_commands_on_a_run_use_the_best_checkpoint_unless_told(run_dir):
+    assert cv("export", "run", "--format", "safetensors").exit_code == 0
+    assert (run_dir / "checkpoints" / "best.weights.safetensors").is_file()
+    assert cv("export", "run", "--format", "safetensors", "--checkpoint", "last").exit_code == 0
+    assert (run_dir / "checkpoints" / "last.weights.safetensors").is_file()
+
+
+def test_an_opset_the_exporter_cannot_write_is_refused_or_honoured(run_dir):
+    import onnx
+
+    result = cv("export", "run", "--opset", "13")
+    written = run_dir / "checkpoints" / "best.onnx"
+    if result.exit_code == 0:
+        assert {o.version for o in onnx.load(str(written)).opset_import if o.domain in ("", "ai.onnx")} == {13}
+    else:
+        refused(result, "could not write opset 13")
+        assert not written.exists()
+
+
+def test_predict_names_an_unreadable_image_and_reads_folders(run_dir, in_tmp):
+    folder = in_tmp / "pictures"
+    folder.mkdir()
+    for index in range(3):
+        Image.new("L", (40, 40), color=index * 80).save(folder / f"{index}.png")
+    result = cv("predict", "run", "pictures", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.output.count('"image"') == 3
+    truncated = in_tmp / "truncated.jpg"
+    Image.new("RGB", (64, 64), "red").save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    refused(cv("predict", "run", str(truncated)), "truncated.jpg", "cannot be read")
+    (in_tmp / "empty").mkdir()
+    refused(cv("predict", "run", "empty"), "holds no image files")
+
+
+@pytest.fixture
+def damaged_folder(in_tmp):
+    root = write_image_folder(in_tmp / "photos", per_class=3, size=40)
+    (root / "train" / "ants" / "notes.jpg").write_text("not a picture")
+    cut = root / "train" / "bees" / "cut.jpg"
+    Image.open(next((root / "train" / "bees").glob("*"))).convert("RGB").save(cut)
+    cut.write_bytes(cut.read_bytes()[:200])
+    return root
+
+
+def test_an_unreadable_image_in_a_folder_stops_training_with_its_name(damaged_folder):
+    args = ["--dataset", "imagefolder", "--data-dir", str(damaged_folder), "--model", "tv/resnet18",
+            "--set", "dataset.image_size=32", "--set", "dataset.resize=36", "--batch-size", "16",
+            "--epochs", "1"]
+    output = refused(cv("train", *args))
+    assert "cannot be read" in output and ("notes.jpg" in output or "cut.jpg" in output)
+    assert "skip_unreadable=true" in output
+    result = cv("train", *args, "--set", "dataset.skip_unreadable=true")
+    assert result.exit_code == 0, result.output
+    assert "left out 2 unreadable image(s)" in result.stderr
+
+
+def test_official_mnist_gz_files_placed_by_hand_are_read(in_tmp):
+    raw = in_tmp / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_idx_gz(raw, "train", 12)
+    write_idx_gz(raw, "t10k", 6)
+    result = cv("train", *QUICK, "--dataset", "mnist", "--model", "mlp", "--run-dir", "r")
+    assert result.exit_code == 0, result.output
+    assert os.path.getsize(raw / "train-images-idx3-ubyte") == 16 + 12 * 28 * 28
+
+
+def test_cv_info_writes_defaults_as_a_config_file_would(in_tmp):
+    output = cv("info", "imagefolder").output
+    assert '"data"' in output and "PosixPath" not in output
+
+
+def test_cv_list_groups_families_and_a_pattern_lists_each():
+    grouped = cv("list", "model").output
+    assert "tv/resnet* (5)" in grouped and "tv/resnet152" not in grouped
+    assert "tv/resnet152" in cv("list", "model", "tv/resnet*").output
