@@ -23,10 +23,11 @@ def in_tmp(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def written_configs_parse_back(request):
     """Every config.toml a test's runs wrote is valid TOML that `cv train -c` accepts."""
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
     yield
-    if "tmp_path" not in request.fixturenames:
+    if folder is None:
         return
     from cvcore import config
 
-    for path in request.getfixturevalue("tmp_path").rglob("config.toml"):
+    for path in folder.rglob("config.toml"):
         config.load(path)  # raises ConfigError, naming the file, if it does not parse
