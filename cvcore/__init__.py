@@ -19,6 +19,8 @@ from cvcore.errors import (
     PluginError,
     UnknownNameError,
 )
+from cvcore.tasks import Metrics, Task, metric_mode, task_name
+from cvcore.trainer_options import TrainerOptions
 
 hookimpl = pluggy.HookimplMarker("cvcore")
 
@@ -28,14 +30,15 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
-    "AmbiguousNameError", "Callback", "ConfigError", "CvcoreError", "DataError", "DataInfo",
-    "DataSplits", "OptionError", "PluginError", "TensorImages", "Trainer", "TrainerOptions", "UnknownNameError",
-    "__version__",
-    "create", "get_component", "hookimpl", "list_components",
+    "IGNORE_INDEX", "AmbiguousNameError", "Callback", "ConfigError", "CvcoreError", "DataError", "DataInfo",
+    "DataSplits", "Metrics", "OptionError", "PluginError", "Task", "TensorImages", "Trainer", "TrainerOptions",
+    "UnknownNameError", "__version__",
+    "create", "get_component", "hookimpl", "list_components", "metric_mode", "task_name",
 ]
 
 
-_LAZY = {"Trainer": "cvcore.trainer", "TrainerOptions": "cvcore.trainer", "TensorImages": "cvcore.tensor_data"}
+_LAZY = {"Trainer": "cvcore.trainer", "TensorImages": "cvcore.tensor_data",
+         "IGNORE_INDEX": "cvcore.tensor_data"}
 
 
 def __getattr__(name: str):

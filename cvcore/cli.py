@@ -143,14 +143,11 @@ def _flags_config(flags: dict, callbacks: list[str]) -> dict:
     """The configuration that command-line flags set (flags left unset set nothing).
 
     ``--callback`` adds to ``callbacks``, the names already configured."""
-    places = {"epochs": "trainer", "batch_size": "trainer", "workers": "trainer", "precision": "trainer",
-              "device": "trainer", "seed": "trainer", "run_dir": "trainer", "deterministic": "trainer",
-              "channels_last": "trainer", "compile": "trainer", "limit_train_batches": "trainer",
-              "limit_val_batches": "trainer", "lr": "optimizer", "data_dir": "dataset"}
+    places = {**{option.name: "trainer" for option in _trainer_fields()}, "lr": "optimizer", "data_dir": "dataset"}
     renamed = {"data_dir": "root"}
     config: dict = {}
     for key, section in places.items():
-        if flags.get(key) is not None and flags.get(key) is not False:
+        if flags.get(key) is not None:
             config.setdefault(section, {})[renamed.get(key, key)] = flags[key]
     for section in ("dataset", "model", "loss", "optimizer"):
         if flags.get(section):
@@ -160,6 +157,50 @@ def _flags_config(flags: dict, callbacks: list[str]) -> dict:
     if flags.get("callback"):
         config["callbacks"] = {"name": callbacks + [n for n in flags["callback"] if not _among(n, callbacks)]}
     return config
+
+
+def _trainer_fields():
+    from cvcore.options import describe
+    from cvcore.trainer_options import TrainerOptions
+
+    return describe(TrainerOptions, 0)
+
+
+class _OrNone(click.ParamType):
+    """A value of ``kind``, or ``none``: kept as the string "none", which options read as None (as in
+    TOML, which has no null), so that it differs from a flag left unset."""
+
+    def __init__(self, kind: type) -> None:
+        self.kind, self.name = kind, f"{kind.__name__.upper()}|none"
+
+    def convert(self, value, param, ctx):
+        if value in (None, "none") or isinstance(value, self.kind):
+            return value
+        try:
+            return self.kind(value)
+        except ValueError:
+            self.fail(f"{value!r} is not {'an' if self.kind is int else 'a'} {self.kind.__name__} or 'none'.", param, ctx)
+
+
+def _trainer_flags(command):
+    """One flag per TrainerOptions field, typed and documented from it: the one source of truth
+    (`--epochs`, `--batch-size`, `--no-tensor-loader`, ...). Unset flags set nothing."""
+    import typing
+
+    for option in reversed(_trainer_fields()):
+        flag = "--" + option.name.replace("_", "-")
+        optional = type(None) in typing.get_args(option.type)
+        arms = [arm for arm in typing.get_args(option.type) if arm is not type(None)] if optional else [option.type]
+        text = option.help[:1].upper() + option.help[1:]
+        if bool in arms:
+            decorator = click.option(f"{flag}/--no-{flag[2:]}", option.name, default=None, help=text)
+        elif typing.get_origin(arms[0]) is typing.Literal:
+            decorator = click.option(flag, option.name, type=click.Choice(typing.get_args(arms[0])), help=text)
+        else:
+            kind = arms[0] if arms[0] in (int, float) else str
+            decorator = click.option(flag, option.name, type=_OrNone(kind) if optional else kind, help=text)
+        command = decorator(command)
+    return command
 
 
 def _among(name: str, names: list[str]) -> bool:
@@ -181,26 +222,15 @@ def _among(name: str, names: list[str]) -> bool:
 @click.option("--optimizer", help="Optimizer name (cv list optimizer).")
 @click.option("--scheduler", multiple=True, help="LR scheduler name; repeat to chain (warmup, then multistep).")
 @click.option("--callback", multiple=True, help="Callback name; repeatable.")
-@click.option("--epochs", type=int, help="Number of epochs.")
-@click.option("--batch-size", type=int, help="Images per batch.")
-@click.option("--workers", type=int, help="DataLoader worker processes.")
-@click.option("--lr", type=float, help="Learning rate (optimizer.lr).")
-@click.option("--precision", type=click.Choice(["32", "16-mixed", "bf16-mixed"]), help="Numeric precision.")
-@click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--seed", type=int, help="Random seed.")
-@click.option("--deterministic", is_flag=True, default=None, help="Deterministic algorithms only.")
-@click.option("--channels-last", is_flag=True, default=None, help="NHWC memory format.")
-@click.option("--compile", is_flag=True, default=None, help="torch.compile the model.")
-@click.option("--run-dir", help="Run directory (default runs/<time>-<dataset>-<model>).")
+@click.option("--lr", type=float, help="Learning rate (optimizer.lr); the optimizer's own default when unset.")
 @click.option("--data-dir", help="Root folder of the data set (its `root` option).")
-@click.option("--limit-train-batches", type=int, help="Batches per training epoch, for smoke runs.")
-@click.option("--limit-val-batches", type=int, help="Batches per validation, for smoke runs.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any option, e.g. --set optimizer.momentum=0.9; repeatable.")
 @click.option("--resume", type=click.Path(exists=True, path_type=Path),
               help="Continue a run: its directory or a checkpoint file. Flags (e.g. --epochs) apply on top.")
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as TOML and exit.")
 @click.option("--dry-run", is_flag=True, help="Build everything, run one batch, report, and exit.")
+@_trainer_flags
 def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
     """Train a model. With no arguments: the default job (digits + lenet, offline, about 10 s on CPU).
 
@@ -268,8 +298,8 @@ def _summary_line(summary: dict, run_dir) -> str:
     if summary["best_value"] is None:
         return (f"done{stopped}: {summary['monitor']} was never finite in {summary['epochs_run']} epoch(s), so no "
                 f"best epoch was chosen and the last weights stay; run in {run_dir}")
-    return (f"per-class {summary['per_class_metric']} (best epoch): {per_class}\n"
-            f"done{stopped}: best {summary['monitor']} {summary['best_value']:.4f} at epoch "
+    per_class_line = f"per-class {summary['per_class_metric']} (best epoch): {per_class}\n" if per_class else ""
+    return (f"{per_class_line}done{stopped}: best {summary['monitor']} {summary['best_value']:.4f} at epoch "
             f"{summary['best_epoch']} of {summary['epochs_run']}; weights restored; run in {run_dir}")
 
 
@@ -323,7 +353,8 @@ def eval_command(checkpoint: Path, dataset, data_dir, batch_size: int, device: s
     from cvcore.report import print_evaluation
 
     print_evaluation(_console(), result)
-    click.echo(f"confusion matrix: {picture}" if picture else "confusion matrix PNG skipped: pip install matplotlib")
+    if result["confusion"] is not None:
+        click.echo(f"confusion matrix: {picture}" if picture else "confusion matrix PNG skipped: pip install matplotlib")
 
 
 @cli.command()
@@ -338,21 +369,13 @@ def predict(model: Path, images: tuple[Path, ...], topk: int, output_dir: Path |
     """Predict IMAGES (files, or folders of them) with MODEL: a checkpoint, a run directory or an
     exported .onnx file.
 
-    Classifiers print the top-k classes; segmentation models write IMAGE.mask.png (class ids).
+    Each task reports in its own way: classifiers print the top-k classes, segmentation models
+    write IMAGE.mask.png (class ids), multi-label models print the classes scored at least 0.5.
     """
     from cvcore.inference import predict as run_predict
 
-    results = run_predict(model, list(images), topk, output_dir, which)
-    if as_json:
-        click.echo(json.dumps(results, indent=2))
-        return
-    for result in results:
-        if "mask" in result:
-            shares = ", ".join(f"{name} {share:.1%}" for name, share in result["pixels"].items())
-            click.echo(f"{result['image']}: wrote {result['mask']} ({shares})")
-        else:
-            ranked = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
-            click.echo(f"{result['image']}: {ranked}")
+    results, lines = run_predict(model, list(images), topk, output_dir, which)
+    click.echo(json.dumps(results, indent=2) if as_json else "\n".join(lines))
 
 
 @cli.command()

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import attrs
-
-Task = Literal["classification", "segmentation"]
 
 
 @attrs.frozen(kw_only=True)
 class DataInfo:
     """Metadata that models, losses and metrics adapt to (the Trainer fills matching options)."""
 
-    task: Task = "classification"
+    #: The registered task (``cv list task``); None: the task registered as the default.
+    task: str | None = None
     num_classes: int
     class_names: tuple[str, ...] = attrs.field(converter=tuple)
     in_channels: int

@@ -11,6 +11,7 @@ import torch
 
 from cvcore import checkpoint as ckpt
 from cvcore.data import DataInfo
+from cvcore.tasks import task_for, task_name
 from cvcore.errors import CvcoreError
 
 TOLERANCE = 1e-4
@@ -47,7 +48,7 @@ def device_of(model: torch.nn.Module) -> torch.device:
 def metadata_of(loaded: LoadedModel) -> dict[str, str]:
     """What a deployed model needs to pre- and post-process: classes, normalisation, input size."""
     info = loaded.info
-    return {"cvcore_model": loaded.name, "task": info.task, "class_names": json.dumps(list(info.class_names)),
+    return {"cvcore_model": loaded.name, "task": task_name(info.task), "class_names": json.dumps(list(info.class_names)),
             "mean": json.dumps(list(info.mean)), "std": json.dumps(list(info.std)),
             "image_size": json.dumps(list(info.image_size)), "in_channels": str(info.in_channels),
             "eval_resize": json.dumps(info.eval_resize)}
@@ -70,7 +71,7 @@ def export_onnx(loaded: LoadedModel, output: Path, opset: int | None = None) -> 
     info = loaded.info
     sample = torch.randn(2, info.in_channels, *info.image_size, device=device_of(loaded.model))
     try:
-        program = torch.onnx.export(loaded.model, (sample,), input_names=["images"], output_names=["logits"],
+        program = torch.onnx.export(loaded.model, (sample,), input_names=["images"], output_names=[task_for(info.task).output_name],
                                     dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), opset_version=opset,
                                     dynamo=True, verbose=False)
         program.save(str(output))

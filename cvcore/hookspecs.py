@@ -13,9 +13,9 @@ records which plugin and distribution provided it. A plugin calls it once per co
   values against before anything is built.
 - ``summary``: one line for ``cv list``; defaults to the first line of the factory's docstring.
 - ``aliases``: further short names for the same component.
-- ``tasks`` (models and losses): the tasks the component supports, e.g.
-  ``("classification", "segmentation")``; ``cv train`` refuses a data set of another task.
-  Left out, any task is allowed.
+- ``tasks`` (models and losses): the names of the registered tasks the component supports;
+  ``cv train`` refuses a data set of another task. Left out, any task is allowed.
+- ``default`` (tasks): True for the one task a data set gets when its DataInfo names none.
 
 Options whose names match a field of :class:`cvcore.DataInfo` (``num_classes``, ``in_channels``,
 ``image_size``, ``task``, ``class_names``) or of the run plan (``total_epochs``, ``steps_per_epoch``) are
@@ -36,6 +36,34 @@ if TYPE_CHECKING:
     from cvcore.registry import Register
 
 hookspec = pluggy.HookspecMarker("cvcore")
+
+# -------------------------------------------------------------------------------------------------
+# Tasks
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_tasks(register: Register) -> None:
+    """Register tasks: kinds of problem (classification, segmentation, multi-label, ...).
+
+    :param register: call ``register(name, factory, default=False)`` once per task.
+
+    The factory takes no options and returns a :class:`cvcore.Task`: the output shape it expects
+    of a model, the metrics it computes on the device (summed across processes), their per-class
+    detail, the metric that picks the best epoch, and how ``cv predict`` reports an output. A data
+    set names its task in ``DataInfo.task``; models and losses list the tasks they support.
+
+    Example::
+
+        @cvcore.hookimpl
+        def register_tasks(register):
+            register("regression", Regression)
+
+        class Regression(cvcore.Task):
+            default_monitor = "val_loss"
+            ...
+    """
+
 
 # -------------------------------------------------------------------------------------------------
 # Data

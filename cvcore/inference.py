@@ -11,6 +11,7 @@ import torch
 from cvcore import config as cfg
 from cvcore.errors import ConfigError, DataError
 from cvcore.export import LoadedModel, load_model
+from cvcore.tasks import task_for, task_name
 
 
 def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, batch_size: int,
@@ -33,9 +34,10 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
     checked = run.plan(config)
     part = checked.part("dataset")
     data = part.component.build(**part.options)
-    if data.info.num_classes != loaded.info.num_classes or data.info.task != loaded.info.task:
-        raise ConfigError(f"The model was trained for {loaded.info.num_classes} classes ({loaded.info.task}); "
-                          f"data set '{part.component.name}' has {data.info.num_classes} ({data.info.task}).")
+    trained, given = task_name(loaded.info.task), task_name(data.info.task)
+    if data.info.num_classes != loaded.info.num_classes or trained != given:
+        raise ConfigError(f"The model was trained for {loaded.info.num_classes} classes ({trained}); "
+                          f"data set '{part.component.name}' has {data.info.num_classes} ({given}).")
     target_device = resolve_device(device)
     model = loaded.model.to(target_device)
     loss = run.filled(checked.part("loss"), data.info.fill())
@@ -53,7 +55,10 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
 
 
 def save_confusion_png(result: dict[str, Any], output: Path) -> Path | None:
-    """The confusion matrix as a PNG heat map, or None when matplotlib is not installed."""
+    """The confusion matrix as a PNG heat map, or None when matplotlib is not installed or the task
+    has no confusion matrix."""
+    if result["confusion"] is None:
+        return None
     try:
         import matplotlib
 
@@ -131,7 +136,7 @@ class Predictor:
             loaded: LoadedModel = load_model(path, which)
             self.info = {"image_size": list(loaded.info.image_size), "mean": list(loaded.info.mean),
                          "std": list(loaded.info.std), "in_channels": loaded.info.in_channels,
-                         "class_names": list(loaded.info.class_names), "task": loaded.info.task,
+                         "class_names": list(loaded.info.class_names), "task": task_name(loaded.info.task),
                          "eval_resize": loaded.info.eval_resize}
             self.model, self.session = loaded.model, None
 
@@ -161,33 +166,14 @@ PREDICT_BATCH = 64
 
 
 def predict(path: Path, images: list[Path], topk: int, output_dir: Path | None = None,
-            which: str = "best") -> list[dict[str, Any]]:
-    """Classification: the top-k classes with probabilities per image. Segmentation: a PNG mask of
-    class ids per image in ``output_dir``, and the share of pixels of each class. Folders among
-    ``images`` stand for the image files in them; ``which`` checkpoint of a run directory."""
+            which: str = "best") -> tuple[list[dict[str, Any]], list[str]]:
+    """What the model's task reports per image (classification: the top-k classes; segmentation: a
+    mask PNG in ``output_dir``), as JSON-able results and as text lines. Folders among ``images``
+    stand for the image files in them; ``which`` checkpoint of a run directory."""
     predictor = Predictor(path, which)
     images = image_files(images)
     logits = torch.cat([predictor.logits(preprocess(images[start:start + PREDICT_BATCH], predictor.info)).float()
                         for start in range(0, len(images), PREDICT_BATCH)])
-    if predictor.info["task"] == "segmentation":
-        return _write_masks(logits, images, predictor.info["class_names"], output_dir or Path("."))
-    probabilities = logits.softmax(dim=1)
-    names = predictor.info["class_names"]
-    values, indices = probabilities.topk(min(topk, len(names)), dim=1)
-    return [{"image": str(image), "top": [{"class": names[i], "probability": round(p, 6)}
-                                          for p, i in zip(v.tolist(), ix.tolist())]}
-            for image, v, ix in zip(images, values, indices)]
-
-
-def _write_masks(logits: torch.Tensor, images: list[Path], names: list[str], output_dir: Path) -> list[dict[str, Any]]:
-    from PIL import Image
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for image, mask in zip(images, logits.argmax(dim=1).to(torch.uint8)):
-        target = output_dir / f"{Path(image).stem}.mask.png"
-        Image.fromarray(mask.numpy()).save(target)
-        shares = torch.bincount(mask.flatten().long(), minlength=len(names)).float() / mask.numel()
-        results.append({"image": str(image), "mask": str(target),
-                        "pixels": {name: round(share, 6) for name, share in zip(names, shares.tolist())}})
-    return results
+    task = task_for(predictor.info["task"])
+    results = task.predict(logits, images, predictor.info["class_names"], topk=topk, output_dir=output_dir or Path("."))
+    return results, [task.describe(result) for result in results]

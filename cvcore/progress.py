@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cvcore.metrics import ClassificationMetrics, SegmentationMetrics
+    from cvcore.tasks import Metrics
     from cvcore.trainer import Trainer
 
 # Reading metrics for the bar is a host-device sync: do it a few times per second at most.
@@ -38,15 +38,15 @@ class EpochProgress:
             self.start = time.perf_counter()
         return self
 
-    def advance(self, metrics: ClassificationMetrics | SegmentationMetrics) -> None:
+    def advance(self, metrics: Metrics) -> None:
         if not self.enabled:
             return
         self.bar.advance(self.task)
         now = time.perf_counter()
         if now - self.last_refresh >= REFRESH_SECONDS:
             self.last_refresh = now
-            loss, accuracy = metrics.running()
-            stats = (f"loss {loss:.4f}  acc {accuracy:.4f}  lr {self.trainer.lr:.3g}  "
+            loss, score = metrics.running()
+            stats = (f"loss {loss:.4f}  {metrics.headline} {score:.4f}  lr {self.trainer.lr:.3g}  "
                      f"{metrics.seen / (now - self.start):.0f} img/s")
             self.bar.update(self.task, stats=stats)
 

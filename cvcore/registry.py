@@ -32,13 +32,21 @@ KINDS: dict[str, tuple[str, int]] = {
     "optimizer": ("register_optimizers", 1),
     "scheduler": ("register_schedulers", 1),
     "callback": ("register_callbacks", 0),
+    "task": ("register_tasks", 0),
 }
-TASKS = ("classification", "segmentation")
-# kind -> register() keyword -> (check, what it must be)
+
+
+def _task_names(value: Any) -> bool:
+    return isinstance(value, tuple) and bool(value) and all(isinstance(v, str) for v in value)
+
+
+# kind -> register() keyword -> (check, what it must be); task names are checked against the
+# registered tasks when a run is planned, since plugins load in any order
 _METADATA = {
     "scheduler": {"interval": (lambda v: v in ("step", "epoch"), "one of ('step', 'epoch')")},
-    "model": {"tasks": (lambda v: bool(v) and set(v) <= set(TASKS), f"a tuple of {TASKS}")},
-    "loss": {"tasks": (lambda v: bool(v) and set(v) <= set(TASKS), f"a tuple of {TASKS}")},
+    "model": {"tasks": (_task_names, "a non-empty tuple of task names")},
+    "loss": {"tasks": (_task_names, "a non-empty tuple of task names")},
+    "task": {"default": (lambda v: isinstance(v, bool), "True or False")},
 }
 # kind -> (module, class) that what its factory returns must be an instance of, and how to say it
 _RETURNS = {
@@ -47,6 +55,7 @@ _RETURNS = {
     "optimizer": ("torch.optim", "Optimizer", "a torch.optim.Optimizer"),
     "scheduler": ("torch.optim.lr_scheduler", "LRScheduler", "a torch.optim.lr_scheduler.LRScheduler"),
     "callback": ("cvcore.callbacks", "Callback", "a cvcore.Callback"),
+    "task": ("cvcore.tasks", "Task", "a cvcore.Task"),
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
 

@@ -121,6 +121,11 @@ def print_component(console: Console, comp: Component) -> None:
     for key, value in comp.metadata.items():
         console.print(f"{key}: {toml_value(value)}", markup=False)
     console.print("\n" + (description(comp.factory) or comp.summary) + "\n", highlight=False, markup=False)
+    if comp.kind == "task":
+        task = comp.build()
+        logged = ", ".join(f"{prefix}_{name}" for prefix, detailed in (("train", False), ("val", True))
+                           for name in task.metric_names(10, detailed))
+        console.print(f"logs (10 classes): {logged}\nbest epoch by default: {task.default_monitor}\n", markup=False)
     if not comp.options:
         console.print("No options.")
         return
@@ -158,14 +163,14 @@ def print_evaluation(console: Console, result: dict[str, Any]) -> None:
     for key, value in result["metrics"].items():
         metrics.add_row(key, f"{value:.4f}")
     console.print(metrics)
-    names = result["class_names"]
-    confusion = Table(title=f"confusion (rows: true, columns: predicted); per-class {result['per_class_metric']}",
-                      title_justify="left")
-    confusion.add_column("class")
-    confusion.add_column(result["per_class_metric"])
-    for name in names:
-        confusion.add_column(escape(name[:8]), justify="right")
-    for name, row in zip(names, result["confusion"]):
-        score = result["per_class"][name]
-        confusion.add_row(escape(name), "-" if score is None else f"{score:.3f}", *(str(v) for v in row))
-    console.print(confusion)
+    names, matrix = result["class_names"], result["confusion"]
+    title = f"per-class {result['per_class_metric']}"
+    table = Table(title=f"confusion (rows: true, columns: predicted); {title}" if matrix else title, title_justify="left")
+    table.add_column("class")
+    table.add_column(result["per_class_metric"])
+    for name in names if matrix else ():
+        table.add_column(escape(name[:8]), justify="right")
+    for name, row in zip(names, matrix or [[] for _ in names]):
+        score = result["per_class"].get(name)
+        table.add_row(escape(name), "-" if score is None else f"{score:.3f}", *(str(v) for v in row))
+    console.print(table)

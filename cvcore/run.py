@@ -18,6 +18,7 @@ from cvcore.errors import ConfigError, did_you_mean
 from cvcore.loader import registry
 from cvcore.options import describe, validate
 from cvcore.registry import Component
+from cvcore.trainer_options import TrainerOptions
 
 KIND_OF = {"dataset": "dataset", "model": "model", "loss": "loss", "optimizer": "optimizer",
            "scheduler": "scheduler", "callbacks": "callback"}
@@ -51,12 +52,6 @@ class Plan:
         return [p for p in self.parts if p.section == section]
 
 
-def trainer_options_type():
-    from cvcore.trainer import TrainerOptions
-
-    return TrainerOptions
-
-
 def plan(config: dict[str, Any]) -> Plan:
     """Resolve every component name and validate every option against its declaration."""
     cfg.check_sections(config, "the configuration")
@@ -68,9 +63,9 @@ def plan(config: dict[str, Any]) -> Plan:
         parts.append(_part(section, name, cfg.options_of(config, section)))
     for section in cfg.CHAINED:
         parts += _chained_parts(config, section)
-    trainer = validate(describe(trainer_options_type(), 0), config.get("trainer", {}), "[trainer]")
+    trainer = validate(describe(TrainerOptions, 0), config.get("trainer", {}), "[trainer]")
     try:
-        trainer_options_type()(**trainer)  # the ranges: epochs >= 1, batch_size >= 1, ...
+        TrainerOptions(**trainer)  # the ranges: epochs >= 1, batch_size >= 1, ...
     except ValueError as exc:
         raise ConfigError(f"[trainer] {_range_message(exc)}") from None
     checked = Plan(config, trainer, tuple(parts))
@@ -81,14 +76,14 @@ def plan(config: dict[str, Any]) -> Plan:
 def check_monitors(plan: Plan, info=None) -> None:
     """Every metric a run monitors ([trainer] monitor, a callback's monitor option) must be one the
     run logs: checked against every task's metrics before data, and against the data's task after."""
-    from cvcore.metrics import logged_names
+    from cvcore.tasks import logged_names, task_name
 
-    logged = logged_names(info.task, info.num_classes) if info else logged_names()
+    logged = logged_names(info.task, info.num_classes) if info else logged_names(any_task=True)
     wanted = [("[trainer] monitor", plan.trainer.get("monitor"))]
     wanted += [(f"{p.component.kind} '{p.component.name}' monitor", p.options.get("monitor")) for p in plan.parts]
     for where, name in wanted:
         if name is not None and name not in logged:
-            task = f" for {info.task}" if info else ""
+            task = f" for task {task_name(info.task)}" if info else ""
             raise ConfigError(f"{where} is '{name}', which no epoch logs{task}.{did_you_mean(name, logged)} "
                               f"Logged: {', '.join(logged)}.")
 
@@ -141,12 +136,17 @@ def build_model(part: Part, info, *, from_checkpoint: bool = False):
 
 def check_fit(plan: Plan, info) -> None:
     """Refuse components made for another task, and options set by hand that contradict the data."""
+    from cvcore.tasks import check_task_names, task_component
+
     data_name = plan.part("dataset").component.name
+    task = task_component(info.task)
     for part in plan.parts:
         tasks = part.component.metadata.get("tasks")
-        if tasks and info.task not in tasks:
+        if tasks:
+            check_task_names(tasks, f"{part.component.kind} '{part.component.qualified_name}'")
+        if tasks and not any(task.is_named(name) for name in tasks):
             raise ConfigError(f"{part.component.kind} '{part.component.name}' supports {' and '.join(tasks)}, but "
-                              f"data set '{data_name}' is a {info.task} task. See 'cv list {part.component.kind}'.")
+                              f"data set '{data_name}' is a {task.name} task. See 'cv list {part.component.kind}'.")
     for part in plan.parts:
         for field in ("num_classes", "in_channels"):
             value = part.options.get(field)
@@ -163,7 +163,7 @@ class Built:
 
     def __init__(self, plan: Plan, run_dir: Path | None, *, resuming: bool = False) -> None:
         from cvcore import distributed
-        from cvcore.trainer import Trainer, TrainerOptions, resolve_device, seed_everything, steps_per_epoch
+        from cvcore.trainer import Trainer, resolve_device, seed_everything, steps_per_epoch
 
         options = TrainerOptions(**{**plan.trainer, "run_dir": run_dir})
         distributed.setup(resolve_device(options.device))
@@ -200,6 +200,8 @@ def check_output_shape(model, info, name: str) -> None:
     """One forward pass on a zero batch: a model that does not fit the data fails here, clearly."""
     import torch
 
+    from cvcore.tasks import task_for
+
     shape = (2, info.in_channels, *info.image_size)
     was_training = model.training
     model.eval()
@@ -213,12 +215,10 @@ def check_output_shape(model, info, name: str) -> None:
                           f"image_size option in 'cv info DATASET'), or choose another model.") from exc
     finally:
         model.train(was_training)
-    if info.task == "segmentation":
-        expected, wanted = (2, info.num_classes, *info.image_size), f"(N, {info.num_classes}, H, W)"
-    else:
-        expected, wanted = (2, info.num_classes), f"(N, {info.num_classes})"
-    if tuple(out.shape) != expected:
-        raise ConfigError(f"model '{name}' outputs shape {tuple(out.shape)}, but the data set needs "
+    expected, wanted = task_for(info.task).expected_output(info)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        found = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"model '{name}' outputs {found}, but the data set needs "
                           f"{wanted} for its {info.num_classes} classes.")
 
 
@@ -263,13 +263,15 @@ def train(config: dict[str, Any], resume: Resume | None = None) -> tuple[dict[st
     try:
         built = Built(attrs.evolve(checked, config=resolved), run_dir, resuming=bool(resume and resume.checkpoint))
         if resume is not None:
-            resume.check(built, write=claim is not None)
+            resume.verify(built)
     except BaseException:
         if claim:
             claim.abandon()
         raise
     try:
         if claim:
+            if resume is not None:
+                resume.rewind_metrics()
             (run_dir / "config.toml").write_text(cfg.to_toml(resolved), encoding="utf-8")
         summary = built.trainer.fit(resume.checkpoint if resume else None)
         if claim:
@@ -305,12 +307,10 @@ class Resume:
                               f"the run directory. Pass the run directory, or copy the file into one.")
         self.config = self.checkpoint.document["config"]
 
-    def check(self, built: Built, *, write: bool = True) -> None:
-        """Refuse a model or data set that differs from the saved one; warn about plugin versions;
-        cut metrics.jsonl back to the checkpoint's epochs (a kill may have left rows past it)."""
+    def verify(self, built: Built) -> None:
+        """Refuse a model, class count or weights that differ from the saved ones; warn about
+        plugin versions that changed since the save."""
         if self.checkpoint is None:
-            if write:
-                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
             return
         saved, info = self.checkpoint.document, built.data.info
         saved_model, model = saved["config"]["model"]["name"], built.plan.part("model").component
@@ -324,7 +324,9 @@ class Resume:
             if saved.get("providers", {}).get(key, provider) != provider:
                 print(f"warning: {key} was provided by {saved['providers'][key]} when saved, now by {provider}",
                       file=sys.stderr)
-        if write:
-            history = self.checkpoint.state()["history"]
-            rows = "".join(json.dumps(row) + "\n" for row in history)
-            (self.run_dir / "metrics.jsonl").write_text(rows, encoding="utf-8")
+
+    def rewind_metrics(self) -> None:
+        """Cut metrics.jsonl back to the checkpoint's epochs: a kill may have left rows past it
+        (a run without a checkpoint starts again, so none are kept)."""
+        rows = "".join(json.dumps(row) + "\n" for row in self.checkpoint.state()["history"]) if self.checkpoint else ""
+        (self.run_dir / "metrics.jsonl").write_text(rows, encoding="utf-8")

@@ -57,6 +57,7 @@ def _check_dataset(component: Component, options: dict[str, Any]) -> Any:
     import torch
 
     from cvcore.data import DataInfo, DataSplits
+    from cvcore.tasks import task_for
 
     splits = component.build(**options)
     label = f"dataset '{component.name}'"
@@ -67,11 +68,8 @@ def _check_dataset(component: Component, options: dict[str, Any]) -> Any:
     image, target = splits.train[0]
     expected = (info.in_channels, *info.image_size)
     assert tuple(image.shape) == expected, f"{label}: image shape {tuple(image.shape)}, info says {expected}"
-    target = torch.as_tensor(target)
-    wanted = tuple(info.image_size) if info.task == "segmentation" else ()
-    assert tuple(target.shape) == wanted, f"{label}: target shape {tuple(target.shape)}, expected {wanted}"
-    valid = target[target != info.ignore_index] if info.ignore_index is not None else target
-    assert bool(((valid >= 0) & (valid < info.num_classes)).all()), f"{label}: target values out of range"
+    problem = task_for(info.task).check_target(torch.as_tensor(target), info)
+    assert problem is None, f"{label}: {problem}"
     return splits
 
 
@@ -90,9 +88,17 @@ def _check_model(component: Component, options: dict[str, Any]) -> Any:
 def _check_loss(component: Component, options: dict[str, Any]) -> Any:
     import torch
 
+    from cvcore.data import DataInfo
+    from cvcore.tasks import task_for
+
     loss_fn = component.build(**options)
-    logits = torch.randn(4, options.get("num_classes", 3), requires_grad=True)
-    value = loss_fn(logits, torch.tensor([0, 1, 2, 1]) % logits.shape[1])
+    classes = options.get("num_classes", 3)
+    info = DataInfo(num_classes=classes, class_names=[str(i) for i in range(classes)], in_channels=3,
+                    image_size=(8, 8), mean=(0.0,) * 3, std=(1.0,) * 3)
+    task = task_for((component.metadata.get("tasks") or (None,))[0])  # a loss is checked on its first task
+    shape, _ = task.expected_output(info)
+    logits = torch.randn(shape, requires_grad=True)
+    value = loss_fn(logits, task.example_target(info, shape[0]))
     label = f"loss '{component.name}'"
     assert value.dim() == 0, f"{label} returned shape {tuple(value.shape)}, not a scalar"
     assert torch.isfinite(value), f"{label} returned {value.item()}"
@@ -135,5 +141,21 @@ def _check_callback(component: Component, options: dict[str, Any]) -> Any:
     return callback
 
 
-_CHECKS = {"dataset": _check_dataset, "model": _check_model, "loss": _check_loss,
-           "optimizer": _check_optimizer, "scheduler": _check_scheduler, "callback": _check_callback}
+def _check_task(component: Component, options: dict[str, Any]) -> Any:
+    import torch
+
+    from cvcore.tasks import Metrics, Task
+
+    task = component.build(**options)
+    label = f"task '{component.name}'"
+    assert isinstance(task, Task), f"{label} is not a cvcore.Task"
+    val_names = [f"val_{name}" for name in task.metric_names(3, detailed=True)]
+    assert task.default_monitor in val_names, f"{label}: default monitor {task.default_monitor} not in {val_names}"
+    metrics = task.metrics(3, torch.device("cpu"), detailed=True)
+    assert isinstance(metrics, Metrics), f"{label}: metrics() returned {type(metrics).__name__}, not a cvcore.Metrics"
+    assert sorted(metrics.compute("val")) == sorted(val_names), f"{label}: compute() and metric_names() disagree"
+    return task
+
+
+_CHECKS = {"dataset": _check_dataset, "model": _check_model, "loss": _check_loss, "optimizer": _check_optimizer,
+           "scheduler": _check_scheduler, "callback": _check_callback, "task": _check_task}

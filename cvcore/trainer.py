@@ -12,9 +12,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import attrs
 import torch
 from torch import nn
 
@@ -23,63 +22,12 @@ from cvcore.batching import DeviceLoader, data_loader, num_batches, set_epoch
 from cvcore.callbacks import Callback
 from cvcore.data import DataSplits
 from cvcore.errors import ConfigError, CvcoreError
-from cvcore.metrics import metric_mode, metrics_for
+from cvcore.tasks import metric_mode, task_for
 from cvcore.progress import EpochProgress, log
 from cvcore.tensor_data import TensorImages
+from cvcore.trainer_options import TrainerOptions
 
-Precision = Literal["32", "16-mixed", "bf16-mixed"]
 _AUTOCAST = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
-DEFAULT_MONITOR = {"classification": "val_acc1", "segmentation": "val_miou"}
-
-
-@attrs.frozen(kw_only=True)
-class TrainerOptions:
-    """How to train: length, precision, device, data loading, reproducibility and smoke limits.
-
-    :param epochs: number of epochs.
-    :param batch_size: images per batch (per process).
-    :param workers: DataLoader worker processes.
-    :param pin_memory: pin host memory for faster copies (default: on when training on CUDA).
-    :param precision: 32, 16-mixed (float16 autocast + GradScaler) or bf16-mixed.
-    :param device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.
-    :param seed: seed of python, numpy, torch and the data order and augmentations; none for a
-        fresh random seed each run (printed, and kept in summary.json).
-    :param deterministic: use only deterministic algorithms (slower on GPU).
-    :param channels_last: NHWC memory format for model and inputs (faster convs with AMP on GPU).
-    :param compile: wrap the model in torch.compile.
-    :param accumulate: micro-batches per optimizer step (gradient accumulation).
-    :param clip_norm: clip the global gradient norm to this value.
-    :param limit_train_batches: train on at most this many batches per epoch (smoke runs).
-    :param limit_val_batches: validate on at most this many batches per epoch.
-    :param monitor: metric that picks the best epoch, whose weights are restored at the end
-        (default val_acc1 for classification, val_miou for segmentation).
-    :param monitor_mode: max if higher is better, min if lower is better (default: min for names
-        ending in loss, else max).
-    :param run_dir: where config.toml, metrics.jsonl and summary.json go (default: runs/<time>-<data>-<model>).
-    :param tensor_loader: keep in-memory data sets (cvcore.TensorImages) on the device and build
-        batches there; false serves them through a DataLoader like any other data set.
-    """
-
-    epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
-    batch_size: int = attrs.field(default=64, validator=attrs.validators.ge(1))
-    workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    pin_memory: bool | None = None
-    precision: Precision = "32"
-    device: str = "auto"
-    seed: int | None = 0
-    deterministic: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    accumulate: int = attrs.field(default=1, validator=attrs.validators.ge(1))
-    clip_norm: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
-    limit_train_batches: int | None = attrs.field(default=None, validator=attrs.validators.optional(
-        attrs.validators.ge(1)))
-    limit_val_batches: int | None = attrs.field(default=None, validator=attrs.validators.optional(
-        attrs.validators.ge(1)))
-    monitor: str | None = None
-    monitor_mode: Literal["min", "max"] | None = None
-    run_dir: Path | None = None
-    tensor_loader: bool = True
 
 
 class Interrupted(Exception):
@@ -167,7 +115,8 @@ class Trainer:
         self.metadata = metadata or {}  # JSON stored with checkpoints (the run's config, providers)
         self.is_main = distributed.is_main()
         self.run_dir = options.run_dir
-        self.monitor = options.monitor or DEFAULT_MONITOR[data.info.task]
+        self.task = task_for(data.info.task)
+        self.monitor = options.monitor or self.task.default_monitor
         self.monitor_mode = options.monitor_mode or metric_mode(self.monitor)
 
     # -- public hooks for callbacks ---------------------------------------------------------------
@@ -328,7 +277,7 @@ class Trainer:
 
     def _train_epoch(self):
         self.model.train()
-        metrics = metrics_for(self.data.info.task, self.data.info.num_classes, self.device, detailed=False)
+        metrics = self.task.metrics(self.data.info.num_classes, self.device, detailed=False)
         total = num_batches(self.train_loader, self.options.limit_train_batches)
         accumulate = self.options.accumulate
         with EpochProgress(self, total) as progress:
@@ -506,7 +455,7 @@ def replanned(built: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
 def evaluate(model: nn.Module, loss_fn, batches, info, device: torch.device, autocast=contextlib.nullcontext):
     """Validation metrics (with per-class scores and a confusion matrix) of ``model`` over ``batches``."""
     model.eval()
-    metrics = metrics_for(info.task, info.num_classes, device, detailed=True)
+    metrics = task_for(info.task).metrics(info.num_classes, device, detailed=True)
     with torch.inference_mode(), autocast():
         for images, target in batches:
             logits = model(images)

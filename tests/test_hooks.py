@@ -95,3 +95,25 @@ def test_hook_implementation_may_omit_register_argument():
     with plugin_registered(plugin(register_models=lambda: calls.append(1)), name="lazy"):
         cvcore.list_components()
     assert calls == [1]
+
+
+def make_task():
+    """Classification whose best epoch is the lowest validation loss."""
+    from cvcore_tasks.classification import Classification
+
+    class LowestLoss(Classification):
+        default_monitor = "val_loss"
+
+    return LowestLoss()
+
+
+def test_register_tasks():
+    with _with("register_tasks", make_task, "task"):
+        assert check_component("task", "thing").default_monitor == "val_loss"
+        splits = make_dataset()
+        info = cvcore.DataInfo(**{**splits.info.fill(), "task": "hooks:thing"})
+        model, loss = make_model(), make_loss()
+        trainer = cvcore.Trainer(model=model, loss=loss, optimizer=make_optimizer(model.parameters()),
+                                 data=cvcore.DataSplits(splits.train, splits.val, info),
+                                 options=cvcore.TrainerOptions(epochs=1, device="cpu"))
+        assert trainer.fit()["monitor"] == "val_loss"

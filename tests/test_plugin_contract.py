@@ -37,12 +37,91 @@ ACME = """\
     @cvcore.hookimpl
     def register_datasets(register):
         register("tuple_data", tuple_data)
+        register("bright", bright)
 
 
-    def lenet(*, num_classes: int = 10, in_channels: int = 1):
-        '''Acme's own lenet.'''
+    @cvcore.hookimpl
+    def register_tasks(register):
+        register("brightness", Brightness)
+
+
+    @cvcore.hookimpl
+    def register_losses(register):
+        register("l2", l2, tasks=("brightness",))
+
+
+    class Brightness(cvcore.Task):
+        '''Regress the mean brightness of an image.'''
+        default_monitor = "val_mae"
+
+        def metric_names(self, num_classes, detailed):
+            return ["loss", "mae"]
+
+        def metrics(self, num_classes, device, detailed):
+            return AbsoluteError(device)
+
+        def expected_output(self, info):
+            return (2, 1), "(N, 1)"
+
+        def example_target(self, info, batch):
+            import torch
+            return torch.rand(batch, 1)
+
+        def predict(self, output, images, class_names, *, topk, output_dir):
+            return [{"image": str(image), "brightness": float(row[0])} for image, row in zip(images, output)]
+
+        def describe(self, result):
+            return f"{result['image']}: brightness {result['brightness']:.3f}"
+
+
+    class AbsoluteError(cvcore.Metrics):
+        def __init__(self, device):
+            import torch
+            self.sums, self.count = torch.zeros(2, device=device), torch.zeros((), device=device)
+
+        def update(self, output, target, loss):
+            import torch
+            self.seen += len(target)
+            self.sums += torch.stack([loss.detach().float() * len(target), (output.float() - target).abs().sum()])
+
+        def running(self):
+            loss, error = self.sums.tolist()
+            return loss / max(self.seen, 1), error / max(self.seen, 1)
+
+        def tensors(self):
+            self.count.fill_(self.seen)
+            return [self.sums, self.count]
+
+        def compute(self, prefix):
+            (loss, error), count = self.sums.tolist(), max(self.count.item(), 1.0)
+            return {f"{prefix}_loss": loss / count, f"{prefix}_mae": error / count}
+
+
+    def bright(*, count: int = 256):
+        '''Flat grey images with noise; the target is their brightness.'''
         import torch
-        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(num_classes))
+        generator = torch.Generator().manual_seed(0)
+        level = torch.rand(count, 1, generator=generator)
+        noise = 0.05 * torch.randn(count, 1, 8, 8, generator=generator)
+        images = ((level.view(-1, 1, 1, 1) + noise).clamp(0, 1) * 255).to(torch.uint8)
+        info = cvcore.DataInfo(task="acme:brightness", num_classes=1, class_names=["brightness"], in_channels=1,
+                               image_size=(8, 8), mean=(0.5,), std=(0.25,))
+        half = count // 2
+        return cvcore.DataSplits(cvcore.TensorImages(images[half:], level[half:], (0.5,), (0.25,)),
+                                 cvcore.TensorImages(images[:half], level[:half], (0.5,), (0.25,)), info)
+
+
+    def l2():
+        '''Mean squared error.'''
+        import torch
+        return torch.nn.MSELoss()
+
+
+    def lenet(*, num_classes: int = 10, in_channels: int = 1, image_size: tuple[int, int] = (28, 28)):
+        '''Acme's own lenet (a linear layer, in fact).'''
+        import torch
+        pixels = in_channels * image_size[0] * image_size[1]
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(pixels, num_classes))
 
 
     def needs_timm():
@@ -201,3 +280,19 @@ def test_optimizer_defaults_belong_to_the_optimizer(venv, tmp_path):
                    cwd=tmp_path)
     assert given.returncode == 0, given.stderr
     assert "lr = 0.5" in (tmp_path / "given" / "config.toml").read_text()
+
+
+def test_a_third_party_task_trains_evaluates_predicts_and_exports(venv, tmp_path):
+    from PIL import Image
+
+    trained = run_cv(venv, "train", "--dataset", "acme:bright", "--model", "acme:lenet", "--loss", "acme:l2",
+                     "--optimizer", "optim:adam", "--epochs", "3", "--run-dir", "run", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "best val_mae" in trained.stdout
+    evaluated = json.loads(run_cv(venv, "eval", "run", "--json", cwd=tmp_path).stdout)
+    assert set(evaluated["metrics"]) == {"val_loss", "val_mae"}
+    Image.new("L", (8, 8), color=200).save(tmp_path / "grey.png")
+    predicted = run_cv(venv, "predict", "run", "grey.png", cwd=tmp_path)
+    assert predicted.returncode == 0 and "grey.png: brightness" in predicted.stdout, predicted.stderr
+    exported = run_cv(venv, "export", "run", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr

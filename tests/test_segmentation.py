@@ -14,7 +14,7 @@ from torchvision.models import _api as torchvision_weights
 
 import cvcore
 from cvcore.cli import cli
-from cvcore.metrics import SegmentationMetrics
+from cvcore_tasks.segmentation import SegmentationMetrics
 from cvcore.testing import check_component
 
 RECIPE = Path(__file__).resolve().parents[1] / "examples" / "shapes_unet_dice.toml"
@@ -121,9 +121,9 @@ def test_trainer_logs_segmentation_metrics(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--dataset", "shapes", "--model", "lenet"], "model 'lenet' supports classification, but data set 'shapes' is a segmentation task"),
+    (["--dataset", "shapes", "--model", "lenet"], "model 'lenet' supports classification and multilabel, but data set 'shapes' is a segmentation task"),
     (["--model", "unet"], "model 'unet' supports segmentation, but data set 'digits' is a classification task"),
-    (["--dataset", "shapes", "--model", "unet", "--loss", "bce"], "loss 'bce' supports classification, but data set 'shapes'"),
+    (["--dataset", "shapes", "--model", "unet", "--loss", "bce"], "loss 'bce' supports classification and multilabel, but data set 'shapes'"),
 ])
 def test_task_mismatch_is_refused(args, message):
     result = CliRunner().invoke(cli, ["train", *args, "--epochs", "1"])

@@ -75,7 +75,7 @@ def checkpoint(*, folder: str = "checkpoints", monitor: str | None = None, mode:
     :param keep_last: also keep the last k epochs as epoch-NNNN.safetensors (0: none).
     :param every: save every N epochs (the last epoch is always saved).
     """
-    from cvcore.errors import OptionError
+    from cvcore import OptionError
     from cvcore_callbacks.checkpointing import CheckpointCallback
 
     if Path(folder).is_absolute() or ".." in Path(folder).parts or not folder.strip():
@@ -94,7 +94,7 @@ def early_stopping(*, monitor: str = "val_loss", patience: int = 5, min_delta: f
     :param mode: min if lower is better, max if higher is better (default: min for names ending
         in loss, else max).
     """
-    from cvcore.metrics import metric_mode
+    from cvcore import metric_mode
     from cvcore_callbacks.stopping import EarlyStopping
 
     return EarlyStopping(monitor, patience, min_delta, mode or metric_mode(monitor))

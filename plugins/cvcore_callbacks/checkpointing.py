@@ -5,9 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cvcore import checkpoint as ckpt
-from cvcore.callbacks import Callback
-from cvcore.metrics import metric_mode
+from cvcore import Callback, checkpoint as ckpt, metric_mode
 
 
 class CheckpointCallback(Callback):

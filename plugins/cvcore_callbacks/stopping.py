@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from cvcore.callbacks import Callback
-from cvcore.errors import ConfigError
+from cvcore import Callback, ConfigError
 
 
 class EarlyStopping(Callback):

@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from cvcore.callbacks import Callback
+from cvcore import Callback, task_name
 
 
 class RunFileCallback(Callback):
@@ -114,7 +114,7 @@ class PredictionGrid(RunFileCallback):
 
     def on_validation_end(self, trainer, metrics) -> None:
         path = self.path(trainer)
-        if path is None or trainer.data.info.task != "classification":
+        if path is None or task_name(trainer.data.info.task) != "classification":
             return
         from cvcore_callbacks.pictures import prediction_grid
 

@@ -24,6 +24,8 @@ def register_datasets(register):
     register("imagefolder", imagefolder)
     register("shapes", shapes)
     register("segfolder", segfolder)
+    register("multilabel_shapes", multilabel_shapes)
+    register("multilabel_csv", multilabel_csv)
 
 
 def digits(*, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0):
@@ -124,3 +126,31 @@ def segfolder(*, root: Path = Path("data"), image_size: int = 256, num_classes: 
     from cvcore_datasets.segmentation import load_segfolder
 
     return load_segfolder(root, image_size, num_classes, class_names, val_fraction, seed, augment)
+
+
+def multilabel_shapes(*, count: int = 4000, size: int = 32, val_fraction: float = 0.2, seed: int = 0,
+                      augment: bool = True):
+    """Multi-label: which of circle, square and triangle each image shows (1 to 3 shapes); generated, offline.
+
+    :param count: number of images (train + validation).
+    :param size: side of the square images.
+    :param val_fraction: share of the images held out for validation.
+    :param seed: seed of the generator: the same seed gives the same images.
+    :param augment: random shifts (4-pixel pad and crop) and horizontal flips in training.
+    """
+    from cvcore_datasets.multilabel import load_shapes
+
+    return load_shapes(count, size, val_fraction, seed, augment)
+
+
+def multilabel_csv(*, root: Path = Path("data"), image_size: int = 224, resize: int = 256, augment: bool = True):
+    """Multi-label images listed in root/train.csv and root/val.csv (columns image,labels; labels space-separated).
+
+    :param root: folder holding the CSV files; image paths in them are relative to it (set by --data-dir).
+    :param image_size: crop size: RandomResizedCrop for training, CenterCrop for validation.
+    :param resize: validation images are resized to this before the center crop.
+    :param augment: random resized crop and flip on the training set (else resize + center crop).
+    """
+    from cvcore_datasets.multilabel import load_csv
+
+    return load_csv(root, image_size, resize, augment)

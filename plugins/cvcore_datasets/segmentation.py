@@ -11,9 +11,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from cvcore.data import DataInfo, DataSplits
-from cvcore.errors import DataError
-from cvcore.tensor_data import IGNORE_INDEX as IGNORE, TensorImages
+from cvcore import DataError, DataInfo, DataSplits, IGNORE_INDEX as IGNORE, TensorImages
 
 SHAPES = ("background", "circle", "square", "triangle")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cvcore.data import DataInfo, DataSplits
-from cvcore.errors import DataError
-from cvcore.tensor_data import TensorImages
+from cvcore import DataError, DataInfo, DataSplits, TensorImages
 
 
 def load_digits(image_size: int, val_fraction: float, seed: int) -> DataSplits:

@@ -9,9 +9,7 @@ import torch
 import torchvision
 from torchvision import transforms as T
 
-from cvcore.data import DataInfo, DataSplits
-from cvcore.errors import DataError
-from cvcore.tensor_data import TensorImages
+from cvcore import DataError, DataInfo, DataSplits, TensorImages
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

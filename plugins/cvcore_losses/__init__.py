@@ -17,12 +17,13 @@ Reduction = Literal["mean", "sum", "none"]
 @cvcore.hookimpl
 def register_losses(register):
     register("cross_entropy", cross_entropy, aliases=("ce",), tasks=BOTH)
-    register("bce", bce, tasks=("classification",))
+    register("bce", bce, tasks=("classification", "multilabel"))
     register("mse", mse, tasks=("classification",))
     register("dice", dice, tasks=BOTH)
     register("iou", iou, aliases=("jaccard",), tasks=BOTH)
     register("tversky", tversky, tasks=BOTH)
-    register("focal", focal, tasks=BOTH)
+    register("focal", focal, tasks=(*BOTH, "multilabel"))
+    register("asymmetric", asymmetric, aliases=("asl",), tasks=("multilabel",))
     register("dice_bce", dice_bce, tasks=BOTH)
 
 
@@ -136,6 +137,24 @@ def focal(*, mode: Mode = "multiclass", from_logits: bool = True, alpha: float |
 
     return FocalLoss(mode=mode, from_logits=from_logits, alpha=alpha, gamma=gamma,
                      ignore_index=ignore_index, reduction=reduction)
+
+
+def asymmetric(*, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05):
+    """Asymmetric loss for multi-label data (Ridnik et al., 2021): focuses on the few positives.
+
+    Per class, with p = sigmoid(logit): positives -(1 - p)^gamma_pos log p; negatives, with the
+    probability shifted down by clip (p_m = max(p - clip, 0)), -p_m^gamma_neg log(1 - p_m). Summed
+    over classes, averaged over images.
+
+    :param gamma_pos: focusing of the positives (0: plain log-likelihood).
+    :param gamma_neg: focusing of the negatives: easy negatives count less.
+    :param clip: probability margin under which negatives cost nothing (0 turns it off).
+    """
+    from cvcore_losses.checks import check_range
+    from cvcore_losses.classification import AsymmetricLoss
+
+    check_range("clip", clip, 0.0, 1.0)
+    return AsymmetricLoss(gamma_pos, gamma_neg, clip)
 
 
 def dice_bce(*, mode: Mode = "multiclass", from_logits: bool = True, smooth: float = 0.0,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cvcore.errors import OptionError
+from cvcore import OptionError
 
 
 def check_range(name: str, value: float, low: float, high: float) -> None:

@@ -34,3 +34,19 @@ class SoftmaxMSE(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         probs = logits.float().softmax(dim=1)
         return F.mse_loss(probs, one_hot_like(probs, target))
+
+
+class AsymmetricLoss(nn.Module):
+    def __init__(self, gamma_pos: float, gamma_neg: float, clip: float) -> None:
+        super().__init__()
+        self.gamma_pos, self.gamma_neg, self.clip = gamma_pos, gamma_neg, clip
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits, target = logits.float(), one_hot_like(logits.float(), target)
+        p = logits.sigmoid()
+        shifted = (p - self.clip).clamp_min(0)
+        positive = (1 - p).pow(self.gamma_pos) * F.logsigmoid(logits)
+        # log(1 - p_m); without a clip, logsigmoid(-x) is log(1 - p) computed stably
+        log_not = torch.log1p(-shifted.clamp_max(1 - 1e-6)) if self.clip else F.logsigmoid(-logits)
+        negative = shifted.pow(self.gamma_neg) * log_not
+        return -(target * positive + (1 - target) * negative).sum(1).mean()

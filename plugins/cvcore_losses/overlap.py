@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvcore.errors import OptionError
+from cvcore import OptionError
 
 MODES = ("binary", "multiclass", "multilabel")
 REDUCTIONS = ("mean", "sum", "none")

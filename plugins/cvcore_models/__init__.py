@@ -11,7 +11,8 @@ from pathlib import Path
 import cvcore
 from cvcore_models.torchvision_names import CLASSIFICATION_MODELS, SEGMENTATION_MODELS
 
-CLASSIFY, SEGMENT = ("classification",), ("segmentation",)
+# An image-level logit per class serves single- and multi-label classification alike.
+CLASSIFY, SEGMENT = ("classification", "multilabel"), ("segmentation",)
 
 
 @cvcore.hookimpl

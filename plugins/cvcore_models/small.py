@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cvcore.errors import OptionError
+from cvcore import OptionError
 
 
 class LeNet(nn.Module):

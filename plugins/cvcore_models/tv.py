@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
-from cvcore.errors import CvcoreError, DataError
+from cvcore import CvcoreError, DataError
 
 IMAGENET_CLASSES = 1000
 # Some architectures carry auxiliary heads in training mode; cvcore trains the main head only.

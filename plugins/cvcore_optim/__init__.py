@@ -39,7 +39,7 @@ def sgd(params, *, lr: float = 0.1, momentum: float = 0.0, nesterov: bool = Fals
     """
     import torch
 
-    from cvcore.errors import OptionError
+    from cvcore import OptionError
 
     if nesterov and (momentum <= 0 or dampening != 0):
         raise OptionError("sgd: nesterov=true needs momentum > 0 and dampening = 0.")

@@ -1,0 +1,142 @@
+"""Tasks: what a kind of problem asks of data, model and loss, and how it is measured and shown.
+
+The kernel knows no task by name. Plugins register tasks through ``register_tasks``; the built-in
+``tasks`` plugin registers the ones cvcore ships. A data set names its task in ``DataInfo.task``;
+``None`` means the task registered with ``default=True``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cvcore.errors import ConfigError, PluginError
+
+
+def metric_mode(name: str) -> str:
+    """'min' for a metric where lower is better (a loss), else 'max': the one rule for monitors."""
+    return "min" if name.endswith("loss") else "max"
+
+
+class Metrics:
+    """Sums kept on the device during an epoch and read back once at its end (no per-step sync).
+
+    A task's ``metrics()`` returns one of these. ``tensors()`` are summed across processes before
+    ``compute()``; per-class detail and a confusion matrix are asked for only when ``detailed``."""
+
+    per_class_name = "score"
+    headline = "score"  # what the second number of running() is, on the progress bar
+    seen = 0  # images this process has counted, known on the host without a sync
+
+    def update(self, output, target, loss) -> None:
+        raise NotImplementedError
+
+    def running(self) -> tuple[float, float]:
+        """(mean loss, the task's headline score) so far on this process, for the progress bar."""
+        raise NotImplementedError
+
+    def tensors(self) -> list:
+        """The sums to all-reduce across processes; one of them counts the images seen."""
+        raise NotImplementedError
+
+    def compute(self, prefix: str) -> dict[str, float]:
+        raise NotImplementedError
+
+    def per_class(self) -> list[float | None]:
+        """One score per class (None where it is undefined), or [] for a task without them."""
+        return []
+
+    def confusion_matrix(self) -> list[list[int]] | None:
+        """Counts by (true class, predicted class), or None where the task has no such matrix."""
+        return None
+
+
+class Task:
+    """A kind of problem. Subclass it and register a factory returning an instance.
+
+    ``default_monitor`` is the metric that picks the best epoch unless the user chooses one.
+    ``output_name`` names the model output in ONNX exports."""
+
+    default_monitor = "val_loss"
+    output_name = "logits"
+
+    def metric_names(self, num_classes: int, detailed: bool) -> list[str]:
+        """The names (without the train_/val_ prefix) that ``metrics(...).compute`` returns."""
+        raise NotImplementedError
+
+    def metrics(self, num_classes: int, device, detailed: bool) -> Metrics:
+        raise NotImplementedError
+
+    def expected_output(self, info) -> tuple[tuple[int, ...], str]:
+        """The output shape of a batch of two images, and how to say it (``(N, 10)``)."""
+        raise NotImplementedError
+
+    def check_target(self, target, info) -> str | None:
+        """What is wrong with one data set item's target, or None (used by cvcore.testing)."""
+        return None
+
+    def example_target(self, info, batch: int):
+        """A valid target batch for ``info`` (used by cvcore.testing to check losses)."""
+        raise NotImplementedError
+
+    def predict(self, output, images: list[Path], class_names: list[str], *, topk: int,
+                output_dir: Path) -> list[dict[str, Any]]:
+        """What `cv predict` reports for each image, as JSON-able dicts with an ``image`` key."""
+        raise NotImplementedError
+
+    def describe(self, result: dict[str, Any]) -> str:
+        """One line of `cv predict` text output for one result of :meth:`predict`."""
+        raise NotImplementedError
+
+
+def task_for(name: str | None) -> Task:
+    """The registered task called ``name`` (None: the default task); tasks are cheap to build."""
+    return task_component(name).build()
+
+
+def task_component(name: str | None):
+    """The registered task component called ``name`` (None: the default task's)."""
+    from cvcore.loader import registry
+
+    return registry().get("task", name) if name else default_task_component()
+
+
+def default_task_component():
+    from cvcore.loader import registry
+
+    defaults = [c for c in registry().of_kind("task") if c.metadata.get("default")]
+    if len(defaults) != 1:
+        found = ", ".join(c.qualified_name for c in defaults) or "none"
+        raise PluginError(f"Exactly one installed task must be registered with default=True (found: {found}); "
+                          f"a data set whose DataInfo names no task gets it. See 'cv list task'.")
+    return defaults[0]
+
+
+def task_name(name: str | None) -> str:
+    """The short name of the task ``name`` stands for (None: the default task's)."""
+    return task_component(name).name
+
+
+def logged_names(task: str | None = None, num_classes: int = 1000, *, any_task: bool = False) -> list[str]:
+    """The metrics each epoch logs for ``task`` (every registered task's with ``any_task``): what a
+    monitor may name."""
+    from cvcore.loader import registry
+
+    if any_task:
+        tasks = [c.build() for c in registry().of_kind("task") if not c.plugin.error]
+    else:
+        tasks = [task_for(task)]
+    return sorted({f"{prefix}_{name}" for each in tasks for prefix, detailed in (("train", False), ("val", True))
+                   for name in each.metric_names(num_classes, detailed)})
+
+
+def check_task_names(tasks: tuple[str, ...], owner: str) -> None:
+    """Refuse a component declaring tasks that no installed plugin registers."""
+    from cvcore.errors import did_you_mean
+    from cvcore.loader import registry
+
+    known = {n for c in registry().of_kind("task") for n in (c.name, c.qualified_name)}
+    for name in tasks:
+        if name not in known:
+            raise ConfigError(f"{owner} declares task '{name}', which no installed plugin registers."
+                              f"{did_you_mean(name, known)} See 'cv list task'.")

@@ -1,0 +1,61 @@
+"""How to train, as options: read by `cv train` (its flags are made from them), the TOML [trainer]
+table and the Trainer. Kept free of torch so that `cv --help` stays fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import attrs
+
+Precision = Literal["32", "16-mixed", "bf16-mixed"]
+
+
+@attrs.frozen(kw_only=True)
+class TrainerOptions:
+    """How to train: length, precision, device, data loading, reproducibility and smoke limits.
+
+    :param epochs: number of epochs.
+    :param batch_size: images per batch (per process).
+    :param workers: DataLoader worker processes.
+    :param pin_memory: pin host memory for faster copies (default: on when training on CUDA).
+    :param precision: 32, 16-mixed (float16 autocast + GradScaler) or bf16-mixed.
+    :param device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.
+    :param seed: seed of python, numpy, torch and the data order and augmentations; none for a
+        fresh random seed each run (printed, and kept in summary.json).
+    :param deterministic: use only deterministic algorithms (slower on GPU).
+    :param channels_last: NHWC memory format for model and inputs (faster convs with AMP on GPU).
+    :param compile: wrap the model in torch.compile.
+    :param accumulate: micro-batches per optimizer step (gradient accumulation).
+    :param clip_norm: clip the global gradient norm to this value.
+    :param limit_train_batches: train on at most this many batches per epoch (smoke runs).
+    :param limit_val_batches: validate on at most this many batches per epoch.
+    :param monitor: metric that picks the best epoch, whose weights are restored at the end
+        (default: the task's, e.g. val_acc1; see 'cv info TASK').
+    :param monitor_mode: max if higher is better, min if lower is better (default: min for names
+        ending in loss, else max).
+    :param run_dir: where config.toml, metrics.jsonl and summary.json go (default: runs/<time>-<data>-<model>).
+    :param tensor_loader: keep in-memory data sets (cvcore.TensorImages) on the device and build
+        batches there; false serves them through a DataLoader like any other data set.
+    """
+
+    epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    batch_size: int = attrs.field(default=64, validator=attrs.validators.ge(1))
+    workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    pin_memory: bool | None = None
+    precision: Precision = "32"
+    device: str = "auto"
+    seed: int | None = 0
+    deterministic: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    accumulate: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    clip_norm: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
+    limit_train_batches: int | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.ge(1)))
+    limit_val_batches: int | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.ge(1)))
+    monitor: str | None = None
+    monitor_mode: Literal["min", "max"] | None = None
+    run_dir: Path | None = None
+    tensor_loader: bool = True

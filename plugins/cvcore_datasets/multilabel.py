@@ -1,0 +1,80 @@
+"""Multi-label data: generated shapes with several shapes per image, and image files listed in CSV."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+from torchvision import transforms as T
+
+from cvcore import DataError, DataInfo, DataSplits, TensorImages
+from cvcore_datasets.segmentation import SHAPES, draw_shapes
+from cvcore_datasets.vision import IMAGENET_MEAN, IMAGENET_STD, read_image
+
+MIN_PIXELS = 12  # a shape hidden behind others but for a few pixels is not labelled
+
+
+def load_shapes(count: int, size: int, val_fraction: float, seed: int, augment: bool) -> DataSplits:
+    """The segmentation shapes with up to three per image; the label of an image is which kinds of
+    shape are visible in it (at least MIN_PIXELS pixels)."""
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
+    images, masks = draw_shapes(count, size, seed)
+    kinds = torch.arange(1, len(SHAPES)).view(1, -1, 1, 1)
+    labels = ((masks.unsqueeze(1) == kinds).sum(dim=(2, 3)) >= MIN_PIXELS).float()
+    n_val = max(1, int(round(count * val_fraction)))
+    scaled = images[n_val:].float() / 255
+    mean, std = tuple(scaled.mean(dim=(0, 2, 3)).tolist()), tuple(scaled.std(dim=(0, 2, 3)).tolist())
+    info = DataInfo(task="multilabel", num_classes=len(SHAPES) - 1, class_names=SHAPES[1:], in_channels=3,
+                    image_size=(size, size), mean=mean, std=std)
+    return DataSplits(TensorImages(images[n_val:], labels[n_val:], mean, std, crop_padding=4 if augment else 0,
+                                   flip=augment),
+                      TensorImages(images[:n_val], labels[:n_val], mean, std), info)
+
+
+class LabelledFiles(torch.utils.data.Dataset):
+    """Image files with a 0/1 vector of labels each."""
+
+    def __init__(self, files: list[Path], labels: torch.Tensor, transform) -> None:
+        self.files, self.labels, self.transform = files, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        return self.transform(read_image(str(self.files[index]))), self.labels[index]
+
+
+def read_rows(path: Path) -> list[tuple[str, list[str]]]:
+    """(file name, labels) per row of a CSV with columns ``image`` and ``labels`` (space-separated)."""
+    if not path.is_file():
+        raise DataError(f"'{path}' does not exist: multilabel_csv needs train.csv and val.csv with columns "
+                        f"image,labels (labels separated by spaces).")
+    with open(path, newline="", encoding="utf-8") as stream:
+        reader = csv.DictReader(stream)
+        if not reader.fieldnames or not {"image", "labels"} <= set(reader.fieldnames):
+            raise DataError(f"'{path}' needs the header 'image,labels', found {reader.fieldnames}.")
+        return [(row["image"], (row["labels"] or "").split()) for row in reader]
+
+
+def load_csv(root: Path, image_size: int, resize: int, augment: bool) -> DataSplits:
+    root = Path(root)
+    splits = {split: read_rows(root / f"{split}.csv") for split in ("train", "val")}
+    names = sorted({label for rows in splits.values() for _, labels in rows for label in labels})
+    if not names:
+        raise DataError(f"The CSV files in '{root}' name no labels.")
+    normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    evaluate = [T.Resize(resize), T.CenterCrop(image_size)]
+    fit = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()] if augment else evaluate
+    sets = []
+    for split, transform in (("train", fit), ("val", evaluate)):
+        files = [root / name for name, _ in splits[split]]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise DataError(f"{split}.csv in '{root}' lists {len(missing)} missing image(s), e.g. '{missing[0]}'.")
+        labels = torch.tensor([[float(name in row) for name in names] for _, row in splits[split]])
+        sets.append(LabelledFiles(files, labels, T.Compose(transform + normalize)))
+    info = DataInfo(task="multilabel", num_classes=len(names), class_names=names, in_channels=3,
+                    image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize=resize)
+    return DataSplits(sets[0], sets[1], info)

@@ -1,0 +1,125 @@
+"""Tasks are a registered kind: the kernel names none, the built-in ones behave as before, and the
+multi-label task measures what its definition says."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from cvcore_tasks.multilabel import MultilabelMetrics
+from PIL import Image
+from sklearn.metrics import average_precision_score, f1_score
+
+import cvcore
+from cvcore.cli import cli
+from cvcore.testing import check_plugin
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cv(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_built_in_tasks_meet_the_task_contract():
+    kinds = {c.name for c in check_plugin("tasks")}
+    assert kinds == {"classification", "segmentation", "multilabel"}
+
+
+def test_cv_list_and_info_show_tasks():
+    assert "multilabel" in cv("list", "task").output
+    info = cv("info", "multilabel").output
+    assert "best epoch by default: val_map" in info and "val_f1" in info
+
+
+def test_multilabel_metrics_match_their_definitions():
+    rng = np.random.default_rng(0)
+    truth = (rng.random((400, 4)) < [0.1, 0.3, 0.5, 0.8]).astype(np.float32)
+    scores = np.clip(truth * 0.35 + rng.random((400, 4)) * 0.65, 0, 1)
+    logits = torch.logit(torch.tensor(scores, dtype=torch.float64)).float()
+    metrics = MultilabelMetrics(4, torch.device("cpu"), detailed=True)
+    for start in range(0, 400, 64):  # in batches, as in training
+        part = slice(start, start + 64)
+        metrics.update(logits[part], torch.tensor(truth[part]), torch.tensor(0.5))
+    metrics.tensors()
+    values = metrics.compute("val")
+    expected_ap = [average_precision_score(truth[:, c], scores[:, c]) for c in range(4)]
+    assert metrics.per_class() == pytest.approx(expected_ap, abs=2e-3)  # bins of width 1/1000
+    assert values["val_map"] == pytest.approx(np.mean(expected_ap), abs=2e-3)
+    predicted = (scores >= 0.5).astype(np.float32)
+    assert values["val_f1"] == pytest.approx(f1_score(truth, predicted, average="macro", zero_division=0), abs=1e-6)
+
+
+def test_a_class_with_no_positive_has_no_ap_and_does_not_count_in_the_mean():
+    metrics = MultilabelMetrics(2, torch.device("cpu"), detailed=True)
+    metrics.update(torch.tensor([[3.0, 1.0], [-3.0, 2.0]]), torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor(0.1))
+    metrics.tensors()
+    assert metrics.per_class() == [1.0, None]
+    assert metrics.compute("val")["val_map"] == 1.0
+
+
+def test_asymmetric_loss_follows_its_formula():
+    logits = torch.tensor([[2.0, -1.0, 0.5]], requires_grad=True)
+    target = torch.tensor([[1.0, 0.0, 0.0]])
+    value = cvcore.create("loss", "asymmetric", gamma_pos=1.0, gamma_neg=2.0, clip=0.1)(logits, target)
+    p = torch.sigmoid(logits.detach())[0]
+    shifted = (p - 0.1).clamp_min(0)
+    expected = -((1 - p[0]) * torch.log(p[0]) + sum(shifted[i] ** 2 * torch.log(1 - shifted[i]) for i in (1, 2)))
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+    plain = cvcore.create("loss", "asymmetric", gamma_pos=0.0, gamma_neg=0.0, clip=0.0)(logits, target)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+    assert plain.item() == pytest.approx(bce.item(), rel=1e-5)
+
+
+def test_multilabel_shapes_labels_are_the_visible_shapes():
+    splits = cvcore.create("dataset", "multilabel_shapes", count=60, augment=False)
+    assert splits.info.task == "multilabel" and splits.info.class_names == ("circle", "square", "triangle")
+    images, labels = splits.train.images, splits.train.targets
+    assert labels.shape == (len(images), 3) and set(labels.unique().tolist()) <= {0.0, 1.0}
+    assert bool((labels.sum(1) >= 1).all())  # every image shows at least one shape
+
+
+def test_multilabel_recipe_reaches_its_documented_map(in_tmp):
+    result = cv("train", "-c", str(ROOT / "examples" / "shapes_multilabel.toml"), "--run-dir", "run")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((in_tmp / "run" / "summary.json").read_text())
+    assert summary["monitor"] == "val_map" and summary["best_value"] >= 0.80  # README: 0.87
+
+
+def write_csv_folder(root: Path) -> Path:
+    rng = np.random.default_rng(1)
+    rows = {"train": [("a.png", "cat dog"), ("b.jpg", "dog"), ("c.png", "")], "val": [("d.png", "cat"), ("e.png", "dog")]}
+    for split, entries in rows.items():
+        lines = ["image,labels"] + [f"{name},{labels}" for name, labels in entries]
+        (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
+        for name, _ in entries:
+            Image.fromarray(rng.integers(0, 256, (36, 40, 3), dtype=np.uint8)).save(root / name)
+    return root
+
+
+def test_multilabel_csv_trains_evaluates_predicts_and_exports(in_tmp):
+    root = write_csv_folder(in_tmp)
+    args = ["--dataset", "multilabel_csv", "--data-dir", str(root), "--model", "tv/resnet18", "--loss", "bce",
+            "--set", "dataset.image_size=32", "--set", "dataset.resize=36", "--epochs", "1", "--batch-size", "3"]
+    result = cv("train", *args, "--run-dir", "run")
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(cv("eval", "run", "--json").output)
+    assert set(evaluated["metrics"]) == {"val_loss", "val_f1", "val_map"} and evaluated["confusion"] is None
+    predicted = json.loads(cv("predict", "run", str(root / "a.png"), "--json").output)[0]
+    assert set(predicted) == {"image", "labels", "top"} and {t["class"] for t in predicted["top"]} == {"cat", "dog"}
+    assert cv("export", "run").exit_code == 0
+
+
+def test_a_component_declaring_an_unknown_task_is_refused():
+    from cvcore.testing import plugin_registered
+    from plugins_for_tests import plugin
+
+    def register_losses(register):
+        register("odd", lambda: torch.nn.MSELoss(), tasks=("regresion",))
+
+    with plugin_registered(plugin(register_losses=register_losses), name="odd"):
+        result = cv("train", "--loss", "odd:odd", "--dry-run")
+    assert result.exit_code == 1 and "declares task 'regresion'" in result.output
+
