@@ -20,7 +20,7 @@ import time
 import torch
 
 import cvcore
-from cvcore.trainer import Trainer, TrainerOptions, seed_everything
+from cvcore.training.trainer import Trainer, TrainerOptions, seed_everything
 
 BATCH = 128
 DEVNULL = open(os.devnull, "w")  # both sides print one line per epoch; neither to the terminal

@@ -20,7 +20,7 @@ from cvcore.errors import (
     UnknownNameError,
 )
 from cvcore.tasks import Metrics, Task, metric_mode, task_name
-from cvcore.trainer_options import TrainerOptions
+from cvcore.training.options import TrainerOptions
 
 hookimpl = pluggy.HookimplMarker("cvcore")
 
@@ -37,8 +37,8 @@ __all__ = [
 ]
 
 
-_LAZY = {"Trainer": "cvcore.trainer", "TensorImages": "cvcore.tensor_data",
-         "IGNORE_INDEX": "cvcore.tensor_data"}
+_LAZY = {"Trainer": "cvcore.training.trainer", "TensorImages": "cvcore.training.tensor_data",
+         "IGNORE_INDEX": "cvcore.training.tensor_data"}
 
 
 def __getattr__(name: str):

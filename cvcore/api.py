@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cvcore.loader import registry
-from cvcore.registry import Component
+from cvcore.plugins.loader import registry
+from cvcore.plugins.registry import Component
 
 
 def create(kind: str, name: str, *inputs: Any, **options: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cvcore.trainer import Trainer
+    from cvcore.training.trainer import Trainer
 
 
 class Callback:

@@ -11,8 +11,8 @@ import torch
 
 from cvcore import checkpoint as ckpt
 from cvcore.data import DataInfo
-from cvcore.tasks import task_for, task_name
 from cvcore.errors import CvcoreError
+from cvcore.tasks import task_for, task_name
 
 TOLERANCE = 1e-4
 
@@ -30,7 +30,7 @@ class LoadedModel:
 def load_model(path: Path, which: str = "best") -> LoadedModel:
     """Rebuild the checkpoint's model through the registry (same name and options) and load its weights;
     ``which`` checkpoint when ``path`` is a run directory."""
-    from cvcore import run
+    from cvcore.runs import plan as run
 
     checkpoint = ckpt.load_run(ckpt.find(path, which))
     document = checkpoint.document

@@ -96,13 +96,13 @@ def task_for(name: str | None) -> Task:
 
 def task_component(name: str | None):
     """The registered task component called ``name`` (None: the default task's)."""
-    from cvcore.loader import registry
+    from cvcore.plugins.loader import registry
 
     return registry().get("task", name) if name else default_task_component()
 
 
 def default_task_component():
-    from cvcore.loader import registry
+    from cvcore.plugins.loader import registry
 
     defaults = [c for c in registry().of_kind("task") if c.metadata.get("default")]
     if len(defaults) != 1:
@@ -120,7 +120,7 @@ def task_name(name: str | None) -> str:
 def logged_names(task: str | None = None, num_classes: int = 1000, *, any_task: bool = False) -> list[str]:
     """The metrics each epoch logs for ``task`` (every registered task's with ``any_task``): what a
     monitor may name."""
-    from cvcore.loader import registry
+    from cvcore.plugins.loader import registry
 
     if any_task:
         tasks = [c.build() for c in registry().of_kind("task") if not c.plugin.error]
@@ -133,7 +133,7 @@ def logged_names(task: str | None = None, num_classes: int = 1000, *, any_task: 
 def check_task_names(tasks: tuple[str, ...], owner: str) -> None:
     """Refuse a component declaring tasks that no installed plugin registers."""
     from cvcore.errors import did_you_mean
-    from cvcore.loader import registry
+    from cvcore.plugins.loader import registry
 
     known = {n for c in registry().of_kind("task") for n in (c.name, c.qualified_name)}
     for name in tasks:

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cvcore.loader import extra_plugin, registry
-from cvcore.registry import Component, Registry
+from cvcore.plugins.loader import extra_plugin, registry
+from cvcore.plugins.registry import Component, Registry
 
 SAMPLE = {"num_classes": 3, "in_channels": 3, "image_size": (32, 32), "steps_per_epoch": 4, "total_epochs": 3}
 

@@ -1,6 +1,6 @@
 import pytest
 
-from cvcore import loader
+from cvcore.plugins import loader
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +27,7 @@ def written_configs_parse_back(request):
     yield
     if folder is None:
         return
-    from cvcore import config
+    from cvcore.runs import config
 
     for path in folder.rglob("config.toml"):
         config.load(path)  # raises ConfigError, naming the file, if it does not parse

@@ -8,7 +8,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import probe_plugin  # noqa: E402
 
-from cvcore.cli import main  # noqa: E402
+from cvcore.commands.cli import main  # noqa: E402
 from cvcore.testing import plugin_registered  # noqa: E402
 
 if os.environ.get("MNIST_MIRROR"):

@@ -9,7 +9,7 @@ from fixtures import write_idx_gz, write_image_folder
 from PIL import Image
 
 from cvcore import checkpoint as ckpt
-from cvcore.cli import cli
+from cvcore.commands.cli import cli
 
 QUICK = ["--epochs", "1", "--limit-train-batches", "2", "--limit-val-batches", "1"]
 
@@ -73,7 +73,7 @@ def test_unknown_plugin_names_in_the_environment_are_named(in_tmp):
 
 
 def test_a_run_directory_in_use_is_refused_and_left_untouched(in_tmp):
-    from cvcore.rundir import RunDir
+    from cvcore.runs.rundir import RunDir
 
     (in_tmp / "busy").mkdir()
     claim = RunDir.claim({"trainer": {"run_dir": "busy"}})

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import cvcore
 from cvcore import checkpoint as ckpt
-from cvcore.cli import cli
+from cvcore.commands.cli import cli
 
 RECIPE = ["--optimizer", "sgd", "--lr", "0.05", "--set", "optimizer.momentum=0.9", "--scheduler", "warmup",
           "--scheduler", "step", "--set", "scheduler.step.step_size=1", "--set", "scheduler.step.gamma=0.5",

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import cvcore
-from cvcore.cli import cli
+from cvcore.commands.cli import cli
 from cvcore.testing import plugin_registered
 from plugins_for_tests import duplicate_lenet, plugin
 from test_loader import make_distribution
@@ -116,7 +116,7 @@ def test_debug_env_shows_the_traceback():
 
 @pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--json"], ["plugins"]])
 def test_listing_never_imports_torch(args):
-    code = ("import sys; from cvcore.cli import cli\n"
+    code = ("import sys; from cvcore.commands.cli import cli\n"
             f"try: cli({args!r})\nexcept SystemExit: pass\n"
             "heavy = [m for m in ('torch', 'torchvision', 'numpy') if m in sys.modules]\n"
             "print('HEAVY', heavy, file=sys.stderr)")

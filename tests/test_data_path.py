@@ -6,7 +6,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 import cvcore
-from cvcore.tensor_data import TensorImages
+from cvcore.training.tensor_data import TensorImages
 from fixtures import install_mnist, trust_cifar_fixture, write_cifar10
 
 SAMPLES = 6000

@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from cvcore import checkpoint as ckpt
-from cvcore.cli import cli
+from cvcore.commands.cli import cli
 from cvcore.testing import plugin_registered
 from plugins_for_tests import plugin
 
 
 def start_long_run(run_dir):
-    return subprocess.Popen([sys.executable, "-m", "cvcore.cli", "train", "--epochs", "500", "--device", "cpu",
+    return subprocess.Popen([sys.executable, "-m", "cvcore.commands.cli", "train", "--epochs", "500", "--device", "cpu",
                              "--run-dir", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

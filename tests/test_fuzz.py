@@ -8,7 +8,7 @@ import struct
 import pytest
 from click.testing import CliRunner
 
-from cvcore.cli import cli
+from cvcore.commands.cli import cli
 
 QUICK = ["--epochs", "1", "--limit-train-batches", "1", "--limit-val-batches", "1"]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cvcore import hookspecs
-from cvcore.registry import KINDS
+from cvcore.plugins import hookspecs
+from cvcore.plugins.registry import KINDS
 
 HOOKS = [hook for hook, _ in KINDS.values()]
 

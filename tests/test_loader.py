@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 import cvcore
-from cvcore.loader import registry
+from cvcore.plugins.loader import registry
 from cvcore.testing import plugin_registered
 from plugins_for_tests import duplicate_lenet, plugin
 

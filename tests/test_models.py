@@ -97,7 +97,7 @@ def test_imagenet_weights_file_loads_the_backbone_and_sizes_the_head(tmp_path):
 def test_frozen_backbone_batchnorm_statistics_do_not_move(in_tmp):
     from click.testing import CliRunner
 
-    from cvcore.cli import cli
+    from cvcore.commands.cli import cli
     from fixtures import write_image_folder
 
     write_image_folder(in_tmp / "data", per_class=4)

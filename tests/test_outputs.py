@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import cvcore
-from cvcore.cli import cli
+from cvcore.commands.cli import cli
 
 
 def cv(*args):

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from torchvision.models import _api as torchvision_weights
 
 import cvcore
-from cvcore.cli import cli
+from cvcore.commands.cli import cli
 from fixtures import install_mnist, trust_cifar_fixture, write_cifar10, write_image_folder
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.toml"))

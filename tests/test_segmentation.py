@@ -13,7 +13,7 @@ from PIL import Image
 from torchvision.models import _api as torchvision_weights
 
 import cvcore
-from cvcore.cli import cli
+from cvcore.commands.cli import cli
 from cvcore_tasks.segmentation import SegmentationMetrics
 from cvcore.testing import check_component
 

@@ -13,7 +13,7 @@ from PIL import Image
 from sklearn.metrics import average_precision_score, f1_score
 
 import cvcore
-from cvcore.cli import cli
+from cvcore.commands.cli import cli
 from cvcore.testing import check_plugin
 
 ROOT = Path(__file__).resolve().parents[1]

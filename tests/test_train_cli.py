@@ -6,7 +6,7 @@ import tomllib
 import pytest
 from click.testing import CliRunner
 
-from cvcore.cli import cli
+from cvcore.commands.cli import cli
 
 
 def cv(*args):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import cvcore
-from cvcore.trainer import Trainer, TrainerOptions, seed_everything
+from cvcore.training.trainer import Trainer, TrainerOptions, seed_everything
 
 
 def digits_trainer(tmp_path=None, callbacks=(), schedulers=(), model="lenet", optimizer="sgd", lr=0.05, **options):
@@ -217,7 +217,7 @@ def test_skipped_fp16_steps_do_not_advance_per_step_schedules():
 def test_no_seed_means_a_new_random_run_each_time(in_tmp):
     from click.testing import CliRunner
 
-    from cvcore.cli import cli
+    from cvcore.commands.cli import cli
 
     for run in ("a", "b"):
         result = CliRunner().invoke(cli, ["train", "--set", "trainer.seed=none", "--epochs", "1",
@@ -257,7 +257,7 @@ def test_top5_is_reported_only_with_more_than_five_classes():
 def test_zero_limits_and_sizes_are_refused(in_tmp, option):
     from click.testing import CliRunner
 
-    from cvcore.cli import cli
+    from cvcore.commands.cli import cli
 
     result = CliRunner().invoke(cli, ["train", "--set", f"trainer.{option}=0"])
     assert result.exit_code == 1

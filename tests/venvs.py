@@ -53,5 +53,5 @@ def write_project(root: Path, distribution: str, entry_point: str, module: str, 
 
 def run_cv(venv: Path, *args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """``cv ARGS`` with the venv's interpreter."""
-    command = [str(venv / "bin" / "python"), "-m", "cvcore.cli", *args]
+    command = [str(venv / "bin" / "python"), "-m", "cvcore.commands.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})})

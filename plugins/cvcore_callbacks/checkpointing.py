@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cvcore import Callback, checkpoint as ckpt, metric_mode
+from cvcore import Callback, metric_mode
+from cvcore import checkpoint as ckpt
 
 
 class CheckpointCallback(Callback):

@@ -7,7 +7,6 @@ This module is the plugin's table of contents and stays light: torch is imported
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Literal
 
 import cvcore

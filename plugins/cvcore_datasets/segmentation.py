@@ -11,7 +11,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from cvcore import DataError, DataInfo, DataSplits, IGNORE_INDEX as IGNORE, TensorImages
+from cvcore import IGNORE_INDEX as IGNORE
+from cvcore import DataError, DataInfo, DataSplits, TensorImages
 
 SHAPES = ("background", "circle", "square", "triangle")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}

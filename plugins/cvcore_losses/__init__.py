@@ -55,9 +55,8 @@ def bce(*, num_classes: int = 0, pos_weight: list[float] | None = None):
     :param num_classes: classes of the data (filled in; used to one-hot integer targets).
     :param pos_weight: weight of the positive examples, one per class.
     """
-    from cvcore_losses.classification import OneHotBCE
-
     from cvcore_losses.checks import check_weight
+    from cvcore_losses.classification import OneHotBCE
 
     check_weight(pos_weight, num_classes)
     return OneHotBCE(num_classes, pos_weight)

@@ -6,7 +6,7 @@ import torch
 import cvcore
 import cvcore_example
 from cvcore.testing import check_plugin, plugin_registered
-from cvcore.trainer import TrainerOptions
+from cvcore.training.trainer import TrainerOptions
 
 
 def test_every_component_meets_its_contract():

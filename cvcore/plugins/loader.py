@@ -21,9 +21,9 @@ from importlib.metadata import EntryPoint, entry_points
 import attrs
 import pluggy
 
-from cvcore import hookspecs
 from cvcore.errors import PluginError, did_you_mean, one_line
-from cvcore.registry import KINDS, Component, Plugin, Register, Registry
+from cvcore.plugins import hookspecs
+from cvcore.plugins.registry import KINDS, Component, Plugin, Register, Registry
 
 GROUP = "cvcore.plugins"
 _registry: Registry | None = None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cvcore.tasks import Metrics
-    from cvcore.trainer import Trainer
+    from cvcore.training.trainer import Trainer
 
 # Reading metrics for the bar is a host-device sync: do it a few times per second at most.
 REFRESH_SECONDS = 0.5

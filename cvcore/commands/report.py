@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cvcore.config import toml_value
-from cvcore.options import Option, description
-from cvcore.registry import KINDS, Component, Plugin, Registry
+from cvcore.plugins.options import Option, description
+from cvcore.plugins.registry import KINDS, Component, Plugin, Registry
+from cvcore.runs.config import toml_value
 
 PLURALS = {kind: kind + "es" if kind.endswith("s") else kind + "s" for kind in KINDS}
 

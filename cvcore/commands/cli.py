@@ -14,8 +14,8 @@ import click
 
 import cvcore
 from cvcore.errors import CvcoreError
-from cvcore.loader import registry
-from cvcore.registry import KINDS
+from cvcore.plugins.loader import registry
+from cvcore.plugins.registry import KINDS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -54,7 +54,7 @@ def cli(strict_plugins: bool) -> None:
         for warning in registry().warnings:
             click.echo(f"warning: {warning}", err=True)
     if strict_plugins and registry().failures:
-        from cvcore.report import print_failures
+        from cvcore.commands.report import print_failures
 
         print_failures(_console(), registry())
         raise SystemExit(2)
@@ -69,13 +69,13 @@ def list_command(kind: str | None, pattern: str | None, as_json: bool) -> None:
 
     Examples: cv list; cv list model; cv list model 'res*' --json; cv list 'tv/*'.
     """
-    from cvcore.report import component_json, print_components
+    from cvcore.commands.report import component_json, print_components
 
     if kind is not None and kind not in KINDS and pattern is None:
         kind, pattern = None, kind  # `cv list 'res*'`: one argument that is not a kind
     components = cvcore.list_components(kind, pattern)
     if as_json:
-        from cvcore.report import plugin_json
+        from cvcore.commands.report import plugin_json
 
         reg = registry()
         failed = [plugin_json(p, reg) for p in reg.failures]
@@ -96,7 +96,7 @@ def list_command(kind: str | None, pattern: str | None, as_json: bool) -> None:
 @click.argument("name")
 def info(name: str) -> None:
     """Show the documentation and options of one component: NAME, KIND/NAME or PLUGIN:NAME."""
-    from cvcore.report import print_component
+    from cvcore.commands.report import print_component
 
     print_component(_console(), find_any_kind(name))
 
@@ -122,7 +122,7 @@ def find_any_kind(name: str):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(as_json: bool) -> None:
     """List installed plugins: distribution, version, what each registers, and load errors."""
-    from cvcore.report import plugin_json, print_plugins
+    from cvcore.commands.report import plugin_json, print_plugins
 
     reg = registry()
     if as_json:
@@ -134,7 +134,7 @@ def plugins(as_json: bool) -> None:
 @cli.command()
 def doctor() -> None:
     """Report python, torch, torchvision, devices and every plugin with its import time."""
-    from cvcore.doctor import print_doctor
+    from cvcore.commands.doctor import print_doctor
 
     print_doctor(_console(), registry())
 
@@ -160,8 +160,8 @@ def _flags_config(flags: dict, callbacks: list[str]) -> dict:
 
 
 def _trainer_fields():
-    from cvcore.options import describe
-    from cvcore.trainer_options import TrainerOptions
+    from cvcore.plugins.options import describe
+    from cvcore.training.options import TrainerOptions
 
     return describe(TrainerOptions, 0)
 
@@ -237,9 +237,9 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
     Precedence: built-in defaults < -c FILE (or the resumed run's config) < flags < --set.
     --callback adds to the configured callbacks (checkpoint is on by default).
     """
-    from cvcore import config as cfg
-    from cvcore import run
-    from cvcore.trainer import Interrupted
+    from cvcore.runs import config as cfg
+    from cvcore.runs import plan as run
+    from cvcore.training.trainer import Interrupted
 
     if resume and config_file:
         raise click.UsageError("--resume continues a run with its own saved configuration; drop -c.")
@@ -343,14 +343,14 @@ def eval_command(checkpoint: Path, dataset, data_dir, batch_size: int, device: s
                  which: str) -> None:
     """Evaluate CHECKPOINT (a file or a run directory) on its validation set: metrics, per class, confusion."""
     from cvcore import checkpoint as ckpt
-    from cvcore.inference import evaluate_checkpoint, save_confusion_png
+    from cvcore.commands.inference import evaluate_checkpoint, save_confusion_png
 
     result = evaluate_checkpoint(checkpoint, dataset, data_dir, batch_size, device, which)
     picture = save_confusion_png(result, output or ckpt.find(checkpoint, which).with_name("confusion.png"))
     if as_json:
         click.echo(json.dumps({**result, "confusion_png": str(picture) if picture else None}, indent=2))
         return
-    from cvcore.report import print_evaluation
+    from cvcore.commands.report import print_evaluation
 
     print_evaluation(_console(), result)
     if result["confusion"] is not None:
@@ -372,7 +372,7 @@ def predict(model: Path, images: tuple[Path, ...], topk: int, output_dir: Path |
     Each task reports in its own way: classifiers print the top-k classes, segmentation models
     write IMAGE.mask.png (class ids), multi-label models print the classes scored at least 0.5.
     """
-    from cvcore.inference import predict as run_predict
+    from cvcore.commands.inference import predict as run_predict
 
     results, lines = run_predict(model, list(images), topk, output_dir, which)
     click.echo(json.dumps(results, indent=2) if as_json else "\n".join(lines))
@@ -384,7 +384,7 @@ def predict(model: Path, images: tuple[Path, ...], topk: int, output_dir: Path |
               "curves.png here for several).")
 def plot(run_dirs: tuple[Path, ...], output: Path | None) -> None:
     """Plot loss, accuracy and learning rate per epoch of one or more runs, overlaid (needs matplotlib)."""
-    from cvcore.plot import plot_runs
+    from cvcore.commands.plot import plot_runs
 
     output = output or (run_dirs[0] / "curves.png" if len(run_dirs) == 1 else Path("curves.png"))
     click.echo(f"wrote {plot_runs(list(run_dirs), output)}")

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from cvcore.registry import Register
+    from cvcore.plugins.registry import Register
 
 hookspec = pluggy.HookspecMarker("cvcore")
 

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cvcore.registry import Registry
+from cvcore.plugins.registry import Registry
 
 
 def environment() -> dict[str, str]:

@@ -13,12 +13,12 @@ from typing import Any
 
 import attrs
 
-from cvcore import config as cfg
 from cvcore.errors import ConfigError, did_you_mean
-from cvcore.loader import registry
-from cvcore.options import describe, validate
-from cvcore.registry import Component
-from cvcore.trainer_options import TrainerOptions
+from cvcore.plugins.loader import registry
+from cvcore.plugins.options import describe, validate
+from cvcore.plugins.registry import Component
+from cvcore.runs import config as cfg
+from cvcore.training.options import TrainerOptions
 
 KIND_OF = {"dataset": "dataset", "model": "model", "loss": "loss", "optimizer": "optimizer",
            "scheduler": "scheduler", "callbacks": "callback"}
@@ -162,8 +162,8 @@ class Built:
     """Every component of a run, built, and the Trainer that ties them together."""
 
     def __init__(self, plan: Plan, run_dir: Path | None, *, resuming: bool = False) -> None:
-        from cvcore import distributed
-        from cvcore.trainer import Trainer, resolve_device, seed_everything, steps_per_epoch
+        from cvcore.training import distributed
+        from cvcore.training.trainer import Trainer, resolve_device, seed_everything, steps_per_epoch
 
         options = TrainerOptions(**{**plan.trainer, "run_dir": run_dir})
         distributed.setup(resolve_device(options.device))
@@ -253,8 +253,8 @@ def train(config: dict[str, Any], resume: Resume | None = None) -> tuple[dict[st
 
     The run directory is claimed before anything is built and keeps only what a run wrote: a run
     that fails while building leaves no directory behind (or, resumed, its files as they were)."""
-    from cvcore import distributed
-    from cvcore.rundir import RunDir
+    from cvcore.runs.rundir import RunDir
+    from cvcore.training import distributed
 
     checked = plan(config)
     claim = RunDir.claim(config, resuming=resume and resume.run_dir) if distributed.is_main() else None

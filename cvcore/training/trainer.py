@@ -17,15 +17,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvcore import distributed
-from cvcore.batching import DeviceLoader, data_loader, num_batches, set_epoch
 from cvcore.callbacks import Callback
 from cvcore.data import DataSplits
 from cvcore.errors import ConfigError, CvcoreError
 from cvcore.tasks import metric_mode, task_for
-from cvcore.progress import EpochProgress, log
-from cvcore.tensor_data import TensorImages
-from cvcore.trainer_options import TrainerOptions
+from cvcore.training import distributed
+from cvcore.training.batching import DeviceLoader, data_loader, num_batches, set_epoch
+from cvcore.training.options import TrainerOptions
+from cvcore.training.progress import EpochProgress, log
+from cvcore.training.tensor_data import TensorImages
 
 _AUTOCAST = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
 

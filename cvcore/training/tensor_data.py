@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from cvcore.distributed import shard
+from cvcore.training.distributed import shard
 
 IGNORE_INDEX = 255  # the value padded into segmentation masks by a crop
 
@@ -110,7 +110,7 @@ class DeviceBatches:
 
         With several processes, the shuffled order comes from ``order_generator`` (default:
         ``generator``), which must be the same on every process: each takes an equal share of that
-        one permutation (see :func:`cvcore.distributed.shard`); without shuffling every image is
+        one permutation (see :func:`cvcore.training.distributed.shard`); without shuffling every image is
         taken exactly once.
         """
         order_generator = order_generator or generator

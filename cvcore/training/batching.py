@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
-from cvcore import distributed
-from cvcore.tensor_data import DeviceBatches
+from cvcore.training import distributed
+from cvcore.training.tensor_data import DeviceBatches
 
 
 class DeviceLoader:

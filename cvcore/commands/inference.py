@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from cvcore import config as cfg
 from cvcore.errors import ConfigError, DataError
 from cvcore.export import LoadedModel, load_model
+from cvcore.runs import config as cfg
 from cvcore.tasks import task_for, task_name
 
 
@@ -19,10 +19,10 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
     """Validation metrics, per-class scores and the confusion matrix of a checkpoint's model."""
     from torch.utils.data import DataLoader
 
-    from cvcore import run
-    from cvcore.tensor_data import TensorImages
-    from cvcore.batching import DeviceLoader
-    from cvcore.trainer import evaluate, resolve_device
+    from cvcore.runs import plan as run
+    from cvcore.training.batching import DeviceLoader
+    from cvcore.training.tensor_data import TensorImages
+    from cvcore.training.trainer import evaluate, resolve_device
 
     loaded = load_model(path, which)
     config = loaded.document["config"]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import functools
+import importlib
 import re
 import types
 from collections.abc import Callable, Iterable, Mapping
@@ -22,7 +22,7 @@ from cvcore.errors import (
     did_you_mean,
     one_line,
 )
-from cvcore.options import Option, describe, summary_of, validate
+from cvcore.plugins.options import Option, describe, summary_of, validate
 
 # kind -> (hook name, number of positional inputs the factory receives before its options)
 KINDS: dict[str, tuple[str, int]] = {

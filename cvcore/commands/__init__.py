@@ -1,0 +1,1 @@
+"""The `cv` command and what its subcommands print, plot and predict."""

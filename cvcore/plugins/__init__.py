@@ -1,0 +1,1 @@
+"""Plugin machinery: hook specs, entry-point loading, the registry, options read from factories."""

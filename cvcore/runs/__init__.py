@@ -1,0 +1,1 @@
+"""Runs: configuration files, planning and building a run, its directory."""

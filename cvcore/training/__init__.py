@@ -1,0 +1,1 @@
+"""Training: the loop, its options, the data path on the device, processes, progress."""
