@@ -19,7 +19,7 @@ from cvcore.errors import (
     PluginError,
     UnknownNameError,
 )
-from cvcore.tasks import Metrics, Task, metric_mode, task_name
+from cvcore.tasks import Metrics, Monitor, Task, metric_mode, task_name
 from cvcore.training.options import TrainerOptions
 
 hookimpl = pluggy.HookimplMarker("cvcore")
@@ -31,7 +31,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "IGNORE_INDEX", "AmbiguousNameError", "Callback", "ConfigError", "CvcoreError", "DataError", "DataInfo",
-    "DataSplits", "Metrics", "OptionError", "PluginError", "Task", "TensorImages", "Trainer", "TrainerOptions",
+    "DataSplits", "Metrics", "Monitor", "OptionError", "PluginError", "Task", "TensorImages", "Trainer", "TrainerOptions",
     "UnknownNameError", "__version__",
     "create", "get_component", "hookimpl", "list_components", "metric_mode", "task_name",
 ]

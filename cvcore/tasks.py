@@ -7,6 +7,7 @@ The kernel knows no task by name. Plugins register tasks through ``register_task
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,39 @@ from cvcore.errors import ConfigError, PluginError
 def metric_mode(name: str) -> str:
     """'min' for a metric where lower is better (a loss), else 'max': the one rule for monitors."""
     return "min" if name.endswith("loss") else "max"
+
+
+class Monitor:
+    """Which epoch is best by one metric: the one rule, used by the Trainer, the checkpoint callback
+    and early stopping. A non-finite value never improves; ``min_delta`` is the margin an
+    improvement must clear. ``mode`` defaults to :func:`metric_mode`."""
+
+    def __init__(self, name: str, mode: str | None = None, min_delta: float = 0.0) -> None:
+        self.name, self.mode, self.min_delta = name, mode or metric_mode(name), min_delta
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record ``value`` of ``epoch``; True if it is the best so far (and now recorded as such)."""
+        if not math.isfinite(value) or not self._beats(value):
+            return False
+        self.best, self.best_epoch = value, epoch
+        return True
+
+    def _beats(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        best = state.get("best")
+        self.best = best if best is not None and math.isfinite(best) else None
+        self.best_epoch = state.get("best_epoch")
 
 
 class Metrics:

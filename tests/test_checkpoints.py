@@ -181,7 +181,8 @@ def test_checkpoint_holds_early_stopping_state_of_its_epoch_and_a_stopped_run_st
     assert cv("train", *stop, "--epochs", "5", "--run-dir", "r").exit_code == 0
     saved = ckpt.load(in_tmp / "r" / "checkpoints" / "last.safetensors").state()
     assert saved["epoch"] == 2 and "early stopping" in saved["stop_reason"]
-    assert saved["callbacks"][0] == {"best": pytest.approx(rows(in_tmp / "r")[0]["val_loss"]), "waited": 1}
+    assert saved["callbacks"][0] == {"best": pytest.approx(rows(in_tmp / "r")[0]["val_loss"]), "best_epoch": 1,
+                                     "waited": 1}
     result = cv("train", "--resume", "r", "--epochs", "6")
     assert result.exit_code == 0, result.output
     assert len(rows(in_tmp / "r")) == 2 and "early stopping" in result.output

@@ -123,3 +123,16 @@ def test_a_component_declaring_an_unknown_task_is_refused():
         result = cv("train", "--loss", "odd:odd", "--dry-run")
     assert result.exit_code == 1 and "declares task 'regresion'" in result.output
 
+
+
+def test_monitor_is_the_one_rule_for_the_best_epoch():
+    loss = cvcore.Monitor("val_loss")
+    assert loss.mode == "min"
+    assert [loss.update(v, e) for e, v in enumerate([0.5, float("nan"), 0.6, 0.4, 0.4], 1)] == \
+        [True, False, False, True, False]
+    assert (loss.best, loss.best_epoch) == (0.4, 4)
+    accuracy = cvcore.Monitor("val_acc1", min_delta=0.05)
+    assert [accuracy.update(v, e) for e, v in enumerate([float("inf"), 0.5, 0.54, 0.56], 1)] == [False, True, False, True]
+    restored = cvcore.Monitor("val_acc1", min_delta=0.05)
+    restored.load_state_dict(accuracy.state_dict())
+    assert (restored.best, restored.best_epoch) == (0.56, 4) and not restored.update(0.6, 5)

@@ -20,7 +20,7 @@ from torch import nn
 from cvcore.callbacks import Callback
 from cvcore.data import DataSplits
 from cvcore.errors import ConfigError, CvcoreError
-from cvcore.tasks import metric_mode, task_for
+from cvcore.tasks import Monitor, metric_mode, task_for
 from cvcore.training import distributed
 from cvcore.training.batching import DeviceLoader, data_loader, num_batches, set_epoch
 from cvcore.training.options import TrainerOptions
@@ -118,6 +118,7 @@ class Trainer:
         self.task = task_for(data.info.task)
         self.monitor = options.monitor or self.task.default_monitor
         self.monitor_mode = options.monitor_mode or metric_mode(self.monitor)
+        self._best_tracker = Monitor(self.monitor, self.monitor_mode)
 
     # -- public hooks for callbacks ---------------------------------------------------------------
 
@@ -353,9 +354,7 @@ class Trainer:
             raise ConfigError(f"monitor '{self.monitor}' is not a logged metric; "
                               f"logged: {', '.join(sorted(metrics))}.")
         value = metrics[self.monitor]
-        best = self.best["value"]
-        better = best is None or (value > best if self.monitor_mode == "max" else value < best)
-        if better and math.isfinite(value):
+        if self._best_tracker.update(value, metrics["epoch"]):
             state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
             self.best = {"value": value, "epoch": metrics["epoch"], "per_class": self._last_per_class,
                          "per_class_name": self._per_class_name, "state": state}
@@ -420,6 +419,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.history, self.best = list(state["history"]), dict(state["best"])
+        self._best_tracker.load_state_dict({"best": self.best["value"], "best_epoch": self.best["epoch"]})
         self.stop_reason = state.get("stop_reason")
         for callback, saved in zip(self.callbacks, state["callbacks"], strict=True):
             callback.load_state_dict(saved)

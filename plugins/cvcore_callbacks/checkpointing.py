@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from cvcore import Callback, metric_mode
+from cvcore import Callback, Monitor
 from cvcore import checkpoint as ckpt
 
 
@@ -17,7 +16,8 @@ class CheckpointCallback(Callback):
 
     def __init__(self, folder: str, monitor: str | None, mode: str | None, keep_last: int, every: int) -> None:
         self.folder, self.monitor, self.mode, self.keep_last, self.every = folder, monitor, mode, keep_last, every
-        self.best: float | None = None
+        self.tracker: Monitor | None = None  # own monitor; None: follow the Trainer's best epoch
+        self.saved: dict = {}  # the tracker's state from a checkpoint, until the tracker exists
         self.best_epoch: int | None = None
         self.directory: Path | None = None
 
@@ -51,15 +51,16 @@ class CheckpointCallback(Callback):
         if monitor == trainer.monitor and self.mode is None:
             better = trainer.best["epoch"] == metrics["epoch"]
         else:
-            value, mode = metrics[monitor], self.mode or metric_mode(monitor)
-            better = math.isfinite(value) and (
-                self.best is None or (value < self.best if mode == "min" else value > self.best))
-            self.best = value if better else self.best
+            if self.tracker is None:
+                self.tracker = Monitor(monitor, self.mode)
+                self.tracker.load_state_dict(self.saved)
+            better = self.tracker.update(metrics[monitor], metrics["epoch"])
         self.best_epoch = trainer.epoch if better else self.best_epoch
         return better
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        best = self.tracker.best if self.tracker else None
+        return {"best": best, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best, self.best_epoch = state["best"], state.get("best_epoch")
+        self.best_epoch, self.saved = state.get("best_epoch"), state
