@@ -21,8 +21,9 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
 
     from cvcore.runs import plan as run
     from cvcore.training.batching import DeviceLoader
+    from cvcore.training.evaluation import evaluate
     from cvcore.training.tensor_data import TensorImages
-    from cvcore.training.trainer import evaluate, resolve_device
+    from cvcore.training.trainer import resolve_device
 
     loaded = load_model(path, which)
     config = loaded.document["config"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,6 +18,29 @@ REFRESH_SECONDS = 0.5
 
 def log(line: str) -> None:
     print(line, flush=True)
+
+
+def write_epoch(metrics: dict[str, float], run_dir: Path | None, epochs: int) -> None:
+    """The run log of one epoch: a row of metrics.jsonl (the source of truth) and the printed line."""
+    if run_dir is not None:
+        with open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8") as stream:
+            stream.write(json.dumps(metrics) + "\n")
+    log(format_epoch(metrics, epochs))
+
+
+def format_epoch(metrics: dict[str, float], epochs: int) -> str:
+    """One log line: every metric, in the order logged."""
+    parts = [f"epoch {metrics['epoch']}/{epochs}"]
+    for key, value in metrics.items():
+        if key == "epoch":
+            continue
+        if key == "images_per_second":
+            parts.append(f"{value:.0f} img/s")
+        elif key == "seconds":
+            parts.append(f"{value:.1f}s")
+        else:
+            parts.append(f"{key} {value:.3g}" if key == "lr" else f"{key} {value:.4f}")
+    return "  ".join(parts)
 
 
 class EpochProgress:

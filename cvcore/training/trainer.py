@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import math
 import random
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,8 +21,10 @@ from cvcore.errors import ConfigError, CvcoreError
 from cvcore.tasks import Monitor, metric_mode, task_for
 from cvcore.training import distributed
 from cvcore.training.batching import DeviceLoader, data_loader, num_batches, set_epoch
+from cvcore.training.evaluation import evaluate
 from cvcore.training.options import TrainerOptions
-from cvcore.training.progress import EpochProgress, log
+from cvcore.training.progress import EpochProgress, write_epoch
+from cvcore.training.state import capture_rng, replanned, restore_rng
 from cvcore.training.tensor_data import TensorImages
 
 _AUTOCAST = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
@@ -204,7 +204,7 @@ class Trainer:
                 self._emit("on_validation_end", metrics)
                 self.epoch += 1
                 self._record(metrics)
-                self._rank_rngs = distributed.gather(self._rng_state()) if self.ddp else None
+                self._rank_rngs = distributed.gather(capture_rng(self.generator, self.device_generator)) if self.ddp else None
                 self._emit("on_epoch_end", metrics)
                 if self.interrupted:  # a signal during validation or the epoch's end: the epoch is saved
                     raise Interrupted(self.interrupted, self.epoch)
@@ -359,10 +359,7 @@ class Trainer:
             self.best = {"value": value, "epoch": metrics["epoch"], "per_class": self._last_per_class,
                          "per_class_name": self._per_class_name, "state": state}
         if self.is_main:
-            if self.run_dir is not None:
-                with open(Path(self.run_dir) / "metrics.jsonl", "a", encoding="utf-8") as stream:
-                    stream.write(json.dumps(metrics) + "\n")
-            log(format_epoch(metrics, self.options.epochs))
+            write_epoch(metrics, self.run_dir, self.options.epochs)
 
     def _restore_best(self) -> None:
         if self.best.get("state") is not None:
@@ -382,33 +379,8 @@ class Trainer:
             "best": {key: value for key, value in self.best.items()},
             "stop_reason": self.stop_reason,
             "callbacks": [callback.state_dict() for callback in self.callbacks],
-            "rng": self._rank_rngs or [self._rng_state()],  # one entry per process, by rank
+            "rng": self._rank_rngs or [capture_rng(self.generator, self.device_generator)],  # one per process
         }
-
-    def _rng_state(self) -> dict[str, Any]:
-        import numpy
-
-        rng = {"python": random.getstate(), "numpy": numpy.random.get_state(), "torch": torch.get_rng_state(),
-               "loader": self.generator.get_state(), "device_loader": self.device_generator.get_state().cpu()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return rng
-
-    def _load_rng_state(self, saved: list[dict[str, Any]] | dict[str, Any]) -> None:
-        import numpy
-
-        ranks = saved if isinstance(saved, list) else [saved]
-        if len(ranks) != distributed.world_size():
-            log(f"warning: the checkpoint was saved by {len(ranks)} process(es), this run has "
-                f"{distributed.world_size()}: the data order and augmentations will not repeat exactly")
-        rng = ranks[distributed.rank() % len(ranks)]
-        random.setstate(rng["python"])
-        numpy.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-        self.generator.set_state(rng["loader"])
-        self.device_generator.set_state(rng["device_loader"].to(self.device_generator.get_state().device))
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict` (call after set-up: optimizer state follows the weights' device)."""
@@ -423,7 +395,7 @@ class Trainer:
         self.stop_reason = state.get("stop_reason")
         for callback, saved in zip(self.callbacks, state["callbacks"], strict=True):
             callback.load_state_dict(saved)
-        self._load_rng_state(state["rng"])
+        restore_rng(state["rng"], self.generator, self.device_generator)
 
     def summary(self) -> dict[str, Any]:
         """What the run achieved: the best epoch, its metric and per-class accuracy, the last metrics."""
@@ -438,42 +410,3 @@ class Trainer:
             "per_class": dict(zip(self.data.info.class_names, self.best["per_class"] or [])),
             "last": self.history[-1] if self.history else {},
         }
-
-
-# What a learning-rate scheduler has done so far; everything else in its state is how it was built.
-SCHEDULER_PROGRESS = ("last_epoch", "_step_count", "_last_lr", "base_lrs", "_get_lr_called_within_step",
-                      "_is_initial")
-
-
-def replanned(built: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved scheduler state continued under this run's settings: progress from ``saved``, the
-    rest (a cosine's length, a warm-up's steps, ...) from the scheduler as ``built`` now. Resuming
-    with more epochs thus re-plans a schedule sized by the run from where it stands."""
-    return {**saved, **{key: value for key, value in built.items() if key not in SCHEDULER_PROGRESS}}
-
-
-def evaluate(model: nn.Module, loss_fn, batches, info, device: torch.device, autocast=contextlib.nullcontext):
-    """Validation metrics (with per-class scores and a confusion matrix) of ``model`` over ``batches``."""
-    model.eval()
-    metrics = task_for(info.task).metrics(info.num_classes, device, detailed=True)
-    with torch.inference_mode(), autocast():
-        for images, target in batches:
-            logits = model(images)
-            metrics.update(logits, target, loss_fn(logits, target))
-    distributed.all_reduce_sum(metrics.tensors())
-    return metrics
-
-
-def format_epoch(metrics: dict[str, float], epochs: int) -> str:
-    """One log line: every metric, in the order logged."""
-    parts = [f"epoch {metrics['epoch']}/{epochs}"]
-    for key, value in metrics.items():
-        if key == "epoch":
-            continue
-        if key == "images_per_second":
-            parts.append(f"{value:.0f} img/s")
-        elif key == "seconds":
-            parts.append(f"{value:.1f}s")
-        else:
-            parts.append(f"{key} {value:.3g}" if key == "lr" else f"{key} {value:.4f}")
-    return "  ".join(parts)

@@ -1,0 +1,25 @@
+"""Validation: a model's metrics over batches, as its task measures them, summed across processes."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from cvcore.tasks import Metrics, task_for
+from cvcore.training import distributed
+
+
+def evaluate(model: nn.Module, loss_fn, batches, info, device: torch.device,
+             autocast=contextlib.nullcontext) -> Metrics:
+    """Validation metrics (with per-class scores, and a confusion matrix where the task has one) of
+    ``model`` over ``batches``; used by the Trainer every epoch and by `cv eval`."""
+    model.eval()
+    metrics = task_for(info.task).metrics(info.num_classes, device, detailed=True)
+    with torch.inference_mode(), autocast():
+        for images, target in batches:
+            logits = model(images)
+            metrics.update(logits, target, loss_fn(logits, target))
+    distributed.all_reduce_sum(metrics.tensors())
+    return metrics
