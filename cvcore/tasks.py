@@ -89,10 +89,17 @@ class Task:
     """A kind of problem. Subclass it and register a factory returning an instance.
 
     ``default_monitor`` is the metric that picks the best epoch unless the user chooses one.
-    ``output_name`` names the model output in ONNX exports."""
+    ``output_name`` names the model output in ONNX exports; ``minimized`` lists the metrics,
+    besides losses, where lower is better."""
 
     default_monitor = "val_loss"
     output_name = "logits"
+    minimized: tuple[str, ...] = ()  # metrics besides losses where lower is better ("mae")
+
+    def mode(self, metric: str) -> str:
+        """'min' if lower is better for ``metric`` (a loss, or one of ``minimized``), else 'max'."""
+        name = metric.split("_", 1)[-1]
+        return "min" if name in self.minimized else metric_mode(metric)
 
     def metric_names(self, num_classes: int, detailed: bool) -> list[str]:
         """The names (without the train_/val_ prefix) that ``metrics(...).compute`` returns."""

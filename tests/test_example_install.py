@@ -27,7 +27,7 @@ def cv_in(venv, *args, check=False, env=None):
 def test_installed_plugin_is_listed_with_its_provider(venv):
     done = cv_in(venv, "list", "--json", check=True)
     mine = [e for e in json.loads(done.stdout)["components"] if e["plugin"] == "example"]
-    assert {e["kind"] for e in mine} == {"dataset", "model", "loss", "optimizer", "scheduler", "callback"}
+    assert {e["kind"] for e in mine} == {"dataset", "model", "loss", "optimizer", "scheduler", "callback", "task"}
     assert {(e["distribution"], e["version"]) for e in mine} == {("cvcore-example-plugin", "0.1.0")}
     table = cv_in(venv, "list", "model", check=True, env={**os.environ, "COLUMNS": "200"}).stdout
     assert "example (cvcore-example-plugin 0.1.0)" in table

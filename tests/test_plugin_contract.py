@@ -53,6 +53,7 @@ ACME = """\
     class Brightness(cvcore.Task):
         '''Regress the mean brightness of an image.'''
         default_monitor = "val_mae"
+        minimized = ("mae",)
 
         def metric_names(self, num_classes, detailed):
             return ["loss", "mae"]

@@ -136,3 +136,11 @@ def test_monitor_is_the_one_rule_for_the_best_epoch():
     restored = cvcore.Monitor("val_acc1", min_delta=0.05)
     restored.load_state_dict(accuracy.state_dict())
     assert (restored.best, restored.best_epoch) == (0.56, 4) and not restored.update(0.6, 5)
+
+
+def test_a_task_says_which_of_its_metrics_are_better_lower():
+    class Regression(cvcore.Task):
+        minimized = ("mae",)
+
+    task = Regression()
+    assert [task.mode(m) for m in ("val_mae", "train_mae", "val_loss", "val_r2")] == ["min", "min", "min", "max"]

@@ -32,8 +32,8 @@ class TrainerOptions:
     :param limit_val_batches: validate on at most this many batches per epoch.
     :param monitor: metric that picks the best epoch, whose weights are restored at the end
         (default: the task's, e.g. val_acc1; see 'cv info TASK').
-    :param monitor_mode: max if higher is better, min if lower is better (default: min for names
-        ending in loss, else max).
+    :param monitor_mode: max if higher is better, min if lower is better (default: as the task says:
+        min for losses and the task's minimized metrics, else max).
     :param run_dir: where config.toml, metrics.jsonl and summary.json go (default: runs/<time>-<data>-<model>).
     :param tensor_loader: keep in-memory data sets (cvcore.TensorImages) on the device and build
         batches there; false serves them through a DataLoader like any other data set.

@@ -18,7 +18,7 @@ from torch import nn
 from cvcore.callbacks import Callback
 from cvcore.data import DataSplits
 from cvcore.errors import ConfigError, CvcoreError
-from cvcore.tasks import Monitor, metric_mode, task_for
+from cvcore.tasks import Monitor, task_for
 from cvcore.training import distributed
 from cvcore.training.batching import DeviceLoader, data_loader, num_batches, set_epoch
 from cvcore.training.evaluation import evaluate
@@ -117,7 +117,7 @@ class Trainer:
         self.run_dir = options.run_dir
         self.task = task_for(data.info.task)
         self.monitor = options.monitor or self.task.default_monitor
-        self.monitor_mode = options.monitor_mode or metric_mode(self.monitor)
+        self.monitor_mode = options.monitor_mode or self.task.mode(self.monitor)
         self._best_tracker = Monitor(self.monitor, self.monitor_mode)
 
     # -- public hooks for callbacks ---------------------------------------------------------------

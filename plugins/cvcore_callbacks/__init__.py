@@ -71,7 +71,7 @@ def checkpoint(*, folder: str = "checkpoints", monitor: str | None = None, mode:
 
     :param folder: sub-folder of the run directory (a relative path inside it).
     :param monitor: metric that decides best (default: the Trainer's monitor).
-    :param mode: min or max (default: min for names ending in loss, else max).
+    :param mode: min or max (default: as the data set's task says; min for losses).
     :param keep_last: also keep the last k epochs as epoch-NNNN.safetensors (0: none).
     :param every: save every N epochs (the last epoch is always saved).
     """
@@ -91,10 +91,9 @@ def early_stopping(*, monitor: str = "val_loss", patience: int = 5, min_delta: f
     :param monitor: metric name from metrics.jsonl, e.g. val_loss or val_acc1.
     :param patience: epochs without improvement before stopping.
     :param min_delta: smallest change that counts as an improvement.
-    :param mode: min if lower is better, max if higher is better (default: min for names ending
-        in loss, else max).
+    :param mode: min if lower is better, max if higher is better (default: as the data set's task
+        says; min for losses).
     """
-    from cvcore import metric_mode
     from cvcore_callbacks.stopping import EarlyStopping
 
-    return EarlyStopping(monitor, patience, min_delta, mode or metric_mode(monitor))
+    return EarlyStopping(monitor, patience, min_delta, mode)

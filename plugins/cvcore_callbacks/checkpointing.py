@@ -52,7 +52,7 @@ class CheckpointCallback(Callback):
             better = trainer.best["epoch"] == metrics["epoch"]
         else:
             if self.tracker is None:
-                self.tracker = Monitor(monitor, self.mode)
+                self.tracker = Monitor(monitor, self.mode or trainer.task.mode(monitor))
                 self.tracker.load_state_dict(self.saved)
             better = self.tracker.update(metrics[monitor], metrics["epoch"])
         self.best_epoch = trainer.epoch if better else self.best_epoch

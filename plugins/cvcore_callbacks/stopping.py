@@ -6,10 +6,13 @@ from cvcore import Callback, ConfigError, Monitor
 
 
 class EarlyStopping(Callback):
-    def __init__(self, monitor: str, patience: int, min_delta: float, mode: str) -> None:
-        self.monitor, self.patience = monitor, patience
+    def __init__(self, monitor: str, patience: int, min_delta: float, mode: str | None) -> None:
+        self.monitor, self.patience, self.mode = monitor, patience, mode
         self.tracker = Monitor(monitor, mode, min_delta)
         self.waited = 0
+
+    def on_fit_start(self, trainer) -> None:
+        self.tracker.mode = self.mode or trainer.task.mode(self.monitor)  # the task knows its metrics
 
     def on_epoch_end(self, trainer, metrics: dict[str, float]) -> None:
         if self.monitor not in metrics:

@@ -1,4 +1,5 @@
-"""An example cvcore plugin: one component of every kind, registered through `cvcore.plugins`."""
+"""An example cvcore plugin: one component of every kind, registered through `cvcore.plugins`,
+including a task of its own (regression) with a data set and a loss for it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,14 @@ import cvcore
 
 
 @cvcore.hookimpl
+def register_tasks(register):
+    register("regression", regression)
+
+
+@cvcore.hookimpl
 def register_datasets(register):
     register("stripes", stripes)
+    register("stripe_period", stripe_period)
 
 
 @cvcore.hookimpl
@@ -17,7 +24,8 @@ def register_models(register):
 
 @cvcore.hookimpl
 def register_losses(register):
-    register("focal_ce", focal_ce)
+    register("focal_ce", focal_ce, tasks=("classification",))
+    register("huber", huber, tasks=("regression",))
 
 
 @cvcore.hookimpl
@@ -48,6 +56,37 @@ def stripes(*, size: int = 512, image_size: int = 16, seed: int = 0):
     from cvcore_example.components import make_stripes
 
     return make_stripes(size, image_size, seed)
+
+
+def regression():
+    """Predict numbers: outputs (N, targets), float targets; mean absolute error picks the best epoch."""
+    from cvcore_example.regression_task import Regression
+
+    return Regression()
+
+
+def stripe_period(*, size: int = 512, image_size: int = 16, seed: int = 0):
+    """Vertical stripes of random period (2 to 8 pixels); the target is the period (regression).
+
+    :param size: number of training images (validation gets a quarter as many).
+    :param image_size: side of the square images.
+    :param seed: seed of the generator.
+    """
+    from cvcore_example.regression_task import make_periods
+
+    return make_periods(size, image_size, seed)
+
+
+def huber(*, delta: float = 1.0):
+    """Huber loss: squared error below delta, absolute error above it.
+
+    :param delta: where the loss turns from quadratic to linear (positive).
+    """
+    import torch
+
+    if delta <= 0:
+        raise cvcore.OptionError(f"Option 'delta' of loss 'huber' must be positive, got {delta}.")
+    return torch.nn.HuberLoss(delta=delta)
 
 
 def tiny_cnn(*, num_classes: int = 2, in_channels: int = 1, width: int = 8):

@@ -6,13 +6,13 @@ import torch
 import cvcore
 import cvcore_example
 from cvcore.testing import check_plugin, plugin_registered
-from cvcore.training.trainer import TrainerOptions
+from cvcore import TrainerOptions
 
 
 def test_every_component_meets_its_contract():
     with plugin_registered(cvcore_example, name="example-under-test"):
         kinds = {c.kind for c in check_plugin("example-under-test")}
-    assert kinds == {"dataset", "model", "loss", "optimizer", "scheduler", "callback"}
+    assert kinds == {"dataset", "model", "loss", "optimizer", "scheduler", "callback", "task"}
 
 
 def test_trains_end_to_end():
@@ -50,3 +50,15 @@ def test_bad_option_values_are_option_errors(kind, name, options, message):
     with plugin_registered(cvcore_example, name="example-under-test"):
         with pytest.raises(cvcore.OptionError, match=message):
             cvcore.create(kind, f"example-under-test:{name}", *inputs, **options)
+
+
+def test_its_own_task_trains_a_regression():
+    with plugin_registered(cvcore_example, name="example-under-test"):
+        splits = cvcore.create("dataset", "example-under-test:stripe_period", size=256)
+        model = cvcore.create("model", "example-under-test:tiny_cnn", num_classes=1, width=16)
+        optimizer = cvcore.create("optimizer", "adam", model.parameters(), lr=0.01)
+        trainer = cvcore.Trainer(model=model, loss=cvcore.create("loss", "example-under-test:huber"),
+                                 optimizer=optimizer, data=splits,
+                                 options=TrainerOptions(epochs=8, batch_size=32, device="cpu"))
+        summary = trainer.fit()
+    assert summary["monitor"] == "val_mae" and summary["best_value"] < 1.0  # periods 2 to 8: guessing gives 1.5
