@@ -30,13 +30,14 @@ class LoadedModel:
 def load_model(path: Path, which: str = "best") -> LoadedModel:
     """Rebuild the checkpoint's model through the registry (same name and options) and load its weights;
     ``which`` checkpoint when ``path`` is a run directory."""
-    from cvcore.runs import plan as run
+    from cvcore.runs.build import build_model
+    from cvcore.runs.plan import plan
 
     checkpoint = ckpt.load_run(ckpt.find(path, which))
     document = checkpoint.document
     info = checkpoint.data_info()
-    part = run.plan(document["config"]).part("model")
-    model = run.build_model(part, info, from_checkpoint=True)
+    part = plan(document["config"]).part("model")
+    model = build_model(part, info, from_checkpoint=True)
     checkpoint.load_weights_into(model, part.component.qualified_name)
     return LoadedModel(model.eval(), info, part.component.name, document)
 

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cvcore.errors import ConfigError, PluginError
+from cvcore.errors import ConfigError, PluginError, did_you_mean
 
 
 def metric_mode(name: str) -> str:
@@ -143,6 +143,7 @@ def task_component(name: str | None):
 
 
 def default_task_component():
+    """The one task registered with ``default=True``: what a DataInfo naming no task gets."""
     from cvcore.plugins.loader import registry
 
     defaults = [c for c in registry().of_kind("task") if c.metadata.get("default")]
@@ -173,7 +174,6 @@ def logged_names(task: str | None = None, num_classes: int = 1000, *, any_task: 
 
 def check_task_names(tasks: tuple[str, ...], owner: str) -> None:
     """Refuse a component declaring tasks that no installed plugin registers."""
-    from cvcore.errors import did_you_mean
     from cvcore.plugins.loader import registry
 
     known = {n for c in registry().of_kind("task") for n in (c.name, c.qualified_name)}

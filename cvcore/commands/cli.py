@@ -238,12 +238,14 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
     --callback adds to the configured callbacks (checkpoint is on by default).
     """
     from cvcore.runs import config as cfg
-    from cvcore.runs import plan as run
+    from cvcore.runs import job
+    from cvcore.runs.plan import plan
+    from cvcore.runs.resume import Resume
     from cvcore.training.trainer import Interrupted
 
     if resume and config_file:
         raise click.UsageError("--resume continues a run with its own saved configuration; drop -c.")
-    resumed = run.Resume(resume) if resume else None
+    resumed = Resume(resume) if resume else None
     if resumed:
         config = resumed.config
     else:
@@ -251,16 +253,16 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
     config = cfg.choose_components(config, _flags_config(flags, cfg.names(config, "callbacks")))
     for assignment in sets:
         config = cfg.apply_set(config, assignment)
-    checked = run.plan(config)
+    checked = plan(config)
     if print_config:
         click.echo(cfg.to_toml(config), nl=False)
     elif dry_run:
-        for line in run.dry_run(checked):
+        for line in job.dry_run(checked):
             click.echo(line)
     else:
         _exit_on_signals()
         try:
-            summary, run_dir = run.train(config, resumed)
+            summary, run_dir = job.train(config, resumed)
         except Interrupted as stop:
             _ignore_signals()  # exiting now: a further Ctrl-C must not kill the process mid-shutdown
             click.echo(f"Interrupted by {stop} after {stop.epoch} completed epoch(s): the step in flight "

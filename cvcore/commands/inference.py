@@ -19,7 +19,7 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
     """Validation metrics, per-class scores and the confusion matrix of a checkpoint's model."""
     from torch.utils.data import DataLoader
 
-    from cvcore.runs import plan as run
+    from cvcore.runs.plan import filled, plan
     from cvcore.training.batching import DeviceLoader
     from cvcore.training.evaluation import evaluate
     from cvcore.training.tensor_data import TensorImages
@@ -32,7 +32,7 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
         config["dataset"] = {"name": dataset}
     if data_dir:
         config = cfg.merge(config, {"dataset": {"root": data_dir}})
-    checked = run.plan(config)
+    checked = plan(config)
     part = checked.part("dataset")
     data = part.component.build(**part.options)
     trained, given = task_name(loaded.info.task), task_name(data.info.task)
@@ -41,7 +41,7 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
                           f"data set '{part.component.name}' has {data.info.num_classes} ({given}).")
     target_device = resolve_device(device)
     model = loaded.model.to(target_device)
-    loss = run.filled(checked.part("loss"), data.info.fill())
+    loss = filled(checked.part("loss"), data.info.fill())
     loss_fn = checked.part("loss").component.build(**loss)
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(target_device)

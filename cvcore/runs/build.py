@@ -1,0 +1,114 @@
+"""Building a planned run with its data: the components, the checks that need the data (task,
+classes, output shape), and the Trainer that ties them together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from cvcore.errors import ConfigError
+from cvcore.runs.plan import Part, Plan, check_monitors, filled, providers
+from cvcore.training.options import TrainerOptions
+
+# Model options that load start weights. A model rebuilt to receive a checkpoint's weights is built
+# with these off, so that a checkpoint never needs the file or the download it started from.
+START_WEIGHTS = {"pretrained": False, "weights": None}
+
+
+def build_model(part: Part, info, *, from_checkpoint: bool = False):
+    """The model of ``part`` sized to the data; ``from_checkpoint``: without its start weights."""
+    options = filled(part, info.fill())
+    if from_checkpoint:
+        declared = {opt.name for opt in part.component.options}
+        options.update({k: v for k, v in START_WEIGHTS.items() if k in declared})
+    return part.component.build(**options)
+
+
+def check_fit(plan: Plan, info) -> None:
+    """Refuse components made for another task, and options set by hand that contradict the data."""
+    from cvcore.tasks import check_task_names, task_component
+
+    data_name = plan.part("dataset").component.name
+    task = task_component(info.task)
+    for part in plan.parts:
+        tasks = part.component.metadata.get("tasks")
+        if tasks:
+            check_task_names(tasks, f"{part.component.kind} '{part.component.qualified_name}'")
+        if tasks and not any(task.is_named(name) for name in tasks):
+            raise ConfigError(f"{part.component.kind} '{part.component.name}' supports {' and '.join(tasks)}, but "
+                              f"data set '{data_name}' is a {task.name} task. See 'cv list {part.component.kind}'.")
+    for part in plan.parts:
+        for field in ("num_classes", "in_channels"):
+            value = part.options.get(field)
+            if value is not None and value != getattr(info, field):
+                raise ConfigError(
+                    f"{part.component.kind} '{part.component.name}' is set to {field}={value}, but data set "
+                    f"'{data_name}' has {field}={getattr(info, field)}. "
+                    f"Remove the option to take it from the data."
+                )
+
+
+class Built:
+    """Every component of a run, built, and the Trainer that ties them together."""
+
+    def __init__(self, plan: Plan, run_dir: Path | None, *, resuming: bool = False) -> None:
+        from cvcore.training import distributed
+        from cvcore.training.trainer import Trainer, resolve_device, seed_everything, steps_per_epoch
+
+        options = TrainerOptions(**{**plan.trainer, "run_dir": run_dir})
+        distributed.setup(resolve_device(options.device))
+        # One seed for every process, fixed before anything is built: weight init is seeded too.
+        options = attrs.evolve(options, seed=distributed.shared_seed(options.seed))
+        seed_everything(options.seed + distributed.rank())
+        self.plan = plan
+        dataset = plan.part("dataset")
+        with distributed.main_first():  # a download (or a cache) is written once, by the main process
+            self.data = dataset.component.build(**dataset.options)
+        check_fit(plan, self.data.info)
+        check_monitors(plan, self.data.info)
+        context = self.data.info.fill()
+        self.model = build_model(plan.part("model"), self.data.info, from_checkpoint=resuming)
+        check_output_shape(self.model, self.data.info, plan.part("model").component.name)
+        self.loss = _build(plan.part("loss"), context)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = _build(plan.part("optimizer"), context, trainable)
+        context.update(steps_per_epoch=steps_per_epoch(len(self.data.train), options),
+                       total_epochs=options.epochs)
+        schedulers = [(_build(p, context, self.optimizer), p.component.metadata.get("interval", "epoch"))
+                      for p in plan.chained("scheduler")]
+        callbacks = [_build(p, context) for p in plan.chained("callbacks")]
+        metadata = {"config": plan.config, "providers": providers(plan)}
+        self.trainer = Trainer(model=self.model, loss=self.loss, optimizer=self.optimizer, data=self.data,
+                               schedulers=schedulers, callbacks=callbacks, options=options, metadata=metadata)
+
+
+def _build(part: Part, context: dict[str, Any], *inputs: Any) -> Any:
+    return part.component.build(*inputs, **filled(part, context))
+
+
+def check_output_shape(model, info, name: str) -> None:
+    """One forward pass on a zero batch: a model that does not fit the data fails here, clearly."""
+    import torch
+
+    from cvcore.tasks import task_for
+
+    shape = (2, info.in_channels, *info.image_size)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(shape))
+    except (RuntimeError, AssertionError, ValueError, IndexError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"model '{name}' cannot take inputs of shape {tuple(shape)} from the data set: {reason}. "
+                          f"Models with a fixed input size need data of that size (see the data set's "
+                          f"image_size option in 'cv info DATASET'), or choose another model.") from exc
+    finally:
+        model.train(was_training)
+    expected, wanted = task_for(info.task).expected_output(info)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        found = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"model '{name}' outputs {found}, but the data set needs "
+                          f"{wanted} for its {info.num_classes} classes.")

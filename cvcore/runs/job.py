@@ -1,0 +1,62 @@
+"""A whole job: a dry run, or training (claim the run directory, build, fit, write the summary)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from cvcore.runs import config as cfg
+from cvcore.runs.build import Built
+from cvcore.runs.plan import Plan, describe_parts, plan
+from cvcore.runs.resume import Resume
+
+def dry_run(plan: Plan) -> list[str]:
+    """Build everything, check that it fits, run one forward/backward batch; return report lines."""
+    built = Built(plan, None)
+    trainer = built.trainer
+    batch_size, loss = trainer.trial_step()
+    params = sum(p.numel() for p in built.model.parameters())
+    trainable = sum(p.numel() for p in built.model.parameters() if p.requires_grad)
+    info = built.data.info
+    return [*describe_parts(plan),
+            f"data      {len(built.data.train)} train / {len(built.data.val)} val images, "
+            f"{info.num_classes} classes, {info.in_channels}x{info.image_size[0]}x{info.image_size[1]}",
+            f"model     {params:,} parameters ({trainable:,} trainable)",
+            f"one batch of {batch_size}: loss {loss:.4f}, backward ok on {trainer.device}"]
+
+
+def train(config: dict[str, Any], resume: Resume | None = None) -> tuple[dict[str, Any], Path | None]:
+    """Run a whole training job, or continue one from a checkpoint; returns the summary and run directory.
+
+    The run directory is claimed before anything is built and keeps only what a run wrote: a run
+    that fails while building leaves no directory behind (or, resumed, its files as they were)."""
+    from cvcore.runs.rundir import RunDir
+    from cvcore.training import distributed
+
+    checked = plan(config)
+    claim = RunDir.claim(config, resuming=resume and resume.run_dir) if distributed.is_main() else None
+    run_dir = claim.path if claim else None
+    resolved = cfg.merge(config, {"trainer": {"run_dir": str(run_dir)}}) if run_dir else config
+    try:
+        built = Built(attrs.evolve(checked, config=resolved), run_dir, resuming=bool(resume and resume.checkpoint))
+        if resume is not None:
+            resume.verify(built)
+    except BaseException:
+        if claim:
+            claim.abandon()
+        raise
+    try:
+        if claim:
+            if resume is not None:
+                resume.rewind_metrics()
+            (run_dir / "config.toml").write_text(cfg.to_toml(resolved), encoding="utf-8")
+        summary = built.trainer.fit(resume.checkpoint if resume else None)
+        if claim:
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    finally:
+        if claim:
+            claim.release()
+    return summary, run_dir
