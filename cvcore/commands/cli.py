@@ -241,7 +241,7 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
     from cvcore.runs import job
     from cvcore.runs.plan import plan
     from cvcore.runs.resume import Resume
-    from cvcore.training.trainer import Interrupted
+    from cvcore.training.interrupts import Interrupted
 
     if resume and config_file:
         raise click.UsageError("--resume continues a run with its own saved configuration; drop -c.")

@@ -13,6 +13,7 @@ from cvcore.runs.build import Built
 from cvcore.runs.plan import Plan, describe_parts, plan
 from cvcore.runs.resume import Resume
 
+
 def dry_run(plan: Plan) -> list[str]:
     """Build everything, check that it fits, run one forward/backward batch; return report lines."""
     built = Built(plan, None)

@@ -6,8 +6,6 @@ import contextlib
 import gc
 import math
 import random
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,21 +20,13 @@ from cvcore.tasks import Monitor, task_for
 from cvcore.training import distributed
 from cvcore.training.batching import DeviceLoader, data_loader, num_batches, set_epoch
 from cvcore.training.evaluation import evaluate
+from cvcore.training.interrupts import Interrupted, signals_noted
 from cvcore.training.options import TrainerOptions
 from cvcore.training.progress import EpochProgress, write_epoch
 from cvcore.training.state import capture_rng, replanned, restore_rng
 from cvcore.training.tensor_data import TensorImages
 
 _AUTOCAST = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; the step in flight finished. ``epoch`` epochs were completed: the
-    checkpoints hold the last of them, and a resumed run re-runs the interrupted epoch from its start."""
-
-    def __init__(self, signum: int, epoch: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum, self.epoch = signum, epoch
 
 
 class NonFiniteLossError(CvcoreError):
@@ -195,30 +185,37 @@ class Trainer:
         self._setup()
         if checkpoint is not None:
             self.load_state_dict(checkpoint.state())
-        previous = self._catch_signals()
-        try:
-            self._emit("on_fit_start")
-            while self.epoch < self.options.epochs and self.stop_reason is None:
-                self._emit("on_epoch_start")
-                metrics = self._run_epoch()
-                self._emit("on_validation_end", metrics)
-                self.epoch += 1
-                self._record(metrics)
-                self._rank_rngs = distributed.gather(capture_rng(self.generator, self.device_generator)) if self.ddp else None
-                self._emit("on_epoch_end", metrics)
-                if self.interrupted:  # a signal during validation or the epoch's end: the epoch is saved
-                    raise Interrupted(self.interrupted, self.epoch)
-            self._restore_best()
-            self._emit("on_fit_end")
-            distributed.barrier()  # no process tears the group down while another still uses it
-        except BaseException as exc:
-            for callback in self.callbacks:
-                callback.on_exception(self, exc)
-            raise
-        finally:
-            self._restore_signals(previous)
-            self._leave_process_group()
+        with signals_noted(self._note_signal):
+            try:
+                self._emit("on_fit_start")
+                while self.epoch < self.options.epochs and self.stop_reason is None:
+                    self._run_and_record_epoch()
+                    if self.interrupted:  # a signal during validation or the epoch's end: the epoch is saved
+                        raise Interrupted(self.interrupted, self.epoch)
+                self._restore_best()
+                self._emit("on_fit_end")
+                distributed.barrier()  # no process tears the group down while another still uses it
+            except BaseException as exc:
+                for callback in self.callbacks:
+                    callback.on_exception(self, exc)
+                raise
+            finally:
+                self._leave_process_group()
         return self.summary()
+
+    def _run_and_record_epoch(self) -> None:
+        self._emit("on_epoch_start")
+        metrics = self._run_epoch()
+        self._emit("on_validation_end", metrics)
+        self.epoch += 1
+        self._record(metrics)
+        if self.ddp:  # every process's random state, for the checkpoint the epoch's end may write
+            self._rank_rngs = distributed.gather(capture_rng(self.generator, self.device_generator))
+        self._emit("on_epoch_end", metrics)
+
+    def _note_signal(self, signum: int) -> None:
+        """Finish the step in flight, then stop; a second signal changes nothing."""
+        self.interrupted = self.interrupted or signum
 
     def _leave_process_group(self) -> None:
         """Drop DDP's hold on the process group, then destroy it. Gloo work that is still referenced
@@ -228,21 +225,6 @@ class Trainer:
             self.model = self.eval_model = self.module
             gc.collect()
         distributed.teardown()
-
-    def _catch_signals(self) -> dict:
-        """Turn SIGINT/SIGTERM into a flag checked between steps; a second signal changes nothing."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def note(signum, frame) -> None:
-            self.interrupted = self.interrupted or signum
-
-        return {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    @staticmethod
-    def _restore_signals(previous: dict) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
     def _run_epoch(self) -> dict[str, float]:
         start = time.perf_counter()
