@@ -263,8 +263,13 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
         _exit_on_signals()
         try:
             summary, run_dir = job.train(config, resumed)
-        except Interrupted as stop:
+        except (Interrupted, SystemExit) as stopped:
             _ignore_signals()  # exiting now: a further Ctrl-C must not kill the process mid-shutdown
+            # A second signal right after the first exits through _exit_on_signals' handler while the
+            # Interrupted is on its way up: it is then the SystemExit's context.
+            stop = stopped if isinstance(stopped, Interrupted) else stopped.__context__
+            if not isinstance(stop, Interrupted):
+                raise
             click.echo(f"Interrupted by {stop} after {stop.epoch} completed epoch(s): the step in flight "
                        f"finished; the checkpoints hold epoch {stop.epoch} (the interrupted epoch re-runs from its "
                        f"start). Resume with: cv train --resume RUN_DIR", err=True)
