@@ -265,17 +265,35 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
             summary, run_dir = job.train(config, resumed)
         except (Interrupted, SystemExit) as stopped:
             _ignore_signals()  # exiting now: a further Ctrl-C must not kill the process mid-shutdown
-            # A second signal right after the first exits through _exit_on_signals' handler while the
-            # Interrupted is on its way up: it is then the SystemExit's context.
-            stop = stopped if isinstance(stopped, Interrupted) else stopped.__context__
-            if not isinstance(stop, Interrupted):
+            signum, epoch = _interruption(stopped)
+            if signum is None:
                 raise
-            click.echo(f"Interrupted by {stop} after {stop.epoch} completed epoch(s): the step in flight "
-                       f"finished; the checkpoints hold epoch {stop.epoch} (the interrupted epoch re-runs from its "
+            click.echo(f"Interrupted by {_signal_name(signum)} after {epoch} completed epoch(s): the step in flight "
+                       f"finished; the checkpoints hold epoch {epoch} (the interrupted epoch re-runs from its "
                        f"start). Resume with: cv train --resume RUN_DIR", err=True)
-            raise SystemExit(128 + stop.signum) from None
+            raise SystemExit(128 + signum) from None
         if run_dir is not None:
             click.echo(_summary_line(summary, run_dir))
+
+
+def _interruption(stopped: BaseException) -> tuple[int | None, int | None]:
+    """(signal, completed epochs) of the Interrupted that stopped training, else (None, None).
+
+    A second signal right after the first exits through _exit_on_signals' handler while the
+    Interrupted is on its way up: it is then the SystemExit's context. Only numbers are kept: a
+    traceback held until exit would keep DataLoader workers alive past their shutdown."""
+    from cvcore.training.interrupts import Interrupted
+
+    stop = stopped if isinstance(stopped, Interrupted) else stopped.__context__
+    if not isinstance(stop, Interrupted):
+        return None, None
+    return stop.signum, stop.epoch
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
 
 
 def _exit_on_signals() -> None:
