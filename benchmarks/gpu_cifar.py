@@ -22,15 +22,13 @@ from pathlib import Path
 import torch
 
 import cvcore
-from data_path import write_cifar
+from data_path import training_batches, write_cifar
 
 GPU_BATCH, CPU_BATCH = 128, 32
 
 
 def data_path_rate(data, device: torch.device, batches: int, batch_size: int) -> float:
-    prepared = data.train.on_device(device)
-    generator = torch.Generator(device).manual_seed(0)
-    stream = prepared.batches(batch_size, shuffle=True, augment=True, generator=generator)
+    stream = training_batches(data, device, batch_size)
     next(stream)
     start = time.perf_counter()
     seen = sum(len(images) for images, _ in itertools.islice(stream, batches))

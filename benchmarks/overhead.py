@@ -31,7 +31,7 @@ def make_data(side: int, train: int = 8192, val: int = 2048) -> cvcore.DataSplit
 
     def split(n):
         images = torch.randint(0, 256, (n, 1, side, side), generator=generator, dtype=torch.uint8)
-        return cvcore.TensorImages(images, torch.randint(0, 10, (n,), generator=generator), (0.5,), (0.25,))
+        return cvcore.TensorImages(images, torch.randint(0, 10, (n,), generator=generator))
 
     info = cvcore.DataInfo(num_classes=10, class_names=[str(i) for i in range(10)], in_channels=1,
                            image_size=(side, side), mean=(0.0,), std=(1.0,))
@@ -53,8 +53,8 @@ def hand_written(model_name: str, data: cvcore.DataSplits, epochs: int, **model_
     for _ in range(epochs):
         model.train()
         totals = torch.zeros(3, dtype=torch.float64)
-        for images, target in train.batches(BATCH, shuffle=True, augment=True, generator=generator):
-            logits = model(images)
+        for images, target in train.batches(BATCH, shuffle=True, generator=generator):
+            logits = model(images.float().div_(255))  # the data's mean 0 and std 1
             loss = loss_fn(logits, target)
             loss.backward()
             optimizer.step()
@@ -64,8 +64,8 @@ def hand_written(model_name: str, data: cvcore.DataSplits, epochs: int, **model_
         model.eval()
         val_totals = torch.zeros(4, dtype=torch.float64)
         with torch.inference_mode():
-            for images, target in val.batches(BATCH, shuffle=False, augment=False, generator=None):
-                logits = model(images)
+            for images, target in val.batches(BATCH, shuffle=False):
+                logits = model(images.float().div_(255))
                 top5 = logits.topk(5, 1).indices == target[:, None]
                 count = torch.tensor(float(len(target)), dtype=torch.float64)
                 val_totals += torch.stack([loss_fn(logits, target).double() * count, top5[:, 0].sum().double(),
@@ -110,7 +110,8 @@ class Batches:
         return self.device_data.num_batches(BATCH)
 
     def __iter__(self):
-        return self.device_data.batches(BATCH, shuffle=self.shuffle, augment=self.shuffle, generator=self.generator)
+        batches = self.device_data.batches(BATCH, shuffle=self.shuffle, generator=self.generator)
+        return ((images.float().div_(255), target) for images, target in batches)
 
 
 def with_lightning(model_name: str, data: cvcore.DataSplits, epochs: int, **model_options) -> float:

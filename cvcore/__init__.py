@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import pluggy
 
-from cvcore.api import create, get_component, list_components
+from cvcore.api import create, create_transforms, get_component, list_components
 from cvcore.callbacks import Callback
 from cvcore.data import DataInfo, DataSplits
 from cvcore.errors import (
@@ -21,6 +21,7 @@ from cvcore.errors import (
 )
 from cvcore.tasks import Metrics, Monitor, Task, metric_mode, task_name
 from cvcore.training.options import TrainerOptions
+from cvcore.transforms import Transform
 
 hookimpl = pluggy.HookimplMarker("cvcore")
 
@@ -32,8 +33,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = [
     "IGNORE_INDEX", "AmbiguousNameError", "Callback", "ConfigError", "CvcoreError", "DataError", "DataInfo",
     "DataSplits", "Metrics", "Monitor", "OptionError", "PluginError", "Task", "TensorImages", "Trainer", "TrainerOptions",
+    "Transform",
     "UnknownNameError", "__version__",
-    "create", "get_component", "hookimpl", "list_components", "metric_mode", "task_name",
+    "create", "create_transforms", "get_component", "hookimpl", "list_components", "metric_mode", "task_name",
 ]
 
 

@@ -38,8 +38,11 @@ class DataInfo:
 
 @attrs.frozen
 class DataSplits:
-    """What a dataset factory returns: training and validation sets and their metadata."""
+    """What a dataset factory returns: training and validation sets, their metadata, and the
+    training transforms the data set suggests (names, or ``(name, options)`` pairs), which a run
+    uses unless it lists its own."""
 
     train: Any
     val: Any
     info: DataInfo
+    transforms: tuple[str | tuple[str, dict[str, Any]], ...] = attrs.field(default=(), converter=tuple, kw_only=True)

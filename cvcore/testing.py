@@ -66,8 +66,9 @@ def _check_dataset(component: Component, options: dict[str, Any]) -> Any:
     assert len(splits.train) > 0 and len(splits.val) > 0, f"{label} has an empty split"
     info = splits.info
     image, target = splits.train[0]
-    expected = (info.in_channels, *info.image_size)
-    assert tuple(image.shape) == expected, f"{label}: image shape {tuple(image.shape)}, info says {expected}"
+    channels, height, width = image.shape
+    fits = channels == info.in_channels and height >= info.image_size[0] and width >= info.image_size[1]
+    assert fits, f"{label}: image shape {tuple(image.shape)}, info says {(info.in_channels, *info.image_size)}"
     problem = task_for(info.task).check_target(torch.as_tensor(target), info)
     assert problem is None, f"{label}: {problem}"
     return splits
@@ -157,5 +158,27 @@ def _check_task(component: Component, options: dict[str, Any]) -> Any:
     return task
 
 
+def _check_transform(component: Component, options: dict[str, Any]) -> Any:
+    import torch
+
+    from cvcore.transforms import Transform
+
+    transform = component.build(**options)
+    label = f"transform '{component.name}'"
+    assert isinstance(transform, Transform), f"{label} is not a cvcore.Transform"
+    classes = options.get("num_classes", 3)
+    images, labels = torch.rand(4, 3, 32, 32), torch.arange(4) % classes
+    out, targets = transform(images.clone(), labels.clone(), torch.Generator().manual_seed(0))
+    assert out.dtype == torch.float32 and out.dim() == 4 and len(out) == 4, f"{label} returned {out.dtype} {tuple(out.shape)}"
+    assert torch.isfinite(out).all(), f"{label} returned non-finite pixels"
+    if transform.soft_targets:
+        assert tuple(targets.shape) == (4, classes), f"{label}: soft targets of shape {tuple(targets.shape)}"
+        assert torch.allclose(targets.sum(1), torch.ones(4)), f"{label}: soft targets do not sum to 1"
+    else:
+        assert torch.equal(targets, labels), f"{label} changed class ids"
+    return transform
+
+
 _CHECKS = {"dataset": _check_dataset, "model": _check_model, "loss": _check_loss, "optimizer": _check_optimizer,
-           "scheduler": _check_scheduler, "callback": _check_callback, "task": _check_task}
+           "scheduler": _check_scheduler, "callback": _check_callback, "task": _check_task,
+           "transform": _check_transform}

@@ -4,10 +4,12 @@ from cvcore.plugins import loader
 
 
 @pytest.fixture(autouse=True)
-def fresh_registry(monkeypatch):
-    """Each test loads plugins anew, from the environment it sets up."""
+def fresh_registry(monkeypatch, tmp_path):
+    """Each test loads plugins anew, from the environment it sets up, and keeps its folder caches
+    in its own temporary directory."""
     for variable in ("CVCORE_LOAD_PLUGINS", "CVCORE_DISABLE_PLUGINS", "CVCORE_STRICT_PLUGINS", "CVCORE_DEBUG"):
         monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("CVCORE_CACHE_DIR", str(tmp_path / "cvcore-cache"))
     loader.reset()
     yield
     loader.reset()

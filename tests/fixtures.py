@@ -119,3 +119,21 @@ def tar_cifar(source_root: Path, archive: Path) -> Path:
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(source_root / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     return archive
+
+
+def augmented(data, transforms, seed: int = 0, std: float = 1.0, *, info=None):
+    """The whole of ``data`` (a TensorImages) as one training batch through ``transforms`` (names or
+    (name, options) pairs) and the Trainer's preparation; with mean 0 and ``std`` unless ``info`` is given."""
+    import torch
+
+    import cvcore
+    from cvcore.training.preparation import Preparation
+
+    channels = data.images.shape[1]
+    info = info or cvcore.DataInfo(num_classes=4, class_names="abcd", in_channels=channels,
+                                   image_size=data.images.shape[-2:], mean=(0.0,) * channels, std=(std,) * channels,
+                                   ignore_index=255)
+    built = cvcore.create_transforms(transforms, info)
+    prepare = Preparation(info, torch.device("cpu"), built, torch.Generator().manual_seed(seed))
+    (images, targets), = data.on_device(torch.device("cpu")).batches(len(data), shuffle=False)
+    return prepare(images, targets, train=True)[:2]

@@ -40,11 +40,12 @@ def ids(*, count: int = 129, val_count: int = 37, crop_padding: int = 0, flip: b
         return pixels.to(torch.uint8).contiguous(), index % 2
 
     mean, std = (0.0, 0.0), (1 / 255, 1 / 255)  # normalised pixels are the raw byte values
-    train = cvcore.TensorImages(*images(0, count), mean, std, crop_padding=crop_padding, flip=flip)
-    val = cvcore.TensorImages(*images(10000, val_count), mean, std)
+    train = cvcore.TensorImages(*images(0, count))
+    val = cvcore.TensorImages(*images(10000, val_count))
     info = cvcore.DataInfo(num_classes=2, class_names=["even", "odd"], in_channels=2, image_size=(4, 4),
                            mean=mean, std=std)
-    return cvcore.DataSplits(train, val, info)
+    transforms = [("transforms:pad_crop", {"padding": crop_padding})] if crop_padding else []
+    return cvcore.DataSplits(train, val, info, transforms=transforms + (["transforms:flip"] if flip else []))
 
 
 def id_recorder(*, num_classes: int = 2, in_channels: int = 2):

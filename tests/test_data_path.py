@@ -6,8 +6,9 @@ from PIL import Image
 from torchvision import transforms as T
 
 import cvcore
+from cvcore.training.preparation import Preparation
 from cvcore.training.tensor_data import TensorImages
-from fixtures import install_mnist, trust_cifar_fixture, write_cifar10
+from fixtures import augmented, install_mnist, trust_cifar_fixture, write_cifar10
 
 SAMPLES = 6000
 
@@ -31,11 +32,11 @@ def marker_positions(batch: torch.Tensor) -> list[tuple[int, int]]:
     return [(int(i) // 32, int(i) % 32) for i in flat]
 
 
-def test_batched_augmentation_matches_the_pil_pipeline_in_distribution():
-    data = TensorImages(marker_images(SAMPLES), torch.zeros(SAMPLES, dtype=torch.long), (0,) * 3, (1,) * 3,
-                        crop_padding=4, flip=True)
-    generator = torch.Generator().manual_seed(0)
-    (batch, _), = data.on_device(torch.device("cpu")).batches(SAMPLES, shuffle=True, augment=True, generator=generator)
+def test_the_default_cifar_transforms_match_the_pil_pipeline_in_distribution(tmp_path, monkeypatch):
+    trust_cifar_fixture(monkeypatch, write_cifar10(tmp_path))
+    defaults = cvcore.create("dataset", "cifar10", root=tmp_path).transforms
+    data = TensorImages(marker_images(SAMPLES), torch.zeros(SAMPLES, dtype=torch.long))
+    batch, _ = augmented(data, defaults)
     ours = histogram(marker_positions(batch))
     torch.manual_seed(0)
     pipeline = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor()])
@@ -45,14 +46,11 @@ def test_batched_augmentation_matches_the_pil_pipeline_in_distribution():
     assert len(ours) == len(tutorial) == 162
     total_variation = 0.5 * sum(abs(ours.get(k, 0) - tutorial.get(k, 0)) for k in set(ours) | set(tutorial))
     assert total_variation < 0.12
-    items = histogram(marker_positions(torch.stack([data[i][0] for i in range(SAMPLES)])))
-    assert 0.5 * sum(abs(items.get(k, 0) - tutorial.get(k, 0)) for k in set(items) | set(tutorial)) < 0.12
 
 
 def test_shifts_are_per_image_not_per_batch():
-    data = TensorImages(marker_images(64), torch.zeros(64, dtype=torch.long), (0,) * 3, (1,) * 3, crop_padding=4)
-    (batch, _), = data.on_device(torch.device("cpu")).batches(64, shuffle=False, augment=True,
-                                                             generator=torch.Generator().manual_seed(1))
+    data = TensorImages(marker_images(64), torch.zeros(64, dtype=torch.long))
+    batch, _ = augmented(data, [("pad_crop", {})], seed=1)
     assert len(set(marker_positions(batch))) > 20
 
 
@@ -60,18 +58,18 @@ def test_mask_crop_pads_with_ignore_and_moves_with_the_image():
     images = marker_images(200)
     masks = torch.zeros(200, 32, 32, dtype=torch.long)
     masks[:, 10, 20] = 3
-    data = TensorImages(images, masks, (0,) * 3, (1 / 255,) * 3, crop_padding=4, flip=True)
-    batch, targets = data.on_device(torch.device("cpu")).take(torch.arange(200), augment=True,
-                                                              generator=torch.Generator().manual_seed(2))
-    assert torch.equal(batch[:, 0] == 255, targets == 3)
+    data = TensorImages(images, masks)
+    batch, targets = augmented(data, [("flip", {}), ("pad_crop", {"ignore_index": 255})], seed=2, std=1 / 255)
+    assert torch.equal(batch[:, 0] > 127, targets == 3)
     assert (targets == 255).any() and set(targets.unique().tolist()) <= {0, 3, 255}
 
 
 def _val_pairs(name, root):
     pil = cvcore.create("dataset", name, root=root, pipeline="pil").val
     tensor = cvcore.create("dataset", name, root=root, pipeline="tensor").val
-    (batch, targets), = tensor.on_device(torch.device("cpu")).batches(len(tensor), shuffle=False, augment=False,
-                                                                      generator=None)
+    (batch, targets), = tensor.on_device(torch.device("cpu")).batches(len(tensor), shuffle=False)
+    info = cvcore.create("dataset", name, root=root, pipeline="tensor").info
+    batch, targets, _ = Preparation(info, torch.device("cpu"))(batch, targets, train=False)
     reference = torch.stack([pil[i][0] for i in range(len(pil))])
     return batch, reference, targets, torch.tensor([pil[i][1] for i in range(len(pil))])
 
@@ -89,9 +87,9 @@ def test_mnist_validation_images_agree_between_paths(tmp_path):
 
 def test_processes_take_disjoint_shards_covering_the_data():
     data = TensorImages(torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous(),
-                        torch.arange(10), (0,), (1,))
+                        torch.arange(10))
     device = data.on_device(torch.device("cpu"))
-    shards = [torch.cat([t for _, t in device.batches(3, shuffle=True, augment=False, rank=rank, world_size=2,
+    shards = [torch.cat([t for _, t in device.batches(3, shuffle=True, rank=rank, world_size=2,
                                                        generator=torch.Generator().manual_seed(5))]) for rank in (0, 1)]
     assert sorted(torch.cat(shards).tolist()) == list(range(10)) and len(shards[0]) == 5
 

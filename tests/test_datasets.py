@@ -1,6 +1,7 @@
 """Built-in data sets read fixtures in the real file formats; the download code runs against a loopback server."""
 
 import pytest
+import torch
 from torchvision.datasets import CIFAR10, MNIST, FashionMNIST
 
 import cvcore
@@ -12,8 +13,9 @@ def test_digits_is_real_and_offline():
     splits = check_component("dataset", "digits")
     assert (len(splits.train), len(splits.val)) == (1438, 359)
     assert splits.info.in_channels == 1 and splits.info.image_size == (32, 32)
-    image, _ = splits.train[0]
-    assert abs(float(image.mean())) < 1.5  # normalised
+    pixels = splits.train.images.float() / 255  # uint8, normalised on the device with the info's mean and std
+    normalised = (pixels - splits.info.mean[0]) / splits.info.std[0]
+    assert abs(normalised.mean().item()) < 1e-4 and abs(normalised.std().item() - 1) < 1e-3
 
 
 def test_cifar10_reads_python_batches_with_checksums(tmp_path, monkeypatch):
@@ -66,10 +68,12 @@ def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
         cvcore.create("dataset", "mnist", root=tmp_path, download=True)
 
 
-def test_imagefolder_reads_png_and_jpeg_with_tutorial_transforms(tmp_path):
+def test_imagefolder_reads_png_and_jpeg_stored_at_the_resize(tmp_path):
     splits = check_component("dataset", "imagefolder", root=write_image_folder(tmp_path), image_size=32, resize=36)
     assert splits.info.class_names == ("ants", "bees") and len(splits.train) == 6
-    assert tuple(splits.val[0][0].shape) == (3, 32, 32)
+    image, label = splits.val[0]
+    assert tuple(image.shape) == (3, 36, 36) and image.dtype == torch.uint8 and int(label) == 0
+    assert splits.info.image_size == (32, 32) and splits.info.eval_resize == 36
 
 
 def test_imagefolder_without_splits_says_what_is_missing(tmp_path):

@@ -117,3 +117,39 @@ def test_register_tasks():
                                  data=cvcore.DataSplits(splits.train, splits.val, info),
                                  options=cvcore.TrainerOptions(epochs=1, device="cpu"))
         assert trainer.fit()["monitor"] == "val_loss"
+
+
+class Invert(cvcore.Transform):
+    """Inverts every image and notes what it was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, images, targets, generator):
+        self.calls.append((images.min().item(), images.max().item(), generator is not None))
+        return 1 - images, targets
+
+
+def make_transform():
+    """Invert the colours."""
+    return Invert()
+
+
+def test_register_transforms():
+    with _with("register_transforms", make_transform, "transform"):
+        transform = check_component("transform", "thing")
+        transform.calls.clear()
+        model, seen = make_model(), []
+
+        class Inputs(cvcore.Callback):
+            def on_fit_start(self, trainer):
+                seen.append(trainer.prepare(*next(iter(trainer.train_loader)), train=True)[0].mean().item())
+                seen.append(trainer.prepare(*next(iter(trainer.val_loader)), train=False)[0].mean().item())
+
+        trainer = cvcore.Trainer(model=model, loss=make_loss(), optimizer=make_optimizer(model.parameters()),
+                                 data=make_dataset(), transforms=[transform], callbacks=[Inputs()],
+                                 options=cvcore.TrainerOptions(epochs=1, device="cpu", batch_size=4))
+        trainer.fit()
+        assert seen == [1.0, 0.0]  # training batches inverted (zeros become ones), validation untouched
+        assert transform.calls[0] == (0.0, 0.0, True)  # [0, 1] pixels (mean 0, std 1 undone) and a generator
+        assert len(transform.calls) == 1 + 2  # the callback's batch, then the epoch's two batches

@@ -9,9 +9,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file
+from torchvision.datasets import ImageFolder
 
 import cvcore
 from cvcore.commands.cli import cli
+from cvcore.training.preparation import Preparation
 
 
 def cv(*args):
@@ -109,12 +111,13 @@ def test_predict_preprocesses_exactly_as_validation(tmp_path, monkeypatch):
              "--set", "dataset.resize=44", "--model", "lenet", "--epochs", "1", "--batch-size", "2"]
     assert cv("train", *small, "--run-dir", "r", "--callback", "onnx").exit_code == 0
     data = cvcore.create("dataset", "imagefolder", root=tmp_path / "data", image_size=32, resize=44)
-    path, _ = data.val.samples[0]
+    path, _ = ImageFolder(tmp_path / "data" / "val").samples[0]  # the first validation image
     from cvcore.export import load_model
 
     model = load_model(tmp_path / "r").model
+    images, _, _ = Preparation(data.info, torch.device("cpu"))(data.val.images[:1], data.val.targets[:1], train=False)
     with torch.inference_mode():
-        expected = model(data.val[0][0].unsqueeze(0)).softmax(1)[0]
+        expected = model(images).softmax(1)[0]
     for source in ("r", "r/model.onnx"):
         result = cv("predict", source, path, "--json", "--topk", "2")
         assert result.exit_code == 0, result.output

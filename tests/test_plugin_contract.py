@@ -108,8 +108,8 @@ ACME = """\
         info = cvcore.DataInfo(task="acme:brightness", num_classes=1, class_names=["brightness"], in_channels=1,
                                image_size=(8, 8), mean=(0.5,), std=(0.25,))
         half = count // 2
-        return cvcore.DataSplits(cvcore.TensorImages(images[half:], level[half:], (0.5,), (0.25,)),
-                                 cvcore.TensorImages(images[:half], level[:half], (0.5,), (0.25,)), info)
+        return cvcore.DataSplits(cvcore.TensorImages(images[half:], level[half:]),
+                                 cvcore.TensorImages(images[:half], level[:half]), info)
 
 
     def l2():

@@ -16,6 +16,8 @@ import cvcore
 from cvcore.commands.cli import cli
 from cvcore_tasks.segmentation import SegmentationMetrics
 from cvcore.testing import check_component
+from cvcore.training.preparation import Preparation
+from fixtures import augmented
 
 RECIPE = Path(__file__).resolve().parents[1] / "examples" / "shapes_unet_dice.toml"
 
@@ -31,14 +33,15 @@ def test_shapes_is_deterministic_and_has_every_class():
 
 def test_shapes_flip_moves_image_and_mask_together():
     splits = cvcore.create("dataset", "shapes", count=20, size=32)
-    torch.manual_seed(0)
-    for index in range(10):
-        image, mask = splits.train[index]
-        raw_image = splits.train.images[index]
-        flipped = not torch.equal(mask, splits.train.targets[index])
-        expected = raw_image.flip(-1) if flipped else raw_image
-        mean, std = (torch.tensor(v).view(-1, 1, 1) for v in (splits.train.mean, splits.train.std))
-        assert torch.allclose(image, (expected.float() / 255 - mean) / std, atol=1e-5)
+    assert splits.transforms == ("transforms:flip",)
+    images, masks = augmented(splits.train, splits.transforms, info=splits.info)
+    plain, original, _ = Preparation(splits.info, torch.device("cpu"))(splits.train.images, splits.train.targets,
+                                                                      train=False)
+    flipped = [not torch.equal(mask, target) for mask, target in zip(masks, original)]
+    assert any(flipped) and not all(flipped)
+    for image, mask, raw, target, turned in zip(images, masks, plain, original, flipped):
+        assert torch.equal(mask, target.flip(-1) if turned else target)
+        assert torch.allclose(image, raw.flip(-1) if turned else raw, atol=1e-5)
 
 
 def write_segfolder(root: Path, count: int = 6, size: int = 20) -> Path:
@@ -59,15 +62,14 @@ def write_segfolder(root: Path, count: int = 6, size: int = 20) -> Path:
 def test_segfolder_augments_image_and_mask_together(tmp_path):
     splits = cvcore.create("dataset", "segfolder", root=write_segfolder(tmp_path), image_size=16)
     assert splits.info.num_classes == 3 and splits.info.task == "segmentation"
-    torch.manual_seed(0)
     sides = set()
-    for _ in range(5):
-        for image, mask in splits.train:
-            assert mask.shape == (16, 16) and mask.dtype == torch.int64
-            # Same crop and flip: the labelled columns are the red ones, give or take the one column
-            # where bilinear (image) and nearest (mask) resampling round differently.
-            assert ((mask > 0) != (image[0] > 0)).sum(dim=1).max() <= 1
-            sides.add(bool(mask[:, 0].any()))
+    for seed in range(5):
+        images, masks = augmented(splits.train, splits.transforms, seed=seed, info=splits.info)
+        assert masks.shape == (len(splits.train), 16, 16) and masks.dtype == torch.int64
+        # Same crop and flip: the labelled columns are the red ones, give or take the one column
+        # where bilinear (image) and nearest (mask) resampling round differently.
+        assert ((masks > 0) != (images[:, 0] > 0)).sum(dim=2).max() <= 1
+        sides |= {bool(mask[:, 0].any()) for mask in masks}
     assert sides == {True, False}  # flipped sometimes, not always
 
 

@@ -174,8 +174,8 @@ def test_a_shorter_last_accumulation_group_weighs_as_much_as_a_full_one():
     # 3 batches, accumulate 2: steps after batches (1, 2) and (3). With SGD lr 1 and a loss that is the
     # batch's mean output, each step moves w by minus the mean input of the batches in its group.
     images = torch.arange(12, dtype=torch.uint8).view(12, 1, 1, 1)
-    data = cvcore.DataSplits(cvcore.TensorImages(images, torch.zeros(12, dtype=torch.long), (0.0,), (1 / 255,)),
-                             cvcore.TensorImages(images[:2], torch.zeros(2, dtype=torch.long), (0.0,), (1 / 255,)),
+    data = cvcore.DataSplits(cvcore.TensorImages(images, torch.zeros(12, dtype=torch.long)),
+                             cvcore.TensorImages(images[:2], torch.zeros(2, dtype=torch.long)),
                              cvcore.DataInfo(num_classes=2, class_names=["a", "b"], in_channels=1, image_size=(1, 1),
                                              mean=(0.0,), std=(1 / 255,)))
     model = ScaledSum()

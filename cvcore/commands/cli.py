@@ -152,8 +152,9 @@ def _flags_config(flags: dict, callbacks: list[str]) -> dict:
     for section in ("dataset", "model", "loss", "optimizer"):
         if flags.get(section):
             config.setdefault(section, {})["name"] = flags[section]
-    if flags.get("scheduler"):
-        config["scheduler"] = {"name": list(flags["scheduler"])}
+    for flag, section in (("scheduler", "scheduler"), ("transform", "transforms")):
+        if flags.get(flag):
+            config[section] = {"name": [name for name in flags[flag] if name != "none"]}
     if flags.get("callback"):
         config["callbacks"] = {"name": callbacks + [n for n in flags["callback"] if not _among(n, callbacks)]}
     return config
@@ -222,6 +223,9 @@ def _among(name: str, names: list[str]) -> bool:
 @click.option("--optimizer", help="Optimizer name (cv list optimizer).")
 @click.option("--scheduler", multiple=True, help="LR scheduler name; repeat to chain (warmup, then multistep).")
 @click.option("--callback", multiple=True, help="Callback name; repeatable.")
+@click.option("--transform", multiple=True,
+              help="Training augmentation (cv list transform); repeat to apply several in order. Replaces the "
+                   "data set's own list; --transform none: no augmentation.")
 @click.option("--lr", type=float, help="Learning rate (optimizer.lr); the optimizer's own default when unset.")
 @click.option("--data-dir", help="Root folder of the data set (its `root` option).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -236,6 +240,7 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
 
     Precedence: built-in defaults < -c FILE (or the resumed run's config) < flags < --set.
     --callback adds to the configured callbacks (checkpoint is on by default).
+    --transform replaces the data set's augmentations (see 'cv info DATASET').
     """
     from cvcore.runs import config as cfg
     from cvcore.runs import job

@@ -22,6 +22,7 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
     from cvcore.runs.plan import filled, plan
     from cvcore.training.batching import DeviceLoader
     from cvcore.training.evaluation import evaluate
+    from cvcore.training.preparation import Preparation
     from cvcore.training.tensor_data import TensorImages
     from cvcore.training.trainer import resolve_device
 
@@ -46,9 +47,11 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(target_device)
     if isinstance(data.val, TensorImages):  # in memory: batches built on the device, as in training
-        batches = iter(DeviceLoader(data.val.on_device(target_device), batch_size, shuffle=False))
+        loader = DeviceLoader(data.val.on_device(target_device), batch_size, shuffle=False)
     else:
-        batches = ((x.to(target_device), y.to(target_device)) for x, y in DataLoader(data.val, batch_size=batch_size))
+        loader = DataLoader(data.val, batch_size=batch_size)
+    prepare = Preparation(data.info, target_device)
+    batches = (prepare(images, target, train=False)[:2] for images, target in loader)
     metrics = evaluate(model, loss_fn, batches, data.info, target_device)
     return {"metrics": metrics.compute("val"), "per_class_metric": metrics.per_class_name,
             "per_class": dict(zip(data.info.class_names, metrics.per_class())),
@@ -116,13 +119,13 @@ def image_files(paths: list[Path]) -> list[Path]:
 
 
 def preprocess(paths: list[Path], info: dict[str, Any]) -> torch.Tensor:
-    """As validation does: resize the shorter side (to ``eval_resize``, else to the training size),
-    center-crop to the training size, scale to [0, 1] and normalise."""
+    """As validation does: resize the shorter side (to ``eval_resize``, else to the training size;
+    torch's resize, as the folder cache's), center-crop to the training size, scale to [0, 1] and normalise."""
     from torchvision.transforms import v2
 
     height, width = info["image_size"]
     resize = info.get("eval_resize") or min(height, width)
-    transform = v2.Compose([v2.Resize(resize), v2.CenterCrop((height, width)), v2.PILToTensor(),  # PIL's resize
+    transform = v2.Compose([v2.PILToTensor(), v2.Resize(resize, antialias=True), v2.CenterCrop((height, width)),
                             v2.ToDtype(torch.float32, scale=True), v2.Normalize(info["mean"], info["std"])])
     return torch.stack([transform(_open_image(path, info["in_channels"])) for path in paths])
 

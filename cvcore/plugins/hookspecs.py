@@ -13,7 +13,7 @@ records which plugin and distribution provided it. A plugin calls it once per co
   values against before anything is built.
 - ``summary``: one line for ``cv list``; defaults to the first line of the factory's docstring.
 - ``aliases``: further short names for the same component.
-- ``tasks`` (models and losses): the names of the registered tasks the component supports;
+- ``tasks`` (models, losses and transforms): the names of the registered tasks the component supports;
   ``cv train`` refuses a data set of another task. Left out, any task is allowed.
 - ``default`` (tasks): True for the one task a data set gets when its DataInfo names none.
 
@@ -92,6 +92,32 @@ def register_datasets(register: Register) -> None:
             '''Gaussian noise images in 10 classes, for smoke tests.'''
             from my_plugin.data import build_noise  # heavy imports stay inside
             return build_noise(size, seed)
+    """
+
+
+@hookspec
+def register_transforms(register: Register) -> None:
+    """Register training augmentations, applied to whole batches on the training device.
+
+    :param register: call ``register(name, factory, tasks=(...))`` once per transform; ``tasks``
+        names the tasks whose targets it knows how to carry (left out: any task).
+
+    The factory is called with keyword options only (declare ``image_size``, ``num_classes``,
+    ``ignore_index``, ``mean`` or ``std`` to have them filled from the data set) and returns a
+    :class:`cvcore.Transform`: a callable taking ``(images, targets, generator)``, images being
+    float pixels in [0, 1], that draws its parameters per image and returns both. Runs list
+    them in order (``--transform flip --transform color_jitter``).
+
+    Example::
+
+        @cvcore.hookimpl
+        def register_transforms(register):
+            register("invert", make_invert)
+
+        def make_invert(*, p: float = 0.5):
+            '''Invert the colours of each image with probability p.'''
+            from my_plugin.transforms import Invert
+            return Invert(p)
     """
 
 

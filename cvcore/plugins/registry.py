@@ -33,6 +33,7 @@ KINDS: dict[str, tuple[str, int]] = {
     "scheduler": ("register_schedulers", 1),
     "callback": ("register_callbacks", 0),
     "task": ("register_tasks", 0),
+    "transform": ("register_transforms", 0),
 }
 
 
@@ -47,6 +48,7 @@ _METADATA = {
     "model": {"tasks": (_task_names, "a non-empty tuple of task names")},
     "loss": {"tasks": (_task_names, "a non-empty tuple of task names")},
     "task": {"default": (lambda v: isinstance(v, bool), "True or False")},
+    "transform": {"tasks": (_task_names, "a non-empty tuple of task names")},
 }
 # kind -> (module, class) that what its factory returns must be an instance of, and how to say it
 _RETURNS = {
@@ -56,6 +58,7 @@ _RETURNS = {
     "scheduler": ("torch.optim.lr_scheduler", "LRScheduler", "a torch.optim.lr_scheduler.LRScheduler"),
     "callback": ("cvcore.callbacks", "Callback", "a cvcore.Callback"),
     "task": ("cvcore.tasks", "Task", "a cvcore.Task"),
+    "transform": ("cvcore.transforms", "Transform", "a cvcore.Transform"),
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
 

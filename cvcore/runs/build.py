@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from cvcore.errors import ConfigError
-from cvcore.runs.plan import Part, Plan, check_monitors, filled, providers
+from cvcore.runs.plan import Part, Plan, check_monitors, filled, providers, with_default_transforms
 from cvcore.training.options import TrainerOptions
 
 # Model options that load start weights. A model rebuilt to receive a checkpoint's weights is built
@@ -62,10 +62,10 @@ class Built:
         # One seed for every process, fixed before anything is built: weight init is seeded too.
         options = attrs.evolve(options, seed=distributed.shared_seed(options.seed))
         seed_everything(options.seed + distributed.rank())
-        self.plan = plan
         dataset = plan.part("dataset")
         with distributed.main_first():  # a download (or a cache) is written once, by the main process
             self.data = dataset.component.build(**dataset.options)
+        self.plan = plan = with_default_transforms(plan, self.data.transforms)
         check_fit(plan, self.data.info)
         check_monitors(plan, self.data.info)
         context = self.data.info.fill()
@@ -79,9 +79,11 @@ class Built:
         schedulers = [(_build(p, context, self.optimizer), p.component.metadata.get("interval", "epoch"))
                       for p in plan.chained("scheduler")]
         callbacks = [_build(p, context) for p in plan.chained("callbacks")]
+        transforms = [_build(p, context) for p in plan.chained("transforms")]
         metadata = {"config": plan.config, "providers": providers(plan)}
         self.trainer = Trainer(model=self.model, loss=self.loss, optimizer=self.optimizer, data=self.data,
-                               schedulers=schedulers, callbacks=callbacks, options=options, metadata=metadata)
+                               schedulers=schedulers, callbacks=callbacks, transforms=transforms, options=options,
+                               metadata=metadata)
 
 
 def _build(part: Part, context: dict[str, Any], *inputs: Any) -> Any:

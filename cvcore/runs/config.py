@@ -7,6 +7,8 @@ A configuration is a dict shaped like the TOML file::
     [model]              # name = "lenet", then its options (likewise [loss], [optimizer])
     [scheduler]          # name = ["warmup", "multistep"], chained in order
     [scheduler.warmup]   # options of one scheduler (likewise [callbacks] / [callbacks.NAME])
+    [transforms]         # name = ["random_resized_crop", "flip"], applied in order; left out: the
+                         # data set's own list; name = [] (or --transform none): no augmentation
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from cvcore.errors import ConfigError, did_you_mean
 
 SINGLE = ("dataset", "model", "loss", "optimizer")
-CHAINED = ("scheduler", "callbacks")
+CHAINED = ("scheduler", "callbacks", "transforms")
 SECTIONS = ("trainer", *SINGLE, *CHAINED)
 
 # Names that cvcore itself chooses are qualified (PLUGIN:NAME) with the built-in plugin, so that a
@@ -117,9 +119,10 @@ def apply_set(config: dict[str, Any], assignment: str) -> dict[str, Any]:
 
 
 def names(config: dict[str, Any], section: str) -> list[str]:
-    """The component names of a chained section (a single string counts as a list of one)."""
+    """The component names of a chained section (a single string counts as a list of one;
+    ``none`` names nothing)."""
     value = config.get(section, {}).get("name", [])
-    return [value] if isinstance(value, str) else list(value)
+    return [name for name in ([value] if isinstance(value, str) else value) if name != "none"]
 
 
 def options_of(config: dict[str, Any], section: str) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def train(config: dict[str, Any], resume: Resume | None = None) -> tuple[dict[st
         if claim:
             if resume is not None:
                 resume.rewind_metrics()
-            (run_dir / "config.toml").write_text(cfg.to_toml(resolved), encoding="utf-8")
+            (run_dir / "config.toml").write_text(cfg.to_toml(built.plan.config), encoding="utf-8")
         summary = built.trainer.fit(resume.checkpoint if resume else None)
         if claim:
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -15,7 +15,7 @@ from cvcore.runs import config as cfg
 from cvcore.training.options import TrainerOptions
 
 KIND_OF = {"dataset": "dataset", "model": "model", "loss": "loss", "optimizer": "optimizer",
-           "scheduler": "scheduler", "callbacks": "callback"}
+           "scheduler": "scheduler", "callbacks": "callback", "transforms": "transform"}
 
 
 @attrs.frozen
@@ -102,6 +102,18 @@ def _chained_parts(config: dict[str, Any], section: str) -> list[Part]:
         options[owner].update(table)
     return [Part(section, comp, validate(comp.options, opts, f"{comp.kind} '{name}'"))
             for comp, name, opts in zip(components, names, options)]
+
+
+def with_default_transforms(plan: Plan, suggested) -> Plan:
+    """``plan`` with the transforms a data set suggests (names or (name, options) pairs), unless
+    the configuration chose its own; the configuration then records them, to run again as they were."""
+    if "name" in plan.config.get("transforms", {}):
+        return plan
+    pairs = [(item, {}) if isinstance(item, str) else item for item in suggested]
+    parts = tuple(_part("transforms", name, dict(options)) for name, options in pairs)
+    section = {"name": [p.component.qualified_name for p in parts]}
+    section.update({p.component.qualified_name: p.options for p in parts if p.options})
+    return Plan({**plan.config, "transforms": section}, plan.trainer, plan.parts + parts)
 
 
 def _part(section: str, name: str, options: dict[str, Any]) -> Part:

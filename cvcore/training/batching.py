@@ -17,22 +17,20 @@ from cvcore.training.tensor_data import DeviceBatches
 class DeviceLoader:
     """Batches of an in-memory data set built on the device: a DataLoader's place for TensorImages.
 
-    The order is drawn from ``order_generator``, which must be the same on every process (one
-    permutation, sharded); augmentations draw from ``generator``, each process its own.
+    The order is drawn from ``generator``, which must be the same on every process (one
+    permutation, sharded).
     """
 
     def __init__(self, batches: DeviceBatches, batch_size: int, *, shuffle: bool,
-                 generator: torch.Generator | None = None, order_generator: torch.Generator | None = None) -> None:
-        self.device_batches, self.batch_size, self.shuffle = batches, batch_size, shuffle
-        self.generator, self.order_generator = generator, order_generator
+                 generator: torch.Generator | None = None) -> None:
+        self.device_batches, self.batch_size, self.shuffle, self.generator = batches, batch_size, shuffle, generator
 
     def __len__(self) -> int:
         return self.device_batches.num_batches(self.batch_size, distributed.world_size(), distributed.rank(),
                                                shuffle=self.shuffle)
 
     def __iter__(self):
-        return self.device_batches.batches(self.batch_size, shuffle=self.shuffle, augment=self.shuffle,
-                                           generator=self.generator, order_generator=self.order_generator,
+        return self.device_batches.batches(self.batch_size, shuffle=self.shuffle, generator=self.generator,
                                            rank=distributed.rank(), world_size=distributed.world_size())
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cvcore.api import create_transforms
 from cvcore.callbacks import Callback
 from cvcore.data import DataSplits
 from cvcore.errors import ConfigError, CvcoreError
@@ -22,9 +23,11 @@ from cvcore.training.batching import DeviceLoader, data_loader, num_batches, set
 from cvcore.training.evaluation import evaluate
 from cvcore.training.interrupts import Interrupted, signals_noted
 from cvcore.training.options import TrainerOptions
+from cvcore.training.preparation import Preparation
 from cvcore.training.progress import EpochProgress, write_epoch
 from cvcore.training.state import capture_rng, replanned, restore_rng
 from cvcore.training.tensor_data import TensorImages
+from cvcore.transforms import Transform
 
 _AUTOCAST = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
 
@@ -84,11 +87,14 @@ class Trainer:
         data: DataSplits,
         schedulers: Sequence[tuple[Any, str]] = (),
         callbacks: Sequence[Callback] = (),
+        transforms: Sequence[Transform] | None = None,
         options: TrainerOptions = TrainerOptions(),
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self.module, self.loss_fn, self.optimizer, self.data = model, loss, optimizer, data
         self.schedulers, self.options = list(schedulers), options
+        # None: what the data set suggests (its default augmentation); [] for none.
+        self.transforms = list(create_transforms(data.transforms, data.info) if transforms is None else transforms)
         # Stable sort: callbacks that save state (order > 0) see the epoch after every other one.
         self.callbacks = sorted(callbacks, key=lambda callback: getattr(callback, "order", 0))
         self.device = resolve_device(options.device)
@@ -151,6 +157,7 @@ class Trainer:
         # The data order: the same generator state on every process. Augmentations: each its own.
         self.generator = torch.Generator().manual_seed(self.seed)
         self.device_generator = torch.Generator(self.device).manual_seed(self.seed + distributed.rank())
+        self.prepare = Preparation(self.data.info, self.device, self.transforms, self.device_generator)
         self.train_loader = self._loader(self.data.train, shuffle=True)
         self.val_loader = self._loader(self.data.val, shuffle=False)
 
@@ -158,7 +165,7 @@ class Trainer:
         opts = self.options
         if opts.tensor_loader and isinstance(dataset, TensorImages):
             return DeviceLoader(dataset.on_device(self.device), opts.batch_size, shuffle=shuffle,
-                                generator=self.device_generator, order_generator=self.generator)
+                                generator=self.generator)
         pin = opts.pin_memory if opts.pin_memory is not None else self.device.type == "cuda"
         return data_loader(dataset, batch_size=opts.batch_size, shuffle=shuffle, workers=opts.workers,
                            pin_memory=pin, seed=self.seed, generator=self.generator)
@@ -167,7 +174,7 @@ class Trainer:
         """Set up, then run forward and backward on one training batch without stepping the optimizer:
         what `cv train --dry-run` checks. Returns the batch size and the loss."""
         self._setup()
-        images, target = next(self._batches(self.train_loader, 1))
+        images, target, _ = next(self._batches(self.train_loader, 1, train=True))
         with self._autocast():
             loss = self.loss_fn(self.model(images), target)
         loss.backward()
@@ -241,17 +248,15 @@ class Trainer:
                 scheduler.step()
         return metrics
 
-    def _batches(self, loader, limit: int | None):
-        channels_last, on_device = self.options.channels_last, isinstance(loader, DeviceLoader)
+    def _batches(self, loader, limit: int | None, *, train: bool):
+        """(images, loss targets, metric targets) on the device, prepared and, in training, transformed."""
         for index, (images, target) in enumerate(loader):
             if limit is not None and index >= limit:
                 return
-            if not on_device:
-                images = images.to(self.device, non_blocking=True)
-                target = target.to(self.device, non_blocking=True)
-            if channels_last:
+            images, target, labels = self.prepare(images, target, train=train)
+            if self.options.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            yield images, target
+            yield images, target, labels
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -264,7 +269,7 @@ class Trainer:
         total = num_batches(self.train_loader, self.options.limit_train_batches)
         accumulate = self.options.accumulate
         with EpochProgress(self, total) as progress:
-            for index, (images, target) in enumerate(self._batches(self.train_loader, total)):
+            for index, (images, target, labels) in enumerate(self._batches(self.train_loader, total, train=True)):
                 stepping = (index + 1) % accumulate == 0 or index + 1 == total
                 # The last group may be shorter; each of its micro-batches then weighs more.
                 group = min(accumulate, total - index // accumulate * accumulate)
@@ -277,7 +282,7 @@ class Trainer:
                 self._check_finite(loss, index)
                 if stepping:
                     self._optimizer_step()
-                metrics.update(logits.detach(), target, loss)
+                metrics.update(logits.detach(), labels, loss)
                 for callback in self.callbacks:
                     callback.on_batch_end(self, loss)
                 progress.advance(metrics)
@@ -320,7 +325,8 @@ class Trainer:
                 scheduler.step()
 
     def _validate(self):
-        batches = self._batches(self.val_loader, self.options.limit_val_batches)
+        batches = ((images, target) for images, target, _ in
+                   self._batches(self.val_loader, self.options.limit_val_batches, train=False))
         return evaluate(self.eval_model, self.loss_fn, batches, self.data.info, self.device, self._autocast)
 
     # -- bookkeeping ------------------------------------------------------------------------------

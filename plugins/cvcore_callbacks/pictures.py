@@ -19,7 +19,7 @@ def denormalize(images: torch.Tensor, mean, std) -> torch.Tensor:
 def prediction_grid(trainer, count: int) -> Image.Image:
     info = trainer.data.info
     images, targets = zip(*(trainer.data.val[i] for i in range(min(count, len(trainer.data.val)))))
-    batch = torch.stack(images).to(trainer.device)
+    batch, _, _ = trainer.prepare(torch.stack(images), torch.as_tensor([int(t) for t in targets]), train=False)
     model = trainer.module
     was_training = model.training
     model.eval()

@@ -12,6 +12,7 @@ from typing import Literal
 import cvcore
 
 Pipeline = Literal["tensor", "pil"]
+Cache = Literal["auto", "memory", "mmap", "off"]
 
 
 @cvcore.hookimpl
@@ -45,7 +46,8 @@ def cifar10(*, root: Path = Path("data"), download: bool = False, augment: bool 
 
     :param root: folder holding cifar-10-batches-py/ (set by --data-dir).
     :param download: fetch the official archive into root if files are missing.
-    :param augment: random crop and flip on the training set.
+    :param augment: default transforms flip and pad_crop (4) (see --transform); with pipeline=pil,
+        the same per image in the DataLoader.
     :param pipeline: tensor (in memory, augmented in batches on the device) or pil (torchvision
         transforms per image through a DataLoader, as in the tutorials).
     """
@@ -79,20 +81,24 @@ def fashion_mnist(*, root: Path = Path("data"), download: bool = False, pipeline
 
 
 def imagefolder(*, root: Path = Path("data"), image_size: int = 224, resize: int = 256,
-                augment: bool = True, skip_unreadable: bool = False):
+                augment: bool = True, skip_unreadable: bool = False, cache: Cache = "auto"):
     """A folder with train/ and val/, one sub-folder of images per class (the ants/bees layout).
 
     :param root: folder holding train/ and val/ (set by --data-dir).
-    :param image_size: crop size: RandomResizedCrop for training, CenterCrop for validation.
-    :param resize: validation images are resized to this before the center crop.
-    :param augment: random resized crop and flip on the training set (else resize + center crop).
+    :param image_size: crop size of training and validation images.
+    :param resize: images are stored with their shorter side resized to this, centre-cropped to a
+        square; validation crops the centre image_size of it (torchvision's Resize + CenterCrop).
+    :param augment: default transforms random_resized_crop and flip (see --transform).
     :param skip_unreadable: decode every image once when the data set is built and leave out the
         ones that cannot be read (a warning counts them); otherwise an unreadable image stops
         training with an error naming it.
+    :param cache: decode each image once into a uint8 cache on disk, reused while the folder is
+        unchanged: auto (read into memory when it fits, else memory-mapped), memory, mmap, or off
+        (decode every image in every epoch).
     """
     from cvcore_datasets.vision import load_imagefolder
 
-    return load_imagefolder(root, image_size, resize, augment, skip_unreadable)
+    return load_imagefolder(root, image_size, resize, augment, skip_unreadable, cache)
 
 
 def shapes(*, count: int = 1200, size: int = 48, val_fraction: float = 0.2, seed: int = 0, augment: bool = True):
@@ -102,7 +108,7 @@ def shapes(*, count: int = 1200, size: int = 48, val_fraction: float = 0.2, seed
     :param size: side of the square images.
     :param val_fraction: share of the images held out for validation.
     :param seed: seed of the generator: the same seed gives the same images.
-    :param augment: random horizontal flips (image and mask together) in training.
+    :param augment: default transform flip (image and mask together).
     """
     from cvcore_datasets.segmentation import load_shapes
 
@@ -111,7 +117,7 @@ def shapes(*, count: int = 1200, size: int = 48, val_fraction: float = 0.2, seed
 
 def segfolder(*, root: Path = Path("data"), image_size: int = 256, num_classes: int | None = None,
               class_names: list[str] | None = None, val_fraction: float = 0.2, seed: int = 0,
-              augment: bool = True):
+              augment: bool = True, cache: Cache = "auto"):
     """Segmentation from root/images/* and root/masks/*.png with matching names (pixel = class id).
 
     :param root: folder holding images/ and masks/ (set by --data-dir).
@@ -120,11 +126,14 @@ def segfolder(*, root: Path = Path("data"), image_size: int = 256, num_classes: 
     :param class_names: one name per class.
     :param val_fraction: share of the pairs held out for validation.
     :param seed: seed of the train/validation split.
-    :param augment: random resized crop and flip, applied to image and mask together.
+    :param augment: default transforms random_resized_crop (scale 0.5 to 1) and flip, applied to
+        image and mask together.
+    :param cache: decode images and masks once into a uint8 cache (see imagefolder): auto,
+        memory, mmap or off.
     """
     from cvcore_datasets.segmentation import load_segfolder
 
-    return load_segfolder(root, image_size, num_classes, class_names, val_fraction, seed, augment)
+    return load_segfolder(root, image_size, num_classes, class_names, val_fraction, seed, augment, cache)
 
 
 def multilabel_shapes(*, count: int = 4000, size: int = 32, val_fraction: float = 0.2, seed: int = 0,
@@ -135,21 +144,23 @@ def multilabel_shapes(*, count: int = 4000, size: int = 32, val_fraction: float 
     :param size: side of the square images.
     :param val_fraction: share of the images held out for validation.
     :param seed: seed of the generator: the same seed gives the same images.
-    :param augment: random shifts (4-pixel pad and crop) and horizontal flips in training.
+    :param augment: default transforms flip and pad_crop (4).
     """
     from cvcore_datasets.multilabel import load_shapes
 
     return load_shapes(count, size, val_fraction, seed, augment)
 
 
-def multilabel_csv(*, root: Path = Path("data"), image_size: int = 224, resize: int = 256, augment: bool = True):
+def multilabel_csv(*, root: Path = Path("data"), image_size: int = 224, resize: int = 256, augment: bool = True,
+                   cache: Cache = "auto"):
     """Multi-label images listed in root/train.csv and root/val.csv (columns image,labels; labels space-separated).
 
     :param root: folder holding the CSV files; image paths in them are relative to it (set by --data-dir).
-    :param image_size: crop size: RandomResizedCrop for training, CenterCrop for validation.
-    :param resize: validation images are resized to this before the center crop.
-    :param augment: random resized crop and flip on the training set (else resize + center crop).
+    :param image_size: crop size of training and validation images.
+    :param resize: images are stored with their shorter side resized to this, centre-cropped to a square.
+    :param augment: default transforms random_resized_crop and flip (see --transform).
+    :param cache: decode images once into a uint8 cache (see imagefolder): auto, memory, mmap or off.
     """
     from cvcore_datasets.multilabel import load_csv
 
-    return load_csv(root, image_size, resize, augment)
+    return load_csv(root, image_size, resize, augment, cache)

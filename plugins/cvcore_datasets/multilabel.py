@@ -6,11 +6,11 @@ import csv
 from pathlib import Path
 
 import torch
-from torchvision import transforms as T
 
 from cvcore import DataError, DataInfo, DataSplits, TensorImages
 from cvcore_datasets.segmentation import SHAPES, draw_shapes
-from cvcore_datasets.vision import IMAGENET_MEAN, IMAGENET_STD, read_image
+from cvcore_datasets.folder_cache import stored_split
+from cvcore_datasets.vision import CROP_AND_FLIP, FLIP_AND_SHIFT, IMAGENET_MEAN, IMAGENET_STD
 
 MIN_PIXELS = 12  # a shape hidden behind others but for a few pixels is not labelled
 
@@ -28,22 +28,8 @@ def load_shapes(count: int, size: int, val_fraction: float, seed: int, augment: 
     mean, std = tuple(scaled.mean(dim=(0, 2, 3)).tolist()), tuple(scaled.std(dim=(0, 2, 3)).tolist())
     info = DataInfo(task="multilabel", num_classes=len(SHAPES) - 1, class_names=SHAPES[1:], in_channels=3,
                     image_size=(size, size), mean=mean, std=std)
-    return DataSplits(TensorImages(images[n_val:], labels[n_val:], mean, std, crop_padding=4 if augment else 0,
-                                   flip=augment),
-                      TensorImages(images[:n_val], labels[:n_val], mean, std), info)
-
-
-class LabelledFiles(torch.utils.data.Dataset):
-    """Image files with a 0/1 vector of labels each."""
-
-    def __init__(self, files: list[Path], labels: torch.Tensor, transform) -> None:
-        self.files, self.labels, self.transform = files, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int):
-        return self.transform(read_image(str(self.files[index]))), self.labels[index]
+    return DataSplits(TensorImages(images[n_val:], labels[n_val:]), TensorImages(images[:n_val], labels[:n_val]), info,
+                      transforms=FLIP_AND_SHIFT if augment else ())
 
 
 def read_rows(path: Path) -> list[tuple[str, list[str]]]:
@@ -58,23 +44,22 @@ def read_rows(path: Path) -> list[tuple[str, list[str]]]:
         return [(row["image"], (row["labels"] or "").split()) for row in reader]
 
 
-def load_csv(root: Path, image_size: int, resize: int, augment: bool) -> DataSplits:
+def load_csv(root: Path, image_size: int, resize: int, augment: bool, cache: str) -> DataSplits:
     root = Path(root)
     splits = {split: read_rows(root / f"{split}.csv") for split in ("train", "val")}
     names = sorted({label for rows in splits.values() for _, labels in rows for label in labels})
     if not names:
         raise DataError(f"The CSV files in '{root}' name no labels.")
-    normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    evaluate = [T.Resize(resize), T.CenterCrop(image_size)]
-    fit = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()] if augment else evaluate
+    if resize < image_size:
+        raise DataError(f"resize ({resize}) must be at least image_size ({image_size}).")
     sets = []
-    for split, transform in (("train", fit), ("val", evaluate)):
-        files = [root / name for name, _ in splits[split]]
+    for split, rows in splits.items():
+        files = [root / name for name, _ in rows]
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise DataError(f"{split}.csv in '{root}' lists {len(missing)} missing image(s), e.g. '{missing[0]}'.")
-        labels = torch.tensor([[float(name in row) for name in names] for _, row in splits[split]])
-        sets.append(LabelledFiles(files, labels, T.Compose(transform + normalize)))
+        labels = torch.tensor([[float(name in row) for name in names] for _, row in rows])
+        sets.append(stored_split(files, labels, resize, split=split, cache=cache))
     info = DataInfo(task="multilabel", num_classes=len(names), class_names=names, in_channels=3,
                     image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize=resize)
-    return DataSplits(sets[0], sets[1], info)
+    return DataSplits(*sets, info, transforms=CROP_AND_FLIP if augment else ())

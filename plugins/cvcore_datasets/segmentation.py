@@ -5,16 +5,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
-from PIL import Image
-from torchvision import tv_tensors
-from torchvision.transforms import v2
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from cvcore import IGNORE_INDEX as IGNORE
 from cvcore import DataError, DataInfo, DataSplits, TensorImages
+from cvcore_datasets.folder_cache import read_mask, stored_split
+from cvcore_datasets.vision import IMAGENET_MEAN, IMAGENET_STD
 
 SHAPES = ("background", "circle", "square", "triangle")
+LARGE_CROP_AND_FLIP = (("transforms:random_resized_crop", {"scale": [0.5, 1.0]}), "transforms:flip")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
@@ -62,34 +62,8 @@ def load_shapes(count: int, size: int, val_fraction: float, seed: int, augment: 
     std = tuple(scaled.std(dim=(0, 2, 3)).tolist())
     info = DataInfo(task="segmentation", num_classes=len(SHAPES), class_names=SHAPES, in_channels=3,
                     image_size=(size, size), mean=mean, std=std, ignore_index=IGNORE)
-    return DataSplits(TensorImages(images[n_val:], masks[n_val:], mean, std, flip=augment),
-                      TensorImages(images[:n_val], masks[:n_val], mean, std), info)
-
-
-class SegmentationFolder(torch.utils.data.Dataset):
-    """Pairs of image files and PNG masks (pixel value = class id, 255 = ignore), transformed together."""
-
-    def __init__(self, pairs: list[tuple[Path, Path]], transform) -> None:
-        self.pairs, self.transform = pairs, transform
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int):
-        image_path, mask_path = self.pairs[index]
-        with Image.open(image_path) as picture:
-            image = tv_tensors.Image(pil_to_tensor(picture.convert("RGB")))
-        mask = tv_tensors.Mask(read_mask(mask_path))
-        image, mask = self.transform(image, mask)
-        return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).long()
-
-
-def read_mask(path: Path) -> torch.Tensor:
-    """A mask PNG as (H, W) uint8 class ids; palette images keep their indices."""
-    with Image.open(path) as picture:
-        if picture.mode not in ("L", "P"):
-            raise DataError(f"Mask '{path}' has mode {picture.mode}; masks are single-channel PNGs of class ids.")
-        return pil_to_tensor(picture)[0]
+    return DataSplits(TensorImages(images[n_val:], masks[n_val:]), TensorImages(images[:n_val], masks[:n_val]), info,
+                      transforms=("transforms:flip",) if augment else ())
 
 
 def find_pairs(root: Path) -> list[tuple[Path, Path]]:
@@ -113,7 +87,7 @@ def count_classes(pairs: list[tuple[Path, Path]]) -> int:
     """1 + the largest class id in any mask (255, the ignore value, excluded); reads every mask once."""
     largest = 0
     for _, mask_path in pairs:
-        values = read_mask(mask_path)
+        values = torch.from_numpy(np.array(read_mask(mask_path)))
         values = values[values != IGNORE]
         if values.numel():
             largest = max(largest, int(values.max()))
@@ -121,7 +95,7 @@ def count_classes(pairs: list[tuple[Path, Path]]) -> int:
 
 
 def load_segfolder(root: Path, image_size: int, num_classes: int | None, class_names: list[str] | None,
-                   val_fraction: float, seed: int, augment: bool) -> DataSplits:
+                   val_fraction: float, seed: int, augment: bool, cache: str) -> DataSplits:
     pairs = find_pairs(Path(root))
     num_classes = num_classes or count_classes(pairs)
     names = tuple(class_names) if class_names else tuple(str(i) for i in range(num_classes))
@@ -129,12 +103,9 @@ def load_segfolder(root: Path, image_size: int, num_classes: int | None, class_n
         raise DataError(f"{len(names)} class names given for {num_classes} classes.")
     order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = max(1, int(round(len(pairs) * val_fraction)))
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    finish = [v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64}, scale=True), v2.Normalize(mean, std)]
-    evaluate = [v2.Resize(image_size), v2.CenterCrop(image_size)]
-    fit = [v2.RandomResizedCrop(image_size, scale=(0.5, 1.0)), v2.RandomHorizontalFlip()] if augment else evaluate
-    train = SegmentationFolder([pairs[i] for i in order[n_val:]], v2.Compose(fit + finish))
-    val = SegmentationFolder([pairs[i] for i in order[:n_val]], v2.Compose(evaluate + finish))
+    chosen = {"train": [pairs[i] for i in order[n_val:]], "val": [pairs[i] for i in order[:n_val]]}
+    train, val = (stored_split([image for image, _ in chosen[split]], [mask for _, mask in chosen[split]], image_size,
+                               split=split, cache=cache) for split in ("train", "val"))
     info = DataInfo(task="segmentation", num_classes=num_classes, class_names=names, in_channels=3,
-                    image_size=(image_size, image_size), mean=mean, std=std, ignore_index=IGNORE)
-    return DataSplits(train, val, info)
+                    image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, ignore_index=IGNORE)
+    return DataSplits(train, val, info, transforms=LARGE_CROP_AND_FLIP if augment else ())

@@ -27,5 +27,5 @@ def load_digits(image_size: int, val_fraction: float, seed: int) -> DataSplits:
     mean, std = (scaled.mean().item(),), (scaled.std().item(),)
     info = DataInfo(num_classes=10, class_names=[str(d) for d in range(10)], in_channels=1,
                     image_size=(image_size, image_size), mean=mean, std=std)
-    return DataSplits(TensorImages(images[train_idx], targets[train_idx], mean, std),
-                      TensorImages(images[val_idx], targets[val_idx], mean, std), info)
+    return DataSplits(TensorImages(images[train_idx], targets[train_idx]),
+                      TensorImages(images[val_idx], targets[val_idx]), info)

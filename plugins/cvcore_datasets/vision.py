@@ -13,6 +13,10 @@ from cvcore import DataError, DataInfo, DataSplits, TensorImages
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# The CIFAR tutorials' augmentation; flipping first keeps the order of random draws, and so the
+# results, of the releases whose data sets augmented by themselves.
+FLIP_AND_SHIFT = ("transforms:flip", ("transforms:pad_crop", {"padding": 4}))
+CROP_AND_FLIP = ("transforms:random_resized_crop", "transforms:flip")  # the ImageNet tutorials' augmentation
 _MNISTS = {
     "mnist": (torchvision.datasets.MNIST, "MNIST", (0.1307,), (0.3081,)),
     "fashion_mnist": (torchvision.datasets.FashionMNIST, "FashionMNIST", (0.2860,), (0.3530,)),
@@ -30,11 +34,11 @@ def _open(build, expected: str, download: bool):
         raise DataError(f"Downloading failed ({exc}). Place the files by hand: {expected}.") from exc
 
 
-def in_memory(dataset, mean, std, **augment) -> TensorImages:
+def in_memory(dataset) -> TensorImages:
     """A torchvision data set's decoded arrays as one uint8 tensor (N, C, H, W), no per-item PIL."""
     images = torch.as_tensor(dataset.data)
     images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
-    return TensorImages(images.contiguous(), torch.as_tensor(dataset.targets, dtype=torch.long), mean, std, **augment)
+    return TensorImages(images.contiguous(), torch.as_tensor(dataset.targets, dtype=torch.long))
 
 
 def load_cifar10(root: Path, download: bool, augment: bool, pipeline: str) -> DataSplits:
@@ -42,17 +46,18 @@ def load_cifar10(root: Path, download: bool, augment: bool, pipeline: str) -> Da
     if pipeline == "tensor":
         train = _open(lambda: torchvision.datasets.CIFAR10(root, True, download=download), expected, download)
         val = _open(lambda: torchvision.datasets.CIFAR10(root, False), expected, download)
-        shifts = {"crop_padding": 4, "flip": True} if augment else {}
-        train_set, val_set = in_memory(train, CIFAR10_MEAN, CIFAR10_STD, **shifts), in_memory(val, CIFAR10_MEAN, CIFAR10_STD)
+        train_set, val_set = in_memory(train), in_memory(val)
+        transforms = FLIP_AND_SHIFT if augment else ()
     else:
         normalize = [T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
         train_tf = T.Compose(([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []) + normalize)
         train = train_set = _open(lambda: torchvision.datasets.CIFAR10(root, True, train_tf, download=download),
                                   expected, download)
         val_set = _open(lambda: torchvision.datasets.CIFAR10(root, False, T.Compose(normalize)), expected, download)
+        transforms = ()  # augmented per image above, as the tutorials do
     info = DataInfo(num_classes=10, class_names=train.classes, in_channels=3, image_size=(32, 32),
                     mean=CIFAR10_MEAN, std=CIFAR10_STD)
-    return DataSplits(train_set, val_set, info)
+    return DataSplits(train_set, val_set, info, transforms=transforms)
 
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -87,24 +92,12 @@ def load_mnist(name: str, root: Path, download: bool, pipeline: str) -> DataSpli
     train = _open(lambda: cls(root, True, transform, download=download), expected, download)
     val = _open(lambda: cls(root, False, transform), expected, download)
     if pipeline == "tensor":
-        train_set, val_set = in_memory(train, mean, std), in_memory(val, mean, std)
+        train_set, val_set = in_memory(train), in_memory(val)
     else:
         train_set, val_set = train, val
     info = DataInfo(num_classes=10, class_names=train.classes, in_channels=1, image_size=(28, 28),
                     mean=mean, std=std)
     return DataSplits(train_set, val_set, info)
-
-
-def read_image(path: str):
-    """An RGB PIL image; an unreadable file is a DataError naming it and the way around it."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as picture:
-            return picture.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"Image '{path}' cannot be read ({exc}). Remove it, or set the data set option "
-                        f"skip_unreadable=true (--set dataset.skip_unreadable=true) to leave such files out.") from None
 
 
 class ReadableImages:
@@ -129,33 +122,37 @@ class ReadableImages:
             return False
 
 
-def _image_folder(folder: Path, transform, skip_unreadable: bool):
-    """torchvision's ImageFolder reading through :func:`read_image`; unreadable files left out
-    (and counted in a warning) when ``skip_unreadable``."""
+def _image_folder(folder: Path, skip_unreadable: bool):
+    """torchvision's ImageFolder listing (classes and samples); unreadable files left out (and
+    counted in a warning) when ``skip_unreadable``."""
     readable = ReadableImages() if skip_unreadable else None
-    dataset = torchvision.datasets.ImageFolder(str(folder), transform, loader=read_image, is_valid_file=readable)
+    dataset = torchvision.datasets.ImageFolder(str(folder), is_valid_file=readable)
     if readable and readable.skipped:
         print(f"warning: left out {len(readable.skipped)} unreadable image(s) in '{folder}', e.g. "
               f"'{readable.skipped[0]}'", file=sys.stderr)
     return dataset
 
 
-def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool, skip_unreadable: bool = False) -> DataSplits:
+def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool, skip_unreadable: bool,
+                     cache: str) -> DataSplits:
+    from cvcore_datasets.folder_cache import stored_split
+
     root = Path(root)
     missing = [split for split in ("train", "val") if not (root / split).is_dir()]
     if missing:
         raise DataError(f"ImageFolder root '{root}' needs sub-folders train/ and val/ with one folder "
                         f"of images per class; missing: {', '.join(missing)}/.")
-    normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    evaluate = [T.Resize(resize), T.CenterCrop(image_size)]
-    fit = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()] if augment else evaluate
+    if resize < image_size:
+        raise DataError(f"resize ({resize}) must be at least image_size ({image_size}): images are stored at "
+                        f"resize and cropped to image_size.")
     try:
-        train = _image_folder(root / "train", T.Compose(fit + normalize), skip_unreadable)
-        val = _image_folder(root / "val", T.Compose(evaluate + normalize), skip_unreadable)
+        train, val = (_image_folder(root / split, skip_unreadable) for split in ("train", "val"))
     except FileNotFoundError as exc:
         raise DataError(f"ImageFolder '{root}': {exc}") from exc
     if train.classes != val.classes:
         raise DataError(f"train/ and val/ of '{root}' have different classes: {train.classes} vs {val.classes}.")
+    splits = [stored_split([path for path, _ in listing.samples], torch.tensor(listing.targets), resize,
+                           split=split, cache=cache) for split, listing in (("train", train), ("val", val))]
     info = DataInfo(num_classes=len(train.classes), class_names=train.classes, in_channels=3,
                     image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize=resize)
-    return DataSplits(train, val, info)
+    return DataSplits(*splits, info, transforms=CROP_AND_FLIP if augment else ())

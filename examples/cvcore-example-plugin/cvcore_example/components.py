@@ -13,22 +13,23 @@ import cvcore
 
 
 def make_stripes(size: int, image_size: int, seed: int) -> cvcore.DataSplits:
-    """uint8 images (N, 1, H, W) in a cvcore.TensorImages: the Trainer batches them on the device;
-    ``mean``/``std`` are in the [0, 1] scale the images are divided into before normalising."""
+    """uint8 images (N, 1, H, W) in a cvcore.TensorImages: the Trainer batches them on the device and
+    normalises them with the DataInfo's ``mean``/``std``, which are in the [0, 1] scale the images
+    are divided into. Mirrored stripes keep their class, so the data set suggests the flip transform."""
     generator = torch.Generator().manual_seed(seed)
 
-    def split(count: int, flip: bool) -> cvcore.TensorImages:
+    def split(count: int) -> cvcore.TensorImages:
         labels = torch.randint(0, 2, (count,), generator=generator)
         phase = torch.arange(image_size).float()
         pattern = torch.sin(phase * 1.5).view(1, -1).expand(image_size, -1)
         images = torch.stack([pattern if y else pattern.T for y in labels]).unsqueeze(1)
         noisy = images + 0.5 * torch.randn(images.shape, generator=generator)
         pixels = ((noisy + 2) * 64).clamp(0, 255).to(torch.uint8)
-        return cvcore.TensorImages(pixels, labels, mean=(0.5,), std=(0.25,), flip=flip)
+        return cvcore.TensorImages(pixels, labels)
 
     info = cvcore.DataInfo(num_classes=2, class_names=["horizontal", "vertical"], in_channels=1,
                            image_size=(image_size, image_size), mean=(0.5,), std=(0.25,))
-    return cvcore.DataSplits(split(size, flip=True), split(max(size // 4, 1), flip=False), info)
+    return cvcore.DataSplits(split(size), split(max(size // 4, 1)), info, transforms=["transforms:flip"])
 
 
 class FocalCrossEntropy(nn.Module):

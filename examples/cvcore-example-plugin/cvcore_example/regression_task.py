@@ -77,7 +77,7 @@ def make_periods(size: int, image_size: int, seed: int) -> cvcore.DataSplits:
         columns = torch.arange(image_size).float().view(1, 1, -1)
         waves = torch.sin(2 * torch.pi * columns / periods.view(-1, 1, 1)).expand(count, image_size, image_size)
         pixels = ((waves + 1) * 127.5).round().to(torch.uint8).unsqueeze(1)
-        return cvcore.TensorImages(pixels, periods.unsqueeze(1), mean=(0.5,), std=(0.35,))
+        return cvcore.TensorImages(pixels, periods.unsqueeze(1))
 
     info = cvcore.DataInfo(task="regression", num_classes=1, class_names=["period"], in_channels=1,
                            image_size=(image_size, image_size), mean=(0.5,), std=(0.35,))

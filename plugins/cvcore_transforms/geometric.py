@@ -1,0 +1,126 @@
+"""Transforms that move pixels: segmentation masks move with the image (nearest neighbour), and
+pixels that come from outside the image are black in the image and the ignore value in the mask."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+import cvcore
+from cvcore_transforms.draws import boxes, chance, first_true, offsets, uniform
+
+
+def is_mask(targets: torch.Tensor, images: torch.Tensor) -> bool:
+    return targets.dim() == 3 and targets.shape[-2:] == images.shape[-2:]
+
+
+class PadCrop(cvcore.Transform):
+    """Pad every side, then crop back to the original size at a random offset per image."""
+
+    geometric = True
+
+    def __init__(self, padding: int, ignore_index: int) -> None:
+        self.padding, self.ignore_index = padding, ignore_index
+
+    def __call__(self, images, targets, generator):
+        count, pad = len(images), self.padding
+        shifts = torch.randint(0, 2 * pad + 1, (2, count), device=images.device, generator=generator)
+        crops = shifted_windows(F.pad(images, (pad,) * 4), shifts, images.shape[-2:])
+        if is_mask(targets, images):
+            padded = F.pad(targets.unsqueeze(1), (pad,) * 4, value=self.ignore_index)
+            targets = shifted_windows(padded, shifts, images.shape[-2:]).squeeze(1)
+        return crops, targets
+
+
+def shifted_windows(batch: torch.Tensor, shifts: torch.Tensor, size) -> torch.Tensor:
+    """The window of ``size`` at (shifts[0][i], shifts[1][i]) of each image: one gather over a view."""
+    windows = batch.unfold(2, size[0], 1).unfold(3, size[1], 1)  # (N, C, dy, dx, H, W)
+    return windows[torch.arange(len(batch), device=batch.device), :, shifts[0], shifts[1]]
+
+
+class Flip(cvcore.Transform):
+    """Mirror each image with probability ``p``, left-right (or upside down)."""
+
+    geometric = True
+
+    def __init__(self, p: float, vertical: bool) -> None:
+        self.p, self.vertical = p, vertical
+
+    def __call__(self, images, targets, generator):
+        flipped = chance(self.p, len(images), images, generator)
+        axis = -2 if self.vertical else -1
+        images = torch.where(flipped.view(-1, 1, 1, 1), images.flip(axis), images)
+        if is_mask(targets, images):
+            targets = torch.where(flipped.view(-1, 1, 1), targets.flip(axis), targets)
+        return images, targets
+
+
+class RandomResizedCrop(cvcore.Transform):
+    """torchvision's RandomResizedCrop, drawn per image: a box of a random share of the area and
+    aspect ratio (ten tries, then the largest centred box within the ratios), resized to ``size``
+    (bilinear with antialiasing; masks: nearest)."""
+
+    geometric = True
+
+    def __init__(self, size: tuple[int, int], scale: tuple[float, float], ratio: tuple[float, float]) -> None:
+        self.size, self.scale, self.ratio = tuple(size), tuple(scale), tuple(ratio)
+
+    def __call__(self, images, targets, generator):
+        top, left, height, width = self.draw(images, generator)
+        rows = zip(top.tolist(), left.tolist(), height.tolist(), width.tolist())  # one copy to the host
+        out = images.new_empty((len(images), images.shape[1], *self.size))
+        masks = is_mask(targets, images)
+        moved = targets.new_empty((len(images), *self.size)) if masks else targets
+        for i, (y, x, h, w) in enumerate(rows):
+            y, x, h, w = int(y), int(x), int(h), int(w)
+            out[i] = resized(images[i:i + 1, :, y:y + h, x:x + w], self.size)
+            if masks:
+                crop = targets[i:i + 1, y:y + h, x:x + w].unsqueeze(1).float()
+                moved[i] = F.interpolate(crop, self.size, mode="nearest")[0, 0].to(targets.dtype)
+        return out, moved
+
+    def draw(self, images, generator, tries: int = 10):
+        """(top, left, height, width) of one box per image, as torchvision draws them."""
+        count, (height, width) = len(images), images.shape[-2:]
+        area = uniform(*self.scale, count, images, generator, tries) * height * width
+        log_ratio = uniform(math.log(self.ratio[0]), math.log(self.ratio[1]), count, images, generator, tries)
+        box_h, box_w = boxes(height, width, area, log_ratio)
+        fits = (box_w > 0) & (box_w <= width) & (box_h > 0) & (box_h <= height)
+        fallback_h, fallback_w = self._central(height, width)
+        box_h = first_true(fits, box_h, torch.full((count,), fallback_h, device=images.device, dtype=box_h.dtype))
+        box_w = first_true(fits, box_w, torch.full((count,), fallback_w, device=images.device, dtype=box_w.dtype))
+        top, left = offsets(height - box_h, images, generator), offsets(width - box_w, images, generator)
+        return top, left, box_h, box_w
+
+    def _central(self, height: int, width: int) -> tuple[float, float]:
+        aspect = width / height
+        if aspect < self.ratio[0]:
+            return float(round(width / self.ratio[0])), float(width)
+        if aspect > self.ratio[1]:
+            return float(height), float(round(height * self.ratio[1]))
+        return float(height), float(width)
+
+
+def resized(crop: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear with antialiasing, as torchvision resizes; bytes stay bytes (the CPU resizes them
+    directly, fast; other devices go through floats)."""
+    if crop.dtype == torch.uint8 and crop.device.type != "cpu":
+        floats = F.interpolate(crop.float(), size, mode="bilinear", antialias=True, align_corners=False)
+        return floats[0].round_().clamp_(0, 255).to(torch.uint8)
+    return F.interpolate(crop, size, mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def warp(images: torch.Tensor, targets: torch.Tensor, theta: torch.Tensor, ignore_index: int):
+    """Resample each image through its affine map ``theta`` (N, 2, 3) from output to input, in
+    coordinates normalised to [-1, 1]; nearest neighbour, as torchvision's policies sample."""
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    # Sampling a channel of ones tells which output pixels came from inside the image.
+    ones = images.new_ones((len(images), 1, *images.shape[-2:]))
+    sampled = F.grid_sample(torch.cat([images, ones], 1), grid, mode="nearest", align_corners=False)
+    images = sampled[:, :-1]
+    if is_mask(targets, images):
+        moved = F.grid_sample(targets.unsqueeze(1).float(), grid, mode="nearest", align_corners=False)[:, 0]
+        targets = torch.where(sampled[:, -1] > 0.5, moved, float(ignore_index)).to(targets.dtype)
+    return images, targets

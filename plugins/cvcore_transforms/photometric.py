@@ -1,0 +1,143 @@
+"""Transforms that change pixel values only (targets pass through), with one factor per image.
+
+Each operation blends an image with a "degenerate" version of it, as PIL's ImageEnhance and
+torchvision do: factor 0 gives the degenerate image, 1 the original, above 1 pushes away from it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+import cvcore
+from cvcore_transforms.draws import boxes, chance, first_true, offsets, uniform, inside
+
+_LUMA = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision weighs it
+
+
+def per_image(factor: torch.Tensor) -> torch.Tensor:
+    return factor.view(-1, 1, 1, 1)
+
+
+def blend(images: torch.Tensor, degenerate: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return (degenerate + per_image(factor) * (images - degenerate)).clamp_(0, 1)
+
+
+def grayscale(images: torch.Tensor) -> torch.Tensor:
+    if images.shape[1] != 3:
+        return images
+    weights = images.new_tensor(_LUMA).view(1, 3, 1, 1)
+    return (images * weights).sum(1, keepdim=True).expand_as(images)
+
+
+def brightness(images, factor):
+    return blend(images, torch.zeros_like(images), factor)
+
+
+def contrast(images, factor):
+    return blend(images, grayscale(images).mean(dim=(1, 2, 3), keepdim=True).expand_as(images), factor)
+
+
+def saturation(images, factor):
+    return blend(images, grayscale(images), factor)
+
+
+def sharpness(images, factor):
+    """Blend with a smoothed copy (3x3 kernel, centre weight 5); the border pixels stay as they were."""
+    channels = images.shape[1]
+    kernel = images.new_tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]]).div_(13).expand(channels, 1, 3, 3)
+    smooth = images.clone()
+    smooth[..., 1:-1, 1:-1] = F.conv2d(images, kernel, groups=channels)
+    return blend(images, smooth, factor)
+
+
+def hue(images, shift):
+    """Rotate hues by ``shift`` turns per image: a rotation about the grey axis in YIQ space."""
+    if images.shape[1] != 3:
+        return images
+    to_yiq = images.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    angle = shift * 2 * math.pi
+    cos, sin = angle.cos(), angle.sin()
+    rotation = torch.zeros(len(images), 3, 3, device=images.device, dtype=images.dtype)
+    rotation[:, 0, 0] = 1
+    rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
+    matrix = torch.linalg.inv(to_yiq) @ rotation @ to_yiq  # (N, 3, 3)
+    return torch.einsum("nij,njhw->nihw", matrix, images).clamp_(0, 1)
+
+
+def solarize(images, threshold):
+    return torch.where(images >= per_image(threshold), 1 - images, images)
+
+
+def posterize(images, bits):
+    """Keep the top ``bits`` bits of each 8-bit value."""
+    levels = 2 ** (8 - per_image(bits).float())
+    return ((images * 255).round() / levels).floor() * levels / 255
+
+
+def autocontrast(images):
+    """Stretch each channel of each image to [0, 1] (channels without range stay as they are)."""
+    low = images.amin(dim=(2, 3), keepdim=True)
+    high = images.amax(dim=(2, 3), keepdim=True)
+    spread = high - low
+    return torch.where(spread > 0, (images - low) / spread.clamp_min(1e-12), images)
+
+
+def equalize(images):
+    """Histogram equalisation of each channel of each image, on 8-bit levels, as PIL's ImageOps does."""
+    count, channels, height, width = images.shape
+    levels = (images * 255).round().long().view(count, channels, -1)
+    histogram = torch.zeros(count, channels, 256, device=images.device).scatter_add_(
+        2, levels, torch.ones_like(levels, dtype=torch.float))
+    last = histogram.gather(2, (histogram > 0).float().cumsum(2).argmax(2, keepdim=True))  # last used level
+    step = ((height * width - last) / 255).floor()
+    lut = ((histogram.cumsum(2) + step / 2) / step.clamp_min(1)).floor()
+    lut = torch.cat([torch.zeros_like(lut[..., :1]), lut[..., :-1]], 2).clamp_(0, 255)
+    equalized = lut.gather(2, levels).view_as(images) / 255
+    return torch.where((step > 0).view(count, channels, 1, 1), equalized, images)
+
+
+class ColorJitter(cvcore.Transform):
+    """Brightness, contrast and saturation factors drawn uniformly from [1 - x, 1 + x] per image,
+    and a hue shift from [-hue, hue] turns, applied in that order to the images chosen with ``p``."""
+
+    def __init__(self, brightness: float, contrast: float, saturation: float, hue: float, p: float) -> None:
+        self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
+
+    def __call__(self, images, targets, generator):
+        count = len(images)
+        chosen = per_image(chance(self.p, count, images, generator))
+        out = images
+        for operation, spread in ((brightness, self.brightness), (contrast, self.contrast),
+                                  (saturation, self.saturation)):
+            if spread:
+                out = operation(out, uniform(max(0.0, 1 - spread), 1 + spread, count, images, generator))
+        if self.hue:
+            out = hue(out, uniform(-self.hue, self.hue, count, images, generator))
+        return torch.where(chosen, out, images), targets
+
+
+class RandomErasing(cvcore.Transform):
+    """Erase one box per image chosen with ``p`` (Zhong et al., 2017): a random share ``scale`` of
+    the area with aspect ratio in ``ratio``, filled with uniform noise, or a constant ``value``."""
+
+    def __init__(self, p: float, scale: tuple[float, float], ratio: tuple[float, float], value: float | None) -> None:
+        self.p, self.scale, self.ratio, self.value = p, tuple(scale), tuple(ratio), value
+
+    def __call__(self, images, targets, generator, tries: int = 10):
+        count, (height, width) = len(images), images.shape[-2:]
+        area = uniform(*self.scale, count, images, generator, tries) * height * width
+        log_ratio = uniform(math.log(self.ratio[0]), math.log(self.ratio[1]), count, images, generator, tries)
+        box_h, box_w = boxes(height, width, area, log_ratio)
+        fits = (box_h < height) & (box_w < width)
+        none = torch.zeros(count, device=images.device)
+        box_h, box_w = first_true(fits, box_h, none), first_true(fits, box_w, none)
+        top, left = offsets(height - box_h, images, generator), offsets(width - box_w, images, generator)
+        erased = inside(height, width, top, left, box_h, box_w) & per_image(chance(self.p, count, images, generator))
+        if self.value is None:
+            fill = torch.rand(images.shape, device=images.device, generator=generator)
+        else:
+            fill = torch.full_like(images, self.value)
+        return torch.where(erased, fill, images), targets

@@ -1,0 +1,84 @@
+"""TrivialAugment (Muller and Hutter, 2021), wide version, per image: each image gets one operation
+and one magnitude, both uniform; the images that drew an operation are transformed together."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import cvcore
+from cvcore_transforms import photometric as ph
+from cvcore_transforms.draws import chance
+from cvcore_transforms.geometric import is_mask, warp
+
+
+def _affine(kind: str, magnitude: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N, 2, 3) maps from output to input in [-1, 1] coordinates: shear (a factor), translate
+    (pixels) or rotate (degrees) about the centre."""
+    theta = torch.zeros(len(magnitude), 2, 3, device=magnitude.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    if kind == "shear_x":
+        theta[:, 0, 1] = magnitude * height / width
+    elif kind == "shear_y":
+        theta[:, 1, 0] = magnitude * width / height
+    elif kind == "translate_x":
+        theta[:, 0, 2] = magnitude * 2 / width
+    elif kind == "translate_y":
+        theta[:, 1, 2] = magnitude * 2 / height
+    else:
+        angle = magnitude * math.pi / 180
+        theta[:, 0, 0] = theta[:, 1, 1] = angle.cos()
+        theta[:, 0, 1], theta[:, 1, 0] = -angle.sin() * height / width, angle.sin() * width / height
+    return theta
+
+
+# name -> (largest magnitude, whether its sign is random); torchvision's TrivialAugmentWide space
+SPACE = {
+    "identity": (0.0, False), "shear_x": (0.99, True), "shear_y": (0.99, True), "translate_x": (32.0, True),
+    "translate_y": (32.0, True), "rotate": (135.0, True), "brightness": (0.99, True), "color": (0.99, True),
+    "contrast": (0.99, True), "sharpness": (0.99, True), "posterize": (6.0, False), "solarize": (1.0, False),
+    "autocontrast": (0.0, False), "equalize": (0.0, False),
+}
+_BLENDS = {"brightness": ph.brightness, "color": ph.saturation, "contrast": ph.contrast, "sharpness": ph.sharpness}
+
+
+class TrivialAugment(cvcore.Transform):
+    """One of ``SPACE``'s operations per image, at a magnitude drawn from ``bins`` levels."""
+
+    def __init__(self, bins: int, ignore_index: int) -> None:
+        self.bins, self.ignore_index = bins, ignore_index
+
+    def __call__(self, images, targets, generator):
+        count, device = len(images), images.device
+        chosen = torch.randint(0, len(SPACE), (count,), device=device, generator=generator)
+        level = torch.randint(0, self.bins, (count,), device=device, generator=generator).float() / (self.bins - 1)
+        sign = torch.where(chance(0.5, count, images, generator), -1.0, 1.0)
+        images, targets = images.clone(), targets.clone()
+        for index, (name, (largest, signed)) in enumerate(SPACE.items()):
+            picked = (chosen == index).nonzero().squeeze(1)
+            if name == "identity" or len(picked) == 0:
+                continue
+            magnitude = level[picked] * largest * (sign[picked] if signed else 1)
+            mask = targets[picked] if is_mask(targets, images) else None
+            out, moved = self._apply(name, images[picked], mask, magnitude)
+            images[picked] = out
+            if moved is not None:
+                targets[picked] = moved
+        return images, targets
+
+    def _apply(self, name, images, masks, magnitude):
+        if name in _BLENDS:
+            return _BLENDS[name](images, 1 + magnitude), masks
+        if name == "posterize":
+            return ph.posterize(images, 8 - magnitude.round()), masks
+        if name == "solarize":
+            return ph.solarize(images, 1 - magnitude), masks
+        if name == "autocontrast":
+            return ph.autocontrast(images), masks
+        if name == "equalize":
+            return ph.equalize(images), masks
+        theta = _affine(name, magnitude, *images.shape[-2:])
+        targets = masks if masks is not None else torch.zeros(len(images), device=images.device)
+        warped, moved = warp(images, targets, theta, self.ignore_index)
+        return warped, moved if masks is not None else None

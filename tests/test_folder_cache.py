@@ -1,0 +1,156 @@
+"""Folders of images served from a decoded uint8 cache: the pixels of the per-image pipeline,
+decoded once and reused while the folder is unchanged, in memory or memory-mapped."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from torchvision import transforms as T
+from torchvision.datasets import ImageFolder
+
+import cvcore
+import cvcore_datasets.folder_cache as folder_cache
+from cvcore.commands.cli import cli
+from cvcore.training.preparation import Preparation
+from fixtures import augmented, write_image_folder
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def prepared(split, info):
+    """The whole split as validation batches reach the model."""
+    images, _, _ = Preparation(info, torch.device("cpu"))(split.images, split.targets, train=False)
+    return images
+
+
+def cache_files(root):
+    return sorted(p.name for p in (root / "cvcore-cache" / "folders").iterdir())
+
+
+def test_validation_pixels_are_those_of_torchvision_resize_and_center_crop_to_one_level(tmp_path):
+    root = write_image_folder(tmp_path / "data", size=40)  # 40 x 48 JPEGs and PNGs
+    splits = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    tutorial = T.Compose([T.Resize(36), T.CenterCrop(32), T.ToTensor(), T.Normalize(*IMAGENET)])
+    reference = ImageFolder(str(root / "val"), tutorial)
+    expected = torch.stack([reference[i][0] for i in range(len(reference))])
+    difference = (prepared(splits.val, splits.info) - expected).abs() * torch.tensor(IMAGENET[1]).view(1, 3, 1, 1)
+    assert difference.max() < 1 / 255 + 1e-6 and (difference > 1e-6).float().mean() < 0.05  # torch vs PIL rounding
+    assert splits.val.targets.tolist() == reference.targets
+
+
+def file_mapped_at(address: int) -> str:
+    """The file mapped into this process at ``address`` (Linux), or ''."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            span, *rest = line.split()
+            low, high = (int(x, 16) for x in span.split("-"))
+            if low <= address < high:
+                return rest[-1] if len(rest) == 5 else ""
+    return ""
+
+
+def test_the_cache_is_decoded_once_and_reused_while_the_folder_is_unchanged(tmp_path, monkeypatch, capsys):
+    root = write_image_folder(tmp_path / "data")
+    first = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    assert capsys.readouterr().err.count("note: decoding") == 2  # train and val
+    before = cache_files(tmp_path)
+    assert len(before) == 4  # data and description, per split
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again")
+
+    write = folder_cache._write
+    monkeypatch.setattr(folder_cache, "_write", no_decoding)
+    again = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    assert torch.equal(first.train.images, again.train.images) and capsys.readouterr().err == ""
+    monkeypatch.setattr(folder_cache, "_write", write)
+
+    changed = root / "train" / "ants" / "0.jpg"
+    Image.fromarray(np.full((40, 48, 3), 200, dtype=np.uint8)).save(changed)
+    os.utime(changed, ns=(10**18, 10**18))  # another modification time, whatever the clock
+    third = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    assert capsys.readouterr().err.count("note: decoding") == 1  # only train/ changed
+    assert not torch.equal(first.train.images, third.train.images)
+    assert torch.equal(first.val.images, third.val.images)
+    after = cache_files(tmp_path)
+    assert len(after) == 4 and len(set(after) - set(before)) == 2  # the older train cache is gone
+
+
+@pytest.mark.parametrize("damage", ["description", "data"])
+def test_a_cache_cut_short_or_damaged_is_decoded_again(tmp_path, capsys, damage):
+    root = write_image_folder(tmp_path / "data")
+    first = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    folder = tmp_path / "cvcore-cache" / "folders"
+    for path in folder.glob("*.json" if damage == "description" else "*.u8"):
+        if damage == "description":
+            path.unlink()  # a crash before the description is written
+        else:
+            path.write_bytes(path.read_bytes()[:100])  # a truncated data file
+    capsys.readouterr()
+    again = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    assert capsys.readouterr().err.count("note: decoding") == 2
+    assert torch.equal(first.train.images, again.train.images)
+
+
+def test_cache_off_serves_the_same_pixels_decoded_every_time(tmp_path):
+    root = write_image_folder(tmp_path / "data")
+    cached = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    direct = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36, cache="off")
+    assert not isinstance(direct.train, cvcore.TensorImages)
+    assert torch.equal(torch.stack([direct.train[i][0] for i in range(len(direct.train))]), cached.train.images)
+    assert [int(direct.train[i][1]) for i in range(len(direct.train))] == cached.train.targets.tolist()
+    assert not (tmp_path / "cvcore-cache").exists() or len(cache_files(tmp_path)) == 4
+
+
+def test_a_cache_larger_than_memory_is_memory_mapped_and_trains(in_tmp, monkeypatch):
+    write_image_folder(in_tmp / "data")
+    monkeypatch.setattr(folder_cache, "_available_memory", lambda: 1000)  # 2 x 6 x 3 x 36 x 36 bytes do not fit
+    splits = cvcore.create("dataset", "imagefolder", root=in_tmp / "data", image_size=32, resize=36)
+    assert splits.train.mapped and file_mapped_at(splits.train.images.data_ptr()).endswith(".u8")
+    in_memory = cvcore.create("dataset", "imagefolder", root=in_tmp / "data", image_size=32, resize=36, cache="memory")
+    assert not in_memory.train.mapped and torch.equal(in_memory.train.images, splits.train.images)
+    result = CliRunner().invoke(cli, ["train", "--dataset", "imagefolder", "--data-dir", "data", "--model", "lenet",
+                                      "--set", "dataset.image_size=32", "--set", "dataset.resize=36",
+                                      "--epochs", "1", "--batch-size", "4", "--run-dir", "r"])
+    assert result.exit_code == 0, result.output
+
+
+def test_an_unreadable_image_is_named_when_the_cache_is_built(tmp_path):
+    root = write_image_folder(tmp_path / "data")
+    (root / "train" / "bees" / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(cvcore.DataError, match="broken.jpg' cannot be read.*skip_unreadable=true"):
+        cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    splits = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36, skip_unreadable=True)
+    assert len(splits.train) == 6
+    assert not list((tmp_path / "cvcore-cache" / "folders").glob(".*partial"))
+
+
+def test_resize_below_the_image_size_is_refused(tmp_path):
+    with pytest.raises(cvcore.DataError, match=r"resize \(28\) must be at least image_size \(32\)"):
+        cvcore.create("dataset", "imagefolder", root=write_image_folder(tmp_path), image_size=32, resize=28)
+
+
+def test_default_transforms_crop_from_the_cached_margin(tmp_path):
+    splits = cvcore.create("dataset", "imagefolder", root=write_image_folder(tmp_path, size=40), image_size=32, resize=40)
+    assert splits.transforms == ("transforms:random_resized_crop", "transforms:flip")
+    images, targets = augmented(splits.train, splits.transforms, info=splits.info)
+    assert images.shape == (6, 3, 32, 32) and torch.equal(targets, splits.train.targets)
+    plain = cvcore.create("dataset", "imagefolder", root=tmp_path, image_size=32, resize=40, augment=False)
+    assert plain.transforms == ()
+
+
+def test_segfolder_caches_masks_as_class_ids(tmp_path):
+    from test_segmentation import write_segfolder
+
+    root = write_segfolder(tmp_path / "seg", count=8, size=24)
+    splits = cvcore.create("dataset", "segfolder", root=root, image_size=16)
+    assert splits.train.images.shape[1:] == (3, 16, 16) and splits.train.targets.dtype == torch.uint8
+    assert set(splits.train.targets.unique().tolist()) <= {0, 1, 2}
+    off = cvcore.create("dataset", "segfolder", root=root, image_size=16, cache="off")
+    image, mask = off.train[0]
+    assert torch.equal(image, splits.train.images[0]) and torch.equal(mask, splits.train.targets[0])
+    _, masks = augmented(splits.train, [], info=splits.info)
+    assert masks.dtype == torch.long  # class ids for the loss

@@ -1,0 +1,230 @@
+"""Each built-in transform against its definition: the distribution of what it draws (compared with
+torchvision's own sampling where torchvision has the transform), per-image parameters, and
+masks carried with the image."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+import cvcore
+from cvcore_transforms import photometric as ph
+from cvcore_transforms.policies import SPACE, TrivialAugment
+
+COUNT = 4000
+
+
+def build(name, **options):
+    return cvcore.create("transform", name, **options)
+
+
+def run(transform, images, targets, seed=0):
+    return transform(images, targets, torch.Generator().manual_seed(seed))
+
+
+def quantiles(values) -> torch.Tensor:
+    return torch.quantile(torch.as_tensor(values, dtype=torch.float64), torch.linspace(0.1, 0.9, 9, dtype=torch.float64))
+
+
+def test_random_resized_crop_draws_boxes_as_torchvision_does():
+    images = torch.zeros(COUNT, 1, 60, 90)
+    crop = build("random_resized_crop", image_size=(16, 16))
+    top, left, height, width = (v.double() for v in crop.draw(images, torch.Generator().manual_seed(0)))
+    torch.manual_seed(0)
+    theirs = torch.tensor([v2.RandomResizedCrop.get_params(images[0], [0.08, 1.0], [3 / 4, 4 / 3])
+                           for _ in range(COUNT)], dtype=torch.float64)
+    ours = torch.stack([top, left, height, width], 1)
+    area_ours, area_theirs = ours[:, 2] * ours[:, 3] / 5400, theirs[:, 2] * theirs[:, 3] / 5400
+    assert (quantiles(area_ours) - quantiles(area_theirs)).abs().max() < 0.03
+    aspect_ours, aspect_theirs = (ours[:, 3] / ours[:, 2]).log(), (theirs[:, 3] / theirs[:, 2]).log()
+    assert (quantiles(aspect_ours) - quantiles(aspect_theirs)).abs().max() < 0.05
+    # Offsets: uniform over the room left, so the box centre is as likely left as right.
+    for axis, room in ((0, 60), (1, 90)):
+        centre = (ours[:, axis] + ours[:, axis + 2] / 2) / room
+        assert abs(centre.mean().item() - 0.5) < 0.02
+    assert (ours[:, 0] + ours[:, 2] <= 60).all() and (ours[:, 1] + ours[:, 3] <= 90).all() and (ours >= 0).all()
+
+
+def test_random_resized_crop_falls_back_to_the_central_box_like_torchvision():
+    images = torch.zeros(50, 1, 10, 100)  # aspect 10: no box of ratio <= 4/3 covers 90 % of it
+    crop = build("random_resized_crop", image_size=(8, 8), scale=[0.9, 1.0])
+    top, left, height, width = crop.draw(images, torch.Generator().manual_seed(0))
+    assert set(height.tolist()) == {10} and set(width.tolist()) == {13}  # round(10 * 4/3), as torchvision
+
+
+def test_random_resized_crop_moves_masks_with_the_image_and_resizes_to_the_size():
+    masks = torch.zeros(200, 40, 40, dtype=torch.long)
+    masks[:, :, :20], masks[:, 20:, 20:] = 1, 2
+    images = (masks.float() / 2).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    out, moved = run(build("random_resized_crop", image_size=(24, 24)), images, masks)
+    assert out.shape == (200, 3, 24, 24) and moved.shape == (200, 24, 24) and moved.dtype == torch.long
+    # Bilinear (image) and nearest (mask) resampling differ only next to class edges.
+    area = moved.unsqueeze(1).float()
+    interior = (F.max_pool2d(area, 3, 1, 1) == -F.max_pool2d(-area, 3, 1, 1)).squeeze(1)
+    assert torch.equal((out[:, 0] * 2).round().long()[interior], moved[interior])
+    assert interior.float().mean() > 0.5
+    assert len({tuple(m.unique().tolist()) for m in moved}) > 3  # crops differ from image to image
+
+
+def test_flip_flips_a_share_p_of_the_images_and_their_masks():
+    images = torch.zeros(COUNT, 1, 4, 4)
+    images[..., 0] = 1
+    masks = images[:, 0].long()
+    out, moved = run(build("flip", p=0.3), images, masks)
+    flipped = out[:, 0, 0, -1] == 1
+    assert abs(flipped.float().mean().item() - 0.3) < 0.03
+    assert torch.equal(moved, out[:, 0].long())
+    vertical, _ = run(build("flip", p=1.0, vertical=True), images.transpose(-1, -2), masks)
+    assert (vertical[:, 0, -1, :] == 1).all()
+
+
+def test_pad_crop_shifts_by_up_to_the_padding_uniformly():
+    images = torch.zeros(COUNT, 1, 9, 9)
+    images[:, :, 4, 4] = 1
+    out, _ = run(build("pad_crop", padding=2), images, torch.zeros(COUNT, dtype=torch.long))
+    position = out[:, 0].flatten(1).argmax(1)
+    rows, cols = position // 9, position % 9
+    counts = torch.bincount(rows * 9 + cols, minlength=81).view(9, 9)[2:7, 2:7].float() / COUNT
+    assert (counts - 1 / 25).abs().max() < 0.015  # 5 x 5 equally likely shifts
+
+
+def test_color_jitter_factors_are_uniform_per_image():
+    grey = torch.full((COUNT, 3, 2, 2), 0.5)
+    out, _ = run(build("color_jitter", brightness=0.4, contrast=0, saturation=0), grey, torch.zeros(COUNT))
+    values = out[:, 0, 0, 0]
+    assert abs(values.mean().item() - 0.5) < 0.01
+    assert values.min() >= 0.3 - 1e-6 and values.max() <= 0.7 + 1e-6
+    assert abs(values.std().item() - 0.5 * 0.8 / math.sqrt(12)) < 0.01  # U[0.6, 1.4] times 0.5
+
+
+def test_color_jitter_leaves_a_share_1_minus_p_untouched():
+    images = torch.rand(COUNT, 3, 4, 4)
+    out, _ = run(build("color_jitter", p=0.25), images, torch.zeros(COUNT))
+    changed = (out != images).flatten(1).any(1).float().mean().item()
+    assert abs(changed - 0.25) < 0.03
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (ph.brightness, TF.adjust_brightness), (ph.contrast, TF.adjust_contrast),
+    (ph.saturation, TF.adjust_saturation), (ph.sharpness, TF.adjust_sharpness),
+])
+def test_blends_match_torchvision_for_each_factor(ours, theirs):
+    images = torch.rand(3, 3, 12, 12)
+    factors = torch.tensor([0.3, 1.0, 1.7])
+    expected = torch.stack([theirs(image, float(f)) for image, f in zip(images, factors)])
+    assert torch.allclose(ours(images, factors), expected, atol=1e-5)
+
+
+def test_hue_turns_colours_but_keeps_grey_and_brightness():
+    images = torch.rand(8, 3, 6, 6) * 0.2 + 0.4  # colours whose turns stay inside the RGB cube
+    shift = torch.linspace(-0.5, 0.5, 8)
+    out = ph.hue(images, shift)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    assert torch.allclose((out * luma).sum(1), (images * luma).sum(1), atol=1e-4)
+    assert torch.allclose(ph.hue(images, torch.zeros(8)), images, atol=1e-5)
+    grey = torch.full((8, 3, 2, 2), 0.4)
+    assert torch.allclose(ph.hue(grey, shift), grey, atol=1e-5)
+    assert (out - images).abs().amax(dim=(1, 2, 3))[1:-1].min() > 0.01
+
+
+@pytest.mark.parametrize("operation", ["posterize", "solarize", "autocontrast", "equalize"])
+def test_policy_operations_match_torchvision_on_8_bit_images(operation):
+    pixels = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    pixels[1] = pixels[1] // 4 + 100  # a low-contrast image
+    images = pixels.float() / 255
+    if operation == "posterize":
+        ours, theirs = ph.posterize(images, torch.tensor([2, 4, 6, 8])), [TF.posterize(p, b) for p, b in zip(pixels, [2, 4, 6, 8])]
+    elif operation == "solarize":
+        thresholds = [0.2, 0.5, 0.8, 1.0]
+        ours = ph.solarize(images, torch.tensor(thresholds))
+        theirs = [TF.solarize(p, t * 255) for p, t in zip(pixels, thresholds)]
+    else:
+        ours, theirs = getattr(ph, operation)(images), [getattr(TF, operation)(p) for p in pixels]
+    assert ((ours * 255).round() - torch.stack(theirs).float()).abs().max() <= 1
+
+
+def test_random_erasing_draws_boxes_as_torchvision_does():
+    images = torch.ones(COUNT, 1, 32, 48)
+    out, _ = run(build("random_erasing", p=0.5, value=0.0), images, torch.zeros(COUNT))
+    erased = (out == 0).flatten(1).float().mean(1)
+    assert abs((erased > 0).float().mean().item() - 0.5) < 0.03
+    torch.manual_seed(0)
+    eraser = v2.RandomErasing(p=1.0, value=0)
+    theirs = [eraser.make_params([images[0]]) for _ in range(COUNT // 2)]
+    areas = torch.tensor([p["h"] * p["w"] / (32 * 48) for p in theirs])
+    assert (quantiles(erased[erased > 0]) - quantiles(areas)).abs().max() < 0.02
+
+
+def test_random_erasing_fills_with_noise_by_default():
+    out, _ = run(build("random_erasing", p=1.0), torch.full((50, 3, 32, 32), 0.5), torch.zeros(50))
+    noise = out[out != 0.5]
+    assert noise.numel() > 1000 and 0.45 < noise.mean() < 0.55 and noise.std() > 0.25
+
+
+def test_mixup_shares_follow_beta_alpha_alpha_per_image_and_label_the_mixture():
+    alpha, count = 0.8, COUNT * 2
+    images = torch.arange(count).float().view(-1, 1, 1, 1).expand(-1, 1, 2, 2) / count
+    labels = torch.arange(count) % 2
+    out, soft = run(build("mixup", alpha=alpha, p=1.0, num_classes=2), images, labels)
+    lam = soft[torch.arange(count), labels]  # partners (mirrored places) have the other label
+    assert torch.allclose(soft.sum(1), torch.ones(count))
+    assert abs(lam.mean().item() - 0.5) < 0.02
+    assert abs(lam.var().item() - 1 / (4 * (2 * alpha + 1))) < 0.01  # Beta(a, a) variance
+    assert torch.allclose(out, lam.view(-1, 1, 1, 1) * images + (1 - lam.view(-1, 1, 1, 1)) * images.flip(0), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mixup", "cutmix"])
+def test_mixing_changes_a_share_p_of_the_images(name):
+    images = torch.rand(COUNT, 1, 8, 8)
+    out, _ = run(build(name, p=0.3, num_classes=2), images, torch.arange(COUNT) % 2)
+    assert abs((out != images).flatten(1).any(1).float().mean().item() - 0.3) < 0.03
+
+
+def test_cutmix_label_share_is_the_pasted_area():
+    count = 500
+    images = (torch.arange(count).float() + 1).view(-1, 1, 1, 1).expand(-1, 1, 20, 30).contiguous()
+    labels = torch.arange(count) % 2
+    out, soft = run(build("cutmix", num_classes=2), images, labels)
+    own = (out == images).flatten(1).float().mean(1)
+    assert torch.allclose(soft[torch.arange(count), labels], own, atol=1e-6)
+    assert own.min() < 0.3 and own.max() == 1.0 and own.std() > 0.15  # one share per image
+
+
+def test_trivial_augment_gives_each_operation_to_a_fair_share_of_the_images(monkeypatch):
+    seen = {}
+
+    def counted(self, name, images, masks, magnitude):
+        seen[name] = seen.get(name, 0) + len(images)
+        return images, masks
+
+    monkeypatch.setattr(TrivialAugment, "_apply", counted)
+    run(build("trivial_augment"), torch.rand(COUNT * 2, 3, 4, 4), torch.zeros(COUNT * 2, dtype=torch.long))
+    expected = COUNT * 2 / len(SPACE)
+    assert set(seen) == set(SPACE) - {"identity"}
+    assert all(abs(n - expected) < 0.2 * expected for n in seen.values())
+
+
+@pytest.mark.parametrize("operation", ["rotate", "shear_x", "translate_y"])
+def test_trivial_augment_moves_masks_with_geometric_operations(operation):
+    masks = torch.randint(0, 3, (16, 24, 24))
+    images = (masks.float() / 2).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    policy = build("trivial_augment", ignore_index=255)
+    magnitude = torch.linspace(-SPACE[operation][0], SPACE[operation][0], 16) * 0.5
+    out, moved = policy._apply(operation, images, masks, magnitude)
+    inside = moved != 255
+    assert (~inside).any() and inside.float().mean() > 0.5
+    assert torch.equal((out[:, 0] * 2).round().long()[inside], moved[inside])
+    assert (out[:, 0][~inside] == 0).all()  # uncovered pixels are black
+
+
+def test_transforms_keep_segmentation_ignore_values(tmp_path):
+    masks = torch.full((64, 16, 16), 255, dtype=torch.long)
+    masks[:, 4:12, 4:12] = 1
+    images = torch.rand(64, 3, 16, 16)
+    for name in ("pad_crop", "flip", "random_resized_crop", "trivial_augment"):
+        options = {"image_size": (16, 16)} if name == "random_resized_crop" else {}
+        _, moved = run(build(name, **options), images, masks)
+        assert set(moved.unique().tolist()) <= {1, 255}, name
