@@ -55,8 +55,8 @@ class Preparation:
 
     def _normalised(self, pixels: torch.Tensor) -> torch.Tensor:
         """Bytes or [0, 1] pixels, normalised into one new float tensor (x * scale + shift)."""
-        if pixels.dtype == torch.uint8:
-            return pixels.float().mul_(self.byte_scale).add_(self.shift)
+        if pixels.dtype == torch.uint8:  # into the standard layout, whatever strides a transform left
+            return pixels.to(torch.float32, memory_format=torch.contiguous_format).mul_(self.byte_scale).add_(self.shift)
         return pixels.mul(self.scale).add_(self.shift)
 
     def _center_crop(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -120,13 +120,18 @@ def cached(files: Sequence[Path], size: int, decode: Decode, *, split: str,
     meta_path = data_path.with_suffix(".json")
     meta = _complete(meta_path, data_path, len(files))
     if meta is None:
-        meta = _write(files, size, decode, data_path, meta_path)
+        array, mapped = _write(files, size, decode, data_path, meta_path, keep)
         _remove_older(data_path)
+        return torch.from_numpy(array), mapped
     shape = tuple(meta["shape"])
-    mapped = keep == "mmap" or (keep == "auto" and data_path.stat().st_size > _available_memory() / 2)
+    mapped = _mapped(math.prod(shape), keep)
     array = (np.memmap(data_path, np.uint8, mode="c", shape=shape) if mapped
              else np.fromfile(data_path, np.uint8).reshape(shape))
     return torch.from_numpy(array), mapped
+
+
+def _mapped(nbytes: int, keep: str) -> bool:
+    return keep == "mmap" or (keep == "auto" and nbytes > _available_memory() / 2)
 
 
 def _cache_path(files: list[Path], size: int, decode: Decode, split: str) -> Path:
@@ -169,31 +174,40 @@ def _remove_older(data_path: Path) -> None:
             older.unlink(missing_ok=True)
 
 
-def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_path: Path) -> dict:
-    """Decode every file in parallel threads (PIL releases the GIL while decoding and resizing),
-    straight into a memory-mapped file, then publish it by renaming."""
+def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_path: Path,
+           keep: str) -> tuple[np.ndarray, bool]:
+    """Decode every file in parallel threads (PIL and torch release the GIL while decoding and
+    resizing), into memory or straight into a memory-mapped file, then publish the file by renaming.
+    Returns the array and whether it is mapped."""
     from cvcore.checkpoint import write_atomically
 
     started = time.perf_counter()
     first = decode(files[0], size)
     shape = (len(files), *first.shape)
+    mapped = _mapped(math.prod(shape), keep)
     data_path.parent.mkdir(parents=True, exist_ok=True)
     partial = data_path.with_name(f".{data_path.name}.{os.getpid()}.partial")
     print(f"note: decoding {len(files)} files under '{os.path.commonpath(files)}' once into a {size}x{size} cache "
           f"({math.prod(shape) / 1e9:.2f} GB in {data_path.parent})", file=sys.stderr)
     try:
-        _decode_into(partial, files, size, decode, first)
+        array = np.memmap(partial, np.uint8, mode="w+", shape=shape) if mapped else np.empty(shape, np.uint8)
+        _decode_into(array, files, size, decode, first)
+        if mapped:
+            array.flush()
+        else:
+            array.tofile(partial)
         partial.replace(data_path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    if mapped:  # read-only from here on: training never writes to the cache
+        array = np.memmap(data_path, np.uint8, mode="c", shape=shape)
     meta = {"shape": list(shape), "seconds": round(time.perf_counter() - started, 2)}
     write_atomically(meta_path, json.dumps(meta).encode())
-    return meta
+    return array, mapped
 
 
-def _decode_into(path: Path, files: list[Path], size: int, decode: Decode, first: np.ndarray) -> None:
-    store = np.memmap(path, np.uint8, mode="w+", shape=(len(files), *first.shape))
+def _decode_into(store: np.ndarray, files: list[Path], size: int, decode: Decode, first: np.ndarray) -> None:
     store[0] = first
 
     def fill(index: int) -> None:
@@ -201,7 +215,6 @@ def _decode_into(path: Path, files: list[Path], size: int, decode: Decode, first
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(fill, range(1, len(files))))
-    store.flush()
 
 
 def _available_memory() -> int:
