@@ -23,6 +23,7 @@ import cvcore
 from cvcore.training.trainer import Trainer, TrainerOptions, seed_everything
 
 BATCH = 128
+MEAN, STD = 0.0, 1.0  # the DataInfo's: the Trainer normalises with them as well
 DEVNULL = open(os.devnull, "w")  # both sides print one line per epoch; neither to the terminal
 
 
@@ -34,8 +35,13 @@ def make_data(side: int, train: int = 8192, val: int = 2048) -> cvcore.DataSplit
         return cvcore.TensorImages(images, torch.randint(0, 10, (n,), generator=generator))
 
     info = cvcore.DataInfo(num_classes=10, class_names=[str(i) for i in range(10)], in_channels=1,
-                           image_size=(side, side), mean=(0.0,), std=(1.0,))
+                           image_size=(side, side), mean=(MEAN,), std=(STD,))
     return cvcore.DataSplits(split(train), split(val), info)
+
+
+def normalised(images: torch.Tensor) -> torch.Tensor:
+    """Bytes to the model's input, as any loop does: scale to [0, 1], subtract the mean, divide by the std."""
+    return images.float().div_(255).sub_(MEAN).div_(STD)
 
 
 def build(model_name: str, data: cvcore.DataSplits, **model_options):
@@ -54,7 +60,7 @@ def hand_written(model_name: str, data: cvcore.DataSplits, epochs: int, **model_
         model.train()
         totals = torch.zeros(3, dtype=torch.float64)
         for images, target in train.batches(BATCH, shuffle=True, generator=generator):
-            logits = model(images.float().div_(255))  # the data's mean 0 and std 1
+            logits = model(normalised(images))
             loss = loss_fn(logits, target)
             loss.backward()
             optimizer.step()
@@ -65,7 +71,7 @@ def hand_written(model_name: str, data: cvcore.DataSplits, epochs: int, **model_
         val_totals = torch.zeros(4, dtype=torch.float64)
         with torch.inference_mode():
             for images, target in val.batches(BATCH, shuffle=False):
-                logits = model(images.float().div_(255))
+                logits = model(normalised(images))
                 top5 = logits.topk(5, 1).indices == target[:, None]
                 count = torch.tensor(float(len(target)), dtype=torch.float64)
                 val_totals += torch.stack([loss_fn(logits, target).double() * count, top5[:, 0].sum().double(),
@@ -111,7 +117,7 @@ class Batches:
 
     def __iter__(self):
         batches = self.device_data.batches(BATCH, shuffle=self.shuffle, generator=self.generator)
-        return ((images.float().div_(255), target) for images, target in batches)
+        return ((normalised(images), target) for images, target in batches)
 
 
 def with_lightning(model_name: str, data: cvcore.DataSplits, epochs: int, **model_options) -> float:
