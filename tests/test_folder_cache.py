@@ -154,3 +154,21 @@ def test_segfolder_caches_masks_as_class_ids(tmp_path):
     assert torch.equal(image, splits.train.images[0]) and torch.equal(mask, splits.train.targets[0])
     _, masks = augmented(splits.train, [], info=splits.info)
     assert masks.dtype == torch.long  # class ids for the loss
+
+
+def test_an_unwritable_cache_folder_says_how_to_go_on(tmp_path, monkeypatch):
+    root = write_image_folder(tmp_path / "data")
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("CVCORE_CACHE_DIR", str(tmp_path / "a-file" / "cache"))  # fails even for root
+    with pytest.raises(cvcore.DataError, match="cannot be written in .*CVCORE_CACHE_DIR.*cache=off"):
+        cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    assert len(cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36, cache="off").train) == 6
+
+
+def test_an_unreadable_mask_is_named(tmp_path):
+    from test_segmentation import write_segfolder
+
+    root = write_segfolder(tmp_path / "seg", count=6, size=24)
+    (root / "masks" / "2.png").write_bytes(b"not a png")
+    with pytest.raises(cvcore.DataError, match="Mask '.*2.png' cannot be read"):
+        cvcore.create("dataset", "segfolder", root=root, image_size=16, num_classes=3)

@@ -66,11 +66,14 @@ def decode_image(path: Path, size: int) -> np.ndarray:
 
 def read_mask(path: Path) -> Image.Image:
     """A mask PNG (pixel = class id, palette images keep their indices), loaded and checked."""
-    with Image.open(path) as picture:
-        if picture.mode not in ("L", "P"):
-            raise DataError(f"Mask '{path}' has mode {picture.mode}; masks are single-channel PNGs of class ids.")
-        picture.load()
-        return picture.copy()
+    try:
+        with Image.open(path) as picture:
+            if picture.mode not in ("L", "P"):
+                raise DataError(f"Mask '{path}' has mode {picture.mode}; masks are single-channel PNGs of class ids.")
+            picture.load()
+            return picture.copy()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"Mask '{path}' cannot be read ({exc}).") from None
 
 
 def decode_mask(path: Path, size: int) -> np.ndarray:
@@ -185,7 +188,10 @@ def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_p
     first = decode(files[0], size)
     shape = (len(files), *first.shape)
     mapped = _mapped(math.prod(shape), keep)
-    data_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(data_path.parent, exc) from None
     partial = data_path.with_name(f".{data_path.name}.{os.getpid()}.partial")
     print(f"note: decoding {len(files)} files under '{os.path.commonpath(files)}' once into a {size}x{size} cache "
           f"({math.prod(shape) / 1e9:.2f} GB in {data_path.parent})", file=sys.stderr)
@@ -197,14 +203,22 @@ def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_p
         else:
             array.tofile(partial)
         partial.replace(data_path)
-    except BaseException:
+    except BaseException as exc:
         partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # decoding errors are DataErrors: this is the disk
+            raise _unwritable(data_path.parent, exc) from None
         raise
     if mapped:  # read-only from here on: training never writes to the cache
         array = np.memmap(data_path, np.uint8, mode="c", shape=shape)
     meta = {"shape": list(shape), "seconds": round(time.perf_counter() - started, 2)}
     write_atomically(meta_path, json.dumps(meta).encode())
     return array, mapped
+
+
+def _unwritable(folder: Path, exc: OSError) -> DataError:
+    return DataError(f"The image cache cannot be written in '{folder}' ({exc}). Set CVCORE_CACHE_DIR to a "
+                     f"writable folder with room for it, or the data set option cache=off "
+                     f"(--set dataset.cache=off) to decode the images in every epoch instead.")
 
 
 def _decode_into(store: np.ndarray, files: list[Path], size: int, decode: Decode, first: np.ndarray) -> None:

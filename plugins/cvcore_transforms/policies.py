@@ -55,9 +55,12 @@ class TrivialAugment(cvcore.Transform):
         level = torch.randint(0, self.bins, (count,), device=device, generator=generator).float() / (self.bins - 1)
         sign = torch.where(chance(0.5, count, images, generator), -1.0, 1.0)
         images, targets = images.clone(), targets.clone()
-        for index, (name, (largest, signed)) in enumerate(SPACE.items()):
-            picked = (chosen == index).nonzero().squeeze(1)
-            if name == "identity" or len(picked) == 0:
+        # The images of each operation, grouped with one copy to the host (not one per operation).
+        order, counts = chosen.argsort(), torch.bincount(chosen, minlength=len(SPACE)).tolist()
+        starts = [sum(counts[:index]) for index in range(len(SPACE))]
+        for (name, (largest, signed)), start, count in zip(SPACE.items(), starts, counts):
+            picked = order[start:start + count]
+            if name == "identity" or count == 0:
                 continue
             magnitude = level[picked] * largest * (sign[picked] if signed else 1)
             mask = targets[picked] if is_mask(targets, images) else None
