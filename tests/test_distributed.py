@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cvcore import checkpoint as ckpt
-from fixtures import md5, serve, write_mnist_mirror
+from fixtures import md5, serve, write_image_folder, write_mnist_mirror
 
 LAUNCH = Path(__file__).with_name("launch_cv.py")
 
@@ -91,3 +91,13 @@ def test_download_happens_once_under_torchrun(tmp_path):
                         env={"MNIST_MIRROR": url, "MNIST_RESOURCES": resources})
     # One process's download: torchvision asks for each file twice (a redirect probe, then the file).
     assert Counter(requests) == {f"/{f.name}": 2 for f in files}, done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_the_folder_cache_is_decoded_once_under_torchrun(tmp_path):
+    write_image_folder(tmp_path / "data")
+    done = torchrun(tmp_path, "--dataset", "imagefolder", "--model", "lenet", "--data-dir", str(tmp_path / "data"),
+                    "--set", "dataset.image_size=32", "--set", "dataset.resize=36", "--epochs", "1",
+                    "--batch-size", "2", "--run-dir", str(tmp_path / "run"))
+    assert done.stderr.count("note: decoding") == 2, done.stderr  # train/ and val/, by one process
+    assert len(rows(tmp_path / "run")) == 1

@@ -136,3 +136,9 @@ def test_mixup_and_cutmix_train_digits_as_well_as_without_them(in_tmp):
     without = mean_best("none")
     assert mean_best("mixup") >= without - 1 / 359
     assert mean_best("cutmix") >= without - 1 / 359
+
+
+def test_dry_run_lists_the_transforms_a_run_will_use(in_tmp):
+    result = cv("train", *SMALL_SHAPES, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert [line.split()[1] for line in result.output.splitlines() if line.startswith("transform")] == ["flip", "pad_crop"]

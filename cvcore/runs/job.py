@@ -22,7 +22,7 @@ def dry_run(plan: Plan) -> list[str]:
     params = sum(p.numel() for p in built.model.parameters())
     trainable = sum(p.numel() for p in built.model.parameters() if p.requires_grad)
     info = built.data.info
-    return [*describe_parts(plan),
+    return [*describe_parts(built.plan),
             f"data      {len(built.data.train)} train / {len(built.data.val)} val images, "
             f"{info.num_classes} classes, {info.in_channels}x{info.image_size[0]}x{info.image_size[1]}",
             f"model     {params:,} parameters ({trainable:,} trainable)",
