@@ -18,7 +18,7 @@ records which plugin and distribution provided it. A plugin calls it once per co
 - ``default`` (tasks): True for the one task a data set gets when its DataInfo names none.
 
 Options whose names match a field of :class:`cvcore.DataInfo` (``num_classes``, ``in_channels``,
-``image_size``, ``task``, ``class_names``) or of the run plan (``total_epochs``, ``steps_per_epoch``) are
+``image_size``, ``task``, ``class_names``, ``ignore_index``, ``mean``, ``std``) or of the run plan (``total_epochs``, ``steps_per_epoch``) are
 filled in by the Trainer from the data and the run unless the user sets them, so components adapt
 to the data set without configuration.
 
