@@ -27,6 +27,7 @@ def prepared(split, info):
 
 
 def cache_files(root):
+    folder_cache.finish_writing()  # caches that fit in memory are saved by a background thread
     return sorted(p.name for p in (root / "cvcore-cache" / "folders").iterdir())
 
 
@@ -83,6 +84,7 @@ def test_the_cache_is_decoded_once_and_reused_while_the_folder_is_unchanged(tmp_
 def test_a_cache_cut_short_or_damaged_is_decoded_again(tmp_path, capsys, damage):
     root = write_image_folder(tmp_path / "data")
     first = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    folder_cache.finish_writing()
     folder = tmp_path / "cvcore-cache" / "folders"
     for path in folder.glob("*.json" if damage == "description" else "*.u8"):
         if damage == "description":
@@ -172,3 +174,16 @@ def test_an_unreadable_mask_is_named(tmp_path):
     (root / "masks" / "2.png").write_bytes(b"not a png")
     with pytest.raises(cvcore.DataError, match="Mask '.*2.png' cannot be read"):
         cvcore.create("dataset", "segfolder", root=root, image_size=16, num_classes=3)
+
+
+def test_a_cache_that_cannot_be_saved_is_warned_about_and_training_goes_on(tmp_path, monkeypatch, capsys):
+    root = write_image_folder(tmp_path / "data")
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(folder_cache, "_publish", full_disk)
+    splits = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    folder_cache.finish_writing()
+    assert "warning: the image cache was not saved" in capsys.readouterr().err
+    assert len(splits.train) == 6 and not list((tmp_path / "cvcore-cache" / "folders").iterdir())

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -121,10 +122,10 @@ def cached(files: Sequence[Path], size: int, decode: Decode, *, split: str,
     files = [Path(f) for f in files]
     data_path = _cache_path(files, size, decode, split)
     meta_path = data_path.with_suffix(".json")
+    finish_writing(data_path)
     meta = _complete(meta_path, data_path, len(files))
     if meta is None:
         array, mapped = _write(files, size, decode, data_path, meta_path, keep)
-        _remove_older(data_path)
         return torch.from_numpy(array), mapped
     shape = tuple(meta["shape"])
     mapped = _mapped(math.prod(shape), keep)
@@ -180,10 +181,9 @@ def _remove_older(data_path: Path) -> None:
 def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_path: Path,
            keep: str) -> tuple[np.ndarray, bool]:
     """Decode every file in parallel threads (PIL and torch release the GIL while decoding and
-    resizing), into memory or straight into a memory-mapped file, then publish the file by renaming.
+    resizing). A cache that fits in memory is decoded there and saved to disk by a background
+    thread while training starts; a larger one is decoded straight into its memory-mapped file.
     Returns the array and whether it is mapped."""
-    from cvcore.checkpoint import write_atomically
-
     started = time.perf_counter()
     first = decode(files[0], size)
     shape = (len(files), *first.shape)
@@ -195,24 +195,61 @@ def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_p
     partial = data_path.with_name(f".{data_path.name}.{os.getpid()}.partial")
     print(f"note: decoding {len(files)} files under '{os.path.commonpath(files)}' once into a {size}x{size} cache "
           f"({math.prod(shape) / 1e9:.2f} GB in {data_path.parent})", file=sys.stderr)
-    try:
-        array = np.memmap(partial, np.uint8, mode="w+", shape=shape) if mapped else np.empty(shape, np.uint8)
-        _decode_into(array, files, size, decode, first)
-        if mapped:
+    if mapped:
+        try:
+            array = np.memmap(partial, np.uint8, mode="w+", shape=shape)
+            _decode_into(array, files, size, decode, first)
             array.flush()
-        else:
-            array.tofile(partial)
-        partial.replace(data_path)
-    except BaseException as exc:
+        except BaseException as exc:
+            partial.unlink(missing_ok=True)
+            if isinstance(exc, OSError):  # decoding errors are DataErrors: this is the disk
+                raise _unwritable(data_path.parent, exc) from None
+            raise
+        _publish(partial, data_path, meta_path, shape, started)
+        return np.memmap(data_path, np.uint8, mode="c", shape=shape), True  # read-only: training never writes
+    array = np.empty(shape, np.uint8)
+    _decode_into(array, files, size, decode, first)
+    writer = threading.Thread(target=_save, args=(array, partial, data_path, meta_path, started),
+                              name="cvcore-cache-writer")  # not a daemon: the interpreter waits for it at exit
+    _WRITERS[data_path] = writer
+    writer.start()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: the other processes read it next
+        finish_writing(data_path)
+    return array, False
+
+
+_WRITERS: dict[Path, threading.Thread] = {}
+
+
+def finish_writing(data_path: Path | None = None) -> None:
+    """Wait until the cache at ``data_path`` (default: every cache this process is writing) is on disk."""
+    for path in [data_path] if data_path else list(_WRITERS):
+        writer = _WRITERS.pop(path, None)
+        if writer is not None:
+            writer.join()
+
+
+def _save(array: np.ndarray, partial: Path, data_path: Path, meta_path: Path, started: float) -> None:
+    """Write a decoded cache to disk and publish it. Failing (a full disk) only warns: the run has
+    the images in memory, and the next run decodes them again."""
+    try:
+        array.tofile(partial)
+        _publish(partial, data_path, meta_path, array.shape, started)
+    except (OSError, DataError) as exc:
         partial.unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # decoding errors are DataErrors: this is the disk
-            raise _unwritable(data_path.parent, exc) from None
-        raise
-    if mapped:  # read-only from here on: training never writes to the cache
-        array = np.memmap(data_path, np.uint8, mode="c", shape=shape)
+        print(f"warning: the image cache was not saved, so the next run decodes the images again: "
+              f"{_unwritable(data_path.parent, exc)}", file=sys.stderr)
+
+
+def _publish(partial: Path, data_path: Path, meta_path: Path, shape: tuple[int, ...], started: float) -> None:
+    """Rename the finished file into place, then write its description (what makes it complete),
+    then delete the caches of the folder's earlier contents."""
+    from cvcore.checkpoint import write_atomically
+
+    partial.replace(data_path)
     meta = {"shape": list(shape), "seconds": round(time.perf_counter() - started, 2)}
     write_atomically(meta_path, json.dumps(meta).encode())
-    return array, mapped
+    _remove_older(data_path)
 
 
 def _unwritable(folder: Path, exc: OSError) -> DataError:
