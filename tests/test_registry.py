@@ -42,6 +42,12 @@ def test_wrong_option_type_is_named():
         cvcore.create("optimizer", "sgd", [], lr="fast")
 
 
+def test_a_misspelt_choice_suggests_the_closest(in_tmp):
+    with pytest.raises(cvcore.OptionError, match="must be 'auto' \\| 'memory' \\| 'mmap' \\| 'off', got 'memry' "
+                                                 "\\(str\\). Did you mean 'memory'\\?"):
+        cvcore.create("dataset", "imagefolder", root=in_tmp, cache="memry")
+
+
 def test_missing_required_option():
     def register_models(register):
         register("deep", needs_depth)

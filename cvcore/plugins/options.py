@@ -41,9 +41,23 @@ class Option:
         if not ok:
             raise OptionError(
                 f"Option '{self.name}' of {owner} must be {self.type_name}, "
-                f"got {value!r} ({type(value).__name__})."
+                f"got {value!r} ({type(value).__name__}).{self._closest_choice(value)}"
             )
         return converted
+
+    def _closest_choice(self, value: Any) -> str:
+        """' Did you mean ...?' for a misspelt choice of a Literal option (``cache=memry``)."""
+        choices = [arm for arm in _literal_choices(self.type) if isinstance(arm, str)]
+        return did_you_mean(value, choices) if isinstance(value, str) and choices else ""
+
+
+def _literal_choices(tp: Any) -> tuple[Any, ...]:
+    """The values of a Literal, also inside an Optional (``Literal['a', 'b'] | None``)."""
+    if typing.get_origin(tp) is typing.Literal:
+        return typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return tuple(value for arm in typing.get_args(tp) for value in _literal_choices(arm))
+    return ()
 
 
 def summary_of(obj: Callable) -> str:
