@@ -56,7 +56,9 @@ class Metrics:
     """Sums kept on the device during an epoch and read back once at its end (no per-step sync).
 
     A task's ``metrics()`` returns one of these. ``tensors()`` are summed across processes before
-    ``compute()``; per-class detail and a confusion matrix are asked for only when ``detailed``."""
+    ``compute()``; ``rows()`` (for metrics that need every prediction, such as exact average
+    precision) are concatenated across processes. Per-class detail and a confusion matrix are asked
+    for only when ``detailed``."""
 
     per_class_name = "score"
     headline = "score"  # what the second number of running() is, on the progress bar
@@ -72,6 +74,13 @@ class Metrics:
     def tensors(self) -> list:
         """The sums to all-reduce across processes; one of them counts the images seen."""
         raise NotImplementedError
+
+    def rows(self) -> list:
+        """Tensors with one row per image (scores, targets) that ``compute()`` needs whole, for
+        metrics that are not sums. Called once, after the last ``update()``; across processes each
+        returned tensor is replaced in place (``Tensor.set_``) by every process's rows, in rank
+        order, before ``compute()``. The default, [], is right for metrics that are sums."""
+        return []
 
     def compute(self, prefix: str) -> dict[str, float]:
         raise NotImplementedError

@@ -101,3 +101,23 @@ def test_the_folder_cache_is_decoded_once_under_torchrun(tmp_path):
                     "--batch-size", "2", "--run-dir", str(tmp_path / "run"))
     assert done.stderr.count("note: decoding") == 2, done.stderr  # train/ and val/, by one process
     assert len(rows(tmp_path / "run")) == 1
+
+
+@pytest.mark.slow
+def test_two_process_validation_is_the_saved_models_on_every_image(tmp_path):
+    # Exact AP needs every score: each process's rows are gathered, and both validate with rank 0's
+    # BatchNorm statistics, so the logged metrics equal a one-process evaluation of the saved weights.
+    from click.testing import CliRunner
+
+    from cvcore.commands.cli import cli
+
+    run_dir = tmp_path / "ml"
+    torchrun(tmp_path, "--dataset", "multilabel_shapes", "--model", "resnet18", "--loss", "bce", "--epochs", "1",
+             "--batch-size", "32", "--set", "dataset.count=150", "--set", "trainer.limit_train_batches=2",
+             "--run-dir", str(run_dir))
+    logged = rows(run_dir)[-1]
+    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--checkpoint", "last", "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(result.output[result.output.index("{"):])["metrics"]
+    assert evaluated["val_map"] == pytest.approx(logged["val_map"], abs=1e-6)
+    assert evaluated["val_loss"] == pytest.approx(logged["val_loss"], abs=1e-5)

@@ -34,30 +34,56 @@ def test_cv_list_and_info_show_tasks():
     assert "best epoch by default: val_map" in info and "val_f1" in info
 
 
-def test_multilabel_metrics_match_their_definitions():
-    rng = np.random.default_rng(0)
-    truth = (rng.random((400, 4)) < [0.1, 0.3, 0.5, 0.8]).astype(np.float32)
-    scores = np.clip(truth * 0.35 + rng.random((400, 4)) * 0.65, 0, 1)
-    logits = torch.logit(torch.tensor(scores, dtype=torch.float64)).float()
-    metrics = MultilabelMetrics(4, torch.device("cpu"), detailed=True)
-    for start in range(0, 400, 64):  # in batches, as in training
-        part = slice(start, start + 64)
+def measured(logits: torch.Tensor, truth: np.ndarray, batch: int = 64) -> MultilabelMetrics:
+    """Validation metrics over ``logits`` fed in batches, as in training."""
+    metrics = MultilabelMetrics(truth.shape[1], torch.device("cpu"), detailed=True)
+    for start in range(0, len(truth), batch):
+        part = slice(start, start + batch)
         metrics.update(logits[part], torch.tensor(truth[part]), torch.tensor(0.5))
     metrics.tensors()
-    values = metrics.compute("val")
-    expected_ap = [average_precision_score(truth[:, c], scores[:, c]) for c in range(4)]
-    assert metrics.per_class() == pytest.approx(expected_ap, abs=2e-3)  # bins of width 1/1000
-    assert values["val_map"] == pytest.approx(np.mean(expected_ap), abs=2e-3)
-    predicted = (scores >= 0.5).astype(np.float32)
+    metrics.rows()
+    return metrics
+
+
+def score_sets():
+    """(name, logits, truth): realistic, confident, near-zero and tied scores, and a class without positives."""
+    rng = np.random.default_rng(0)
+    truth = (rng.random((400, 4)) < [0.1, 0.3, 0.5, 0.8]).astype(np.float32)
+    scores = np.clip(truth * 0.35 + rng.random((400, 4)) * 0.65, 1e-6, 1 - 1e-6)
+    realistic = torch.logit(torch.tensor(scores, dtype=torch.float64)).float()
+    yield "realistic", realistic, truth
+    yield "confident (logits x 8)", realistic * 8, truth  # sigmoids round to 1.0 in float32
+    yield "near zero", realistic - 30, truth
+    yield "tied", (realistic * 2).round() / 2, truth
+    empty = truth.copy()
+    empty[:, 2] = 0
+    yield "a class without positives", realistic, empty
+
+
+@pytest.mark.parametrize("name, logits, truth", list(score_sets()), ids=lambda v: v if isinstance(v, str) else "")
+def test_multilabel_average_precision_equals_scikit_learn(name, logits, truth):
+    metrics = measured(logits, truth)
+    scores = logits.double().numpy()  # AP depends on the ranking only; logits keep it where sigmoids round
+    expected = [average_precision_score(truth[:, c], scores[:, c]) if truth[:, c].any() else None
+                for c in range(truth.shape[1])]
+    assert metrics.per_class() == pytest.approx(expected, abs=1e-9)
+    kept = [value for value in expected if value is not None]
+    assert metrics.compute("val")["val_map"] == pytest.approx(np.mean(kept), abs=1e-9)
+
+
+def test_multilabel_f1_equals_scikit_learn():
+    _, logits, truth = next(score_sets())
+    values = measured(logits, truth).compute("val")
+    predicted = (torch.sigmoid(logits).numpy() >= 0.5).astype(np.float32)
     assert values["val_f1"] == pytest.approx(f1_score(truth, predicted, average="macro", zero_division=0), abs=1e-6)
 
 
 def test_a_class_with_no_positive_has_no_ap_and_does_not_count_in_the_mean():
-    metrics = MultilabelMetrics(2, torch.device("cpu"), detailed=True)
-    metrics.update(torch.tensor([[3.0, 1.0], [-3.0, 2.0]]), torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor(0.1))
-    metrics.tensors()
+    metrics = measured(torch.tensor([[3.0, 1.0], [-3.0, 2.0]]), np.array([[1.0, 0.0], [0.0, 0.0]], np.float32))
     assert metrics.per_class() == [1.0, None]
     assert metrics.compute("val")["val_map"] == 1.0
+    nothing = measured(torch.tensor([[3.0, 1.0]]), np.zeros((1, 2), np.float32))
+    assert np.isnan(nothing.compute("val")["val_map"])  # undefined, never a perfect score
 
 
 def test_asymmetric_loss_follows_its_formula():

@@ -53,6 +53,31 @@ def all_reduce_sum(tensors: list[torch.Tensor]) -> None:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
 
 
+def all_gather_rows(tensors: list[torch.Tensor]) -> None:
+    """Replace each tensor in place by the concatenation of every process's rows, in rank order.
+    Processes may hold different numbers of rows (validation shares differ by one)."""
+    if not dist.is_initialized():
+        return
+    for tensor in tensors:
+        count = torch.tensor([len(tensor)], device=tensor.device)
+        counts = [torch.zeros_like(count) for _ in range(dist.get_world_size())]
+        dist.all_gather(counts, count)
+        sizes = [int(c) for c in counts]  # at the epoch's end, once per tensor
+        padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+        padded[:len(tensor)] = tensor
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded.contiguous())
+        tensor.set_(torch.cat([part[:size] for part, size in zip(parts, sizes)]))
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers (BatchNorm statistics): each process's last training
+    forward updated its own, and validation must measure the model that rank 0 saves."""
+    if dist.is_initialized():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, 0)
+
+
 def gather(value: Any) -> list[Any]:
     """Every process's ``value``, in rank order (a list of one without a process group)."""
     if not dist.is_initialized():

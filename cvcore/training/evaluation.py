@@ -21,5 +21,11 @@ def evaluate(model: nn.Module, loss_fn, batches, info, device: torch.device,
         for images, target in batches:
             logits = model(images)
             metrics.update(logits, target, loss_fn(logits, target))
+    return combined(metrics)
+
+
+def combined(metrics: Metrics) -> Metrics:
+    """``metrics`` with every process's share: sums added, per-image rows concatenated."""
     distributed.all_reduce_sum(metrics.tensors())
+    distributed.all_gather_rows(metrics.rows())
     return metrics

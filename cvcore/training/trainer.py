@@ -20,7 +20,7 @@ from cvcore.errors import ConfigError, CvcoreError
 from cvcore.tasks import Monitor, task_for
 from cvcore.training import distributed
 from cvcore.training.batching import DeviceLoader, data_loader, num_batches, set_epoch
-from cvcore.training.evaluation import evaluate
+from cvcore.training.evaluation import combined, evaluate
 from cvcore.training.interrupts import Interrupted, signals_noted
 from cvcore.training.options import TrainerOptions
 from cvcore.training.preparation import Preparation
@@ -289,8 +289,7 @@ class Trainer:
                 if self.interrupted:
                     raise Interrupted(self.interrupted, self.epoch)
         self._check_finite(None, total)  # the last step's flag, on accelerators
-        distributed.all_reduce_sum(metrics.tensors())
-        return metrics
+        return combined(metrics)
 
     def _check_finite(self, loss: torch.Tensor | None, index: int) -> None:
         """Stop on a NaN/inf loss. On CPU the check is immediate, before the weights are updated; on an
@@ -325,6 +324,7 @@ class Trainer:
                 scheduler.step()
 
     def _validate(self):
+        distributed.broadcast_buffers(self.module)
         batches = ((images, target) for images, target, _ in
                    self._batches(self.val_loader, self.options.limit_val_batches, train=False))
         return evaluate(self.eval_model, self.loss_fn, batches, self.data.info, self.device, self._autocast)

@@ -1,8 +1,11 @@
 """Multi-label classification: any number of classes per image, logits (N, C), 0/1 targets (N, C).
 
-Average precision is computed from per-class histograms of the sigmoid scores (``BINS`` bins),
-summed on the device and across processes like every other metric: it equals the exact AP up to
-ties between scores that fall in one bin (a width of 1/BINS).
+Average precision is exact, as scikit-learn's ``average_precision_score`` and torchmetrics'
+``thresholds=None`` compute it: validation logits and targets are kept (on the device, gathered
+across processes) and sorted once per epoch. Logits rather than sigmoid scores are kept, since a
+confident model's sigmoids round to exactly 1.0 in float32 and would lose their ranking.
+A class without a positive in the validation set has no AP and is left out of the mean (as COCO
+leaves out categories without objects; scikit-learn and torchmetrics count it as 0).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import torch
 
 from cvcore import Metrics, Task
 
-BINS = 1000
 THRESHOLD = 0.5
 
 
@@ -60,7 +62,7 @@ class Multilabel(Task):
 
 class MultilabelMetrics(Metrics):
     """Loss, true/false positives and negatives at 0.5 per class (macro F1), and in validation
-    score histograms of positives and negatives per class (AP, mean AP)."""
+    every logit and target (exact AP per class, mean AP)."""
 
     headline = "f1"
     per_class_name = "AP"
@@ -70,46 +72,61 @@ class MultilabelMetrics(Metrics):
         self.loss_sum = torch.zeros((), device=device)
         self.count = torch.zeros((), device=device)
         self.outcomes = torch.zeros(3, num_classes, device=device)  # true positives, predicted, actual
-        self.histograms = torch.zeros(2, num_classes * BINS, device=device)  # negatives, positives
+        self._batches: list[tuple[torch.Tensor, torch.Tensor]] = []  # (logits, truth) in validation
+        self.logits = torch.zeros(0, num_classes, device=device)
+        self.truth = torch.zeros(0, num_classes, dtype=torch.uint8, device=device)
         self.seen = 0
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
         self.seen += target.shape[0]
         self.loss_sum += loss.detach().float() * target.shape[0]
-        scores, truth = logits.detach().float().sigmoid(), target > 0.5
-        predicted = scores >= THRESHOLD
+        logits, truth = logits.detach().float(), target > 0.5
+        predicted = logits >= 0  # sigmoid(logit) >= THRESHOLD
         self.outcomes += torch.stack([(predicted & truth).sum(0), predicted.sum(0), truth.sum(0)]).float()
         if self.detailed:
-            bins = (scores * BINS).long().clamp_(0, BINS - 1) + torch.arange(self.num_classes, device=scores.device) * BINS
-            for row, chosen in enumerate((~truth, truth)):
-                self.histograms[row] += torch.bincount(bins[chosen], minlength=self.num_classes * BINS).float()
+            self._batches.append((logits, truth.to(torch.uint8)))
 
     def running(self) -> tuple[float, float]:
         return self.loss_sum.item() / max(self.seen, 1), self._f1().mean().item()
 
     def tensors(self) -> list[torch.Tensor]:
         self.count.fill_(self.seen)
-        return [self.loss_sum, self.count, self.outcomes, self.histograms]
+        return [self.loss_sum, self.count, self.outcomes]
+
+    def rows(self) -> list[torch.Tensor]:
+        if self._batches:
+            self.logits = torch.cat([logits for logits, _ in self._batches])
+            self.truth = torch.cat([truth for _, truth in self._batches])
+            self._batches = []
+        return [self.logits, self.truth] if self.detailed else []
 
     def _f1(self) -> torch.Tensor:
         hits, predicted, actual = self.outcomes
         return 2 * hits / (predicted + actual).clamp_min(1)
 
     def _average_precision(self) -> torch.Tensor:
-        """AP per class from the histograms: precision at each score threshold (high to low),
-        weighted by the positives gained there; NaN for a class with no positive."""
-        negatives, positives = self.histograms.double().view(2, self.num_classes, BINS).flip(-1)
-        hits, total = positives.cumsum(-1), (positives + negatives).cumsum(-1)
-        precision = hits / total.clamp_min(1)
-        count = positives.sum(-1)
-        return (precision * positives).sum(-1) / count.where(count > 0, torch.nan)
+        """Exact AP per class: the precision at each distinct score (high to low), weighted by the
+        share of positives gained there; tied scores form one threshold. NaN without a positive."""
+        self.rows()
+        if len(self.logits) == 0:
+            return torch.full((self.num_classes,), torch.nan, dtype=torch.float64)
+        ranked, order = self.logits.sort(dim=0, descending=True)
+        hits = self.truth.gather(0, order).double()
+        precision = hits.cumsum(0) / torch.arange(1, len(hits) + 1, device=hits.device, dtype=hits.dtype).view(-1, 1)
+        # Every position takes the precision at the end of its group of tied scores.
+        positions = torch.arange(len(ranked), device=ranked.device).view(-1, 1).expand_as(ranked)
+        group_ends = torch.ones_like(ranked, dtype=torch.bool)
+        group_ends[:-1] = ranked[1:] != ranked[:-1]
+        end_of_group = torch.where(group_ends, positions, len(ranked)).flip(0).cummin(0).values.flip(0)
+        positives = hits.sum(0)
+        return (hits * precision.gather(0, end_of_group)).sum(0) / positives.where(positives > 0, torch.nan)
 
     def compute(self, prefix: str) -> dict[str, float]:
         values = {f"{prefix}_loss": self.loss_sum.item() / max(self.count.item(), 1.0),
                   f"{prefix}_f1": self._f1().mean().item()}
         if self.detailed:
-            values[f"{prefix}_map"] = self._average_precision().nanmean().nan_to_num(0.0).item()
+            values[f"{prefix}_map"] = self._average_precision().nanmean().item()
         return values
 
     def per_class(self) -> list[float | None]:
