@@ -175,3 +175,26 @@ def test_wrong_inputs_say_what_was_expected(options, logits, target, message):
 def test_bad_mode_is_refused_when_built():
     with pytest.raises(cvcore.OptionError, match="Option 'mode' of loss 'dice' must be 'binary' | 'multiclass' | 'multilabel'"):
         cvcore.create("loss", "dice", mode="softmax")
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_weighted_cross_entropy_is_normalised_alike_for_class_ids_and_probabilities(smoothing):
+    # torch divides probability targets by the batch size but class ids by their weights: listing
+    # mixup must not change the loss's scale (a uniform weight of 5 gave 13.66 instead of 2.73).
+    logits, labels = torch.randn(16, 4), torch.arange(16) % 4
+    weight = [0.5, 1.0, 2.0, 4.0]
+    loss = cvcore.create("loss", "cross_entropy", num_classes=4, weight=weight, label_smoothing=smoothing)
+    one_hot = F.one_hot(labels, 4).float()
+    assert loss(logits, one_hot).item() == pytest.approx(loss(logits, labels).item(), rel=1e-5)
+    uniform = cvcore.create("loss", "cross_entropy", num_classes=4, weight=[5.0] * 4, label_smoothing=smoothing)
+    plain = cvcore.create("loss", "cross_entropy", num_classes=4, label_smoothing=smoothing)
+    mixed = 0.7 * one_hot + 0.3 * one_hot.flip(0)
+    assert uniform(logits, mixed).item() == pytest.approx(plain(logits, mixed).item(), rel=1e-5)
+
+
+def test_bce_takes_multilabel_rows_stored_as_bytes():
+    logits = torch.randn(6, 3)
+    rows = (torch.rand(6, 3) > 0.5).to(torch.uint8)
+    loss = cvcore.create("loss", "bce", num_classes=3)
+    expected = F.binary_cross_entropy_with_logits(logits, rows.float())
+    assert loss(logits, rows.long()).item() == pytest.approx(expected.item(), rel=1e-6)  # bytes arrive as ids

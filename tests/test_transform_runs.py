@@ -92,6 +92,34 @@ def test_metrics_of_mixed_batches_use_the_labels_before_mixing():
     assert loss_targets.shape == (4, 3) and torch.equal(metric_targets, labels)
 
 
+@pytest.mark.parametrize("loss", ["focal", "dice", "tversky"])
+def test_mixing_with_a_loss_that_takes_class_ids_only_is_refused_before_data(in_tmp, loss, monkeypatch):
+    import cvcore_datasets
+
+    monkeypatch.setattr(cvcore_datasets, "digits", lambda **_: pytest.fail("data was read"))
+    result = cv("train", "--transform", "cutmix", "--loss", loss, "--epochs", "1", "--run-dir", "r")
+    assert result.exit_code == 1 and not (in_tmp / "r").exists()
+    assert f"transform 'cutmix' turns labels into class probabilities, which loss '{loss}' cannot take" in result.output
+    assert "cross_entropy" in result.output
+
+
+def test_cutmix_label_shares_count_only_the_pixels_the_model_sees():
+    # Images stored larger than image_size (the folder cache keeps a margin) are centre-cropped
+    # before the first transform that is not geometric: cutmix's shares are of the kept pixels.
+    from cvcore.training.preparation import Preparation
+
+    info = cvcore.DataInfo(num_classes=2, class_names="ab", in_channels=1, image_size=(16, 16), mean=(0.0,), std=(1.0,))
+    prepare = Preparation(info, torch.device("cpu"), cvcore.create_transforms([("cutmix", {"p": 1.0})], info),
+                          torch.Generator().manual_seed(0))
+    count = 400
+    labels = torch.arange(count) % 2
+    pixels = (labels * 255).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 24, 24).contiguous()
+    images, soft, _ = prepare(pixels, labels, train=True)
+    assert images.shape[-2:] == (16, 16)
+    own = (images[:, 0] == labels.view(-1, 1, 1).float()).flatten(1).float().mean(1)
+    assert torch.allclose(soft[torch.arange(count), labels], own, atol=1e-6)
+
+
 def test_the_library_trainer_uses_the_data_sets_transforms_unless_given():
     data = cvcore.create("dataset", "shapes", count=20, size=16)
     model = cvcore.create("model", "unet", num_classes=4, width=4, depth=2)

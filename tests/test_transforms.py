@@ -4,6 +4,8 @@ masks carried with the image."""
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +13,6 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 import cvcore
-from cvcore_transforms import photometric as ph
 from cvcore_transforms.policies import SPACE, TrivialAugment
 
 COUNT = 4000
@@ -46,13 +47,6 @@ def test_random_resized_crop_draws_boxes_as_torchvision_does():
         centre = (ours[:, axis] + ours[:, axis + 2] / 2) / room
         assert abs(centre.mean().item() - 0.5) < 0.02
     assert (ours[:, 0] + ours[:, 2] <= 60).all() and (ours[:, 1] + ours[:, 3] <= 90).all() and (ours >= 0).all()
-
-
-def test_random_resized_crop_falls_back_to_the_central_box_like_torchvision():
-    images = torch.zeros(50, 1, 10, 100)  # aspect 10: no box of ratio <= 4/3 covers 90 % of it
-    crop = build("random_resized_crop", image_size=(8, 8), scale=[0.9, 1.0])
-    top, left, height, width = crop.draw(images, torch.Generator().manual_seed(0))
-    assert set(height.tolist()) == {10} and set(width.tolist()) == {13}  # round(10 * 4/3), as torchvision
 
 
 def test_random_resized_crop_moves_masks_with_the_image_and_resizes_to_the_size():
@@ -107,45 +101,6 @@ def test_color_jitter_leaves_a_share_1_minus_p_untouched():
     assert abs(changed - 0.25) < 0.03
 
 
-@pytest.mark.parametrize("ours, theirs", [
-    (ph.brightness, TF.adjust_brightness), (ph.contrast, TF.adjust_contrast),
-    (ph.saturation, TF.adjust_saturation), (ph.sharpness, TF.adjust_sharpness),
-])
-def test_blends_match_torchvision_for_each_factor(ours, theirs):
-    images = torch.rand(3, 3, 12, 12)
-    factors = torch.tensor([0.3, 1.0, 1.7])
-    expected = torch.stack([theirs(image, float(f)) for image, f in zip(images, factors)])
-    assert torch.allclose(ours(images, factors), expected, atol=1e-5)
-
-
-def test_hue_turns_colours_but_keeps_grey_and_brightness():
-    images = torch.rand(8, 3, 6, 6) * 0.2 + 0.4  # colours whose turns stay inside the RGB cube
-    shift = torch.linspace(-0.5, 0.5, 8)
-    out = ph.hue(images, shift)
-    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    assert torch.allclose((out * luma).sum(1), (images * luma).sum(1), atol=1e-4)
-    assert torch.allclose(ph.hue(images, torch.zeros(8)), images, atol=1e-5)
-    grey = torch.full((8, 3, 2, 2), 0.4)
-    assert torch.allclose(ph.hue(grey, shift), grey, atol=1e-5)
-    assert (out - images).abs().amax(dim=(1, 2, 3))[1:-1].min() > 0.01
-
-
-@pytest.mark.parametrize("operation", ["posterize", "solarize", "autocontrast", "equalize"])
-def test_policy_operations_match_torchvision_on_8_bit_images(operation):
-    pixels = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
-    pixels[1] = pixels[1] // 4 + 100  # a low-contrast image
-    images = pixels.float() / 255
-    if operation == "posterize":
-        ours, theirs = ph.posterize(images, torch.tensor([2, 4, 6, 8])), [TF.posterize(p, b) for p, b in zip(pixels, [2, 4, 6, 8])]
-    elif operation == "solarize":
-        thresholds = [0.2, 0.5, 0.8, 1.0]
-        ours = ph.solarize(images, torch.tensor(thresholds))
-        theirs = [TF.solarize(p, t * 255) for p, t in zip(pixels, thresholds)]
-    else:
-        ours, theirs = getattr(ph, operation)(images), [getattr(TF, operation)(p) for p in pixels]
-    assert ((ours * 255).round() - torch.stack(theirs).float()).abs().max() <= 1
-
-
 def test_random_erasing_draws_boxes_as_torchvision_does():
     images = torch.ones(COUNT, 1, 32, 48)
     out, _ = run(build("random_erasing", p=0.5, value=0.0), images, torch.zeros(COUNT))
@@ -174,6 +129,19 @@ def test_mixup_shares_follow_beta_alpha_alpha_per_image_and_label_the_mixture():
     assert abs(lam.mean().item() - 0.5) < 0.02
     assert abs(lam.var().item() - 1 / (4 * (2 * alpha + 1))) < 0.01  # Beta(a, a) variance
     assert torch.allclose(out, lam.view(-1, 1, 1, 1) * images + (1 - lam.view(-1, 1, 1, 1)) * images.flip(0), atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [0.02, 0.1])
+def test_mixing_shares_stay_symmetric_for_small_alpha(alpha):
+    # Beta(a, a) is symmetric about 0.5; for a small alpha both gamma draws underflow float32 unless
+    # drawn in logs (alpha 0.02 gave P(share < 0.5) = 0.665).
+    labels = torch.arange(COUNT * 2) % 2
+    _, soft = run(build("mixup", alpha=alpha, p=1.0, num_classes=2), torch.zeros(COUNT * 2, 1, 1, 1), labels)
+    lam = soft[torch.arange(COUNT * 2), labels]
+    assert abs((lam < 0.5).float().mean().item() - 0.5) < 0.025
+    reference = np.random.default_rng(0).beta(alpha, alpha, COUNT * 10)
+    at_the_ends = ((lam < 0.01) | (lam > 0.99)).float().mean().item()
+    assert at_the_ends == pytest.approx(((reference < 0.01) | (reference > 0.99)).mean(), abs=0.03)
 
 
 @pytest.mark.parametrize("name", ["mixup", "cutmix"])

@@ -100,7 +100,9 @@ def register_transforms(register: Register) -> None:
     """Register training augmentations, applied to whole batches on the training device.
 
     :param register: call ``register(name, factory, tasks=(...))`` once per transform; ``tasks``
-        names the tasks whose targets it knows how to carry (left out: any task).
+        names the tasks whose targets it knows how to carry (left out: any task), and
+        ``soft_targets=True`` says it turns class ids into class probabilities (as mixup does), so
+        that a run pairing it with a loss that cannot take them is refused before any data is read.
 
     The factory is called with keyword options only (declare ``image_size``, ``num_classes``,
     ``ignore_index``, ``mean`` or ``std`` to have them filled from the data set) and returns a
@@ -155,7 +157,9 @@ def register_models(register: Register) -> None:
 def register_losses(register: Register) -> None:
     """Register loss functions by name.
 
-    :param register: call ``register(name, factory, summary=..., tasks=(...))`` once per loss.
+    :param register: call ``register(name, factory, summary=..., tasks=(...))`` once per loss;
+        ``soft_targets=True`` says it also takes class probabilities ``(N, num_classes)`` in place of
+        class ids (what mixup and cutmix make).
 
     The factory is called with keyword options only and returns a callable (usually an
     ``nn.Module``) taking ``(logits, target)`` and returning a scalar tensor. ``num_classes``

@@ -37,6 +37,10 @@ KINDS: dict[str, tuple[str, int]] = {
 }
 
 
+def _flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
 def _task_names(value: Any) -> bool:
     return isinstance(value, tuple) and bool(value) and all(isinstance(v, str) for v in value)
 
@@ -46,9 +50,9 @@ def _task_names(value: Any) -> bool:
 _METADATA = {
     "scheduler": {"interval": (lambda v: v in ("step", "epoch"), "one of ('step', 'epoch')")},
     "model": {"tasks": (_task_names, "a non-empty tuple of task names")},
-    "loss": {"tasks": (_task_names, "a non-empty tuple of task names")},
-    "task": {"default": (lambda v: isinstance(v, bool), "True or False")},
-    "transform": {"tasks": (_task_names, "a non-empty tuple of task names")},
+    "loss": {"tasks": (_task_names, "a non-empty tuple of task names"), "soft_targets": (_flag, "True or False")},
+    "task": {"default": (_flag, "True or False")},
+    "transform": {"tasks": (_task_names, "a non-empty tuple of task names"), "soft_targets": (_flag, "True or False")},
 }
 # kind -> (module, class) that what its factory returns must be an instance of, and how to say it
 _RETURNS = {

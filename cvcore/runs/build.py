@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from cvcore.errors import ConfigError
-from cvcore.runs.plan import Part, Plan, check_monitors, filled, providers, with_default_transforms
+from cvcore.runs.plan import Part, Plan, check_monitors, check_soft_targets, filled, providers, with_default_transforms
 from cvcore.training.options import TrainerOptions
 
 # Model options that load start weights. A model rebuilt to receive a checkpoint's weights is built
@@ -80,6 +80,8 @@ class Built:
                       for p in plan.chained("scheduler")]
         callbacks = [_build(p, context) for p in plan.chained("callbacks")]
         transforms = [_build(p, context) for p in plan.chained("transforms")]
+        check_soft_targets(plan.part("loss").component, [(p.component.name, t.soft_targets)
+                                                         for p, t in zip(plan.chained("transforms"), transforms)])
         metadata = {"config": plan.config, "providers": providers(plan)}
         self.trainer = Trainer(model=self.model, loss=self.loss, optimizer=self.optimizer, data=self.data,
                                schedulers=schedulers, callbacks=callbacks, transforms=transforms, options=options,

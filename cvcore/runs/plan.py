@@ -60,7 +60,22 @@ def plan(config: dict[str, Any]) -> Plan:
         raise ConfigError(f"[trainer] {_range_message(exc)}") from None
     checked = Plan(config, trainer, tuple(parts))
     check_monitors(checked)
+    check_soft_targets(checked.part("loss").component,
+                       [(p.component.name, p.component.metadata.get("soft_targets", False))
+                        for p in checked.chained("transforms")])
     return checked
+
+
+def check_soft_targets(loss: Component, transforms: list[tuple[str, bool]]) -> None:
+    """Refuse a transform that makes class probabilities (mixup, cutmix) paired with a loss that
+    takes class ids only: it would fail at the first batch. ``transforms``: (name, makes them)."""
+    if loss.metadata.get("soft_targets"):
+        return
+    for name, makes_soft in transforms:
+        if makes_soft:
+            takers = sorted(c.name for c in registry().of_kind("loss") if c.metadata.get("soft_targets"))
+            raise ConfigError(f"transform '{name}' turns labels into class probabilities, which loss '{loss.name}' "
+                              f"cannot take. Use a loss that takes them ({', '.join(takers)}), or drop '{name}'.")
 
 
 def check_monitors(plan: Plan, info=None) -> None:

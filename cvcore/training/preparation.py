@@ -1,5 +1,7 @@
 """From loader batches to model inputs, on the training device: pixels to normalised floats, the
-training transforms, and the centre crop to the data set's image size.
+training transforms, and the centre crop to the data set's image size (before the first transform
+that changes pixel values, so that colour changes, erasing and mixing work on kept pixels only and
+cutmix's label shares count only what the model sees).
 
 Data sets may serve uint8 pixels (in-memory sets and the folder cache do: a quarter of the bytes
 to move) or float images already normalised with the data's mean and std (torchvision pipelines).
@@ -45,8 +47,10 @@ class Preparation:
         pixels = images if images.dtype == torch.uint8 else images * self.std + self.mean
         labels = None
         for transform in self.transforms:
-            if pixels.dtype == torch.uint8 and not transform.geometric:
-                pixels = pixels.float().div_(255)
+            if not transform.geometric:
+                pixels, targets = self._center_crop(pixels, targets)
+                if pixels.dtype == torch.uint8:
+                    pixels = pixels.float().div_(255)
             if transform.soft_targets and labels is None:
                 labels = targets
             pixels, targets = transform(pixels, targets, self.generator)
@@ -68,7 +72,7 @@ class Preparation:
         if height < self.size[0] or width < self.size[1]:
             raise ConfigError(f"Training images are {height}x{width} after the transforms, smaller than the data "
                               f"set's image_size {self.size[0]}x{self.size[1]}: give random_resized_crop (or the "
-                              f"transform that shrinks them) size={self.size[0]}.")
+                              f"transform that shrinks them) image_size=[{self.size[0]}, {self.size[1]}].")
         top, left = (height - self.size[0]) // 2, (width - self.size[1]) // 2
         window = (..., slice(top, top + self.size[0]), slice(left, left + self.size[1]))
         is_mask = targets.dim() == 3 and tuple(targets.shape[-2:]) == (height, width)

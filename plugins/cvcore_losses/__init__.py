@@ -16,9 +16,10 @@ Reduction = Literal["mean", "sum", "none"]
 
 @cvcore.hookimpl
 def register_losses(register):
-    register("cross_entropy", cross_entropy, aliases=("ce",), tasks=BOTH)
-    register("bce", bce, tasks=("classification", "multilabel"))
-    register("mse", mse, tasks=("classification",))
+    # soft_targets: takes the class probabilities that mixup and cutmix make
+    register("cross_entropy", cross_entropy, aliases=("ce",), tasks=BOTH, soft_targets=True)
+    register("bce", bce, tasks=("classification", "multilabel"), soft_targets=True)
+    register("mse", mse, tasks=("classification",), soft_targets=True)
     register("dice", dice, tasks=BOTH)
     register("iou", iou, aliases=("jaccard",), tasks=BOTH)
     register("tversky", tversky, tasks=BOTH)
@@ -38,15 +39,15 @@ def cross_entropy(*, num_classes: int = 0, label_smoothing: float = 0.0,
         255 for segmentation masks).
     """
     import torch
-    from torch import nn
 
     from cvcore_losses.checks import check_range, check_weight
+    from cvcore_losses.classification import CrossEntropy
 
     check_range("label_smoothing", label_smoothing, 0.0, 1.0)
     check_weight(weight, num_classes)
     tensor = torch.tensor(weight, dtype=torch.float32) if weight else None
-    return nn.CrossEntropyLoss(weight=tensor, label_smoothing=label_smoothing,
-                               ignore_index=-100 if ignore_index is None else ignore_index)
+    return CrossEntropy(weight=tensor, label_smoothing=label_smoothing,
+                        ignore_index=-100 if ignore_index is None else ignore_index)
 
 
 def bce(*, num_classes: int = 0, pos_weight: list[float] | None = None):

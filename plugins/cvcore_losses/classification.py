@@ -8,8 +8,9 @@ from torch import nn
 
 
 def one_hot_like(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Float targets pass through; integer class indices become one-hot rows of logits' width."""
-    if target.is_floating_point():
+    """Float targets, and 0/1 targets of the logits' shape (multi-label rows stored as bytes), pass
+    through as floats; integer class indices become one-hot rows of logits' width."""
+    if target.is_floating_point() or target.shape == logits.shape:
         return target.to(logits.dtype)
     return F.one_hot(target, logits.shape[1]).to(logits.dtype)
 
@@ -50,3 +51,18 @@ class AsymmetricLoss(nn.Module):
         log_not = torch.log1p(-shifted.clamp_max(1 - 1e-6)) if self.clip else F.logsigmoid(-logits)
         negative = shifted.pow(self.gamma_neg) * log_not
         return -(target * positive + (1 - target) * negative).sum(1).mean()
+
+
+class CrossEntropy(nn.CrossEntropyLoss):
+    """torch's cross-entropy, normalised the same way for class probabilities (mixup, cutmix) as for
+    class ids: with class weights, by the weight each target carries (for ids, the sum of their
+    weights), where torch divides probabilities by the batch size and so changes the loss's scale
+    as soon as targets become soft."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.weight is None or not target.is_floating_point():
+            return super().forward(logits, target)
+        total = F.cross_entropy(logits, target, weight=self.weight, reduction="sum",
+                                label_smoothing=self.label_smoothing)
+        weights = self.weight.view(1, -1, *[1] * (target.dim() - 2))
+        return total / (target * weights).sum()

@@ -22,8 +22,9 @@ def register_transforms(register):
     register("trivial_augment", trivial_augment, tasks=ALL_TASKS)
     register("color_jitter", color_jitter)
     register("random_erasing", random_erasing)
-    register("mixup", mixup, tasks=("classification",))
-    register("cutmix", cutmix, tasks=("classification",))
+    # soft_targets: makes class probabilities, which only losses registered with soft_targets take
+    register("mixup", mixup, tasks=("classification",), soft_targets=True)
+    register("cutmix", cutmix, tasks=("classification",), soft_targets=True)
 
 
 def _check(name: str, value: float, low: float, high: float) -> None:
@@ -100,7 +101,7 @@ def random_erasing(*, p: float = 0.25, scale: tuple[float, float] = (0.02, 0.33)
 
     :param p: probability of erasing a box in each image.
     :param scale: share of the area erased, drawn uniformly from (low, high).
-    :param ratio: aspect ratio of the box, drawn log-uniformly from (low, high).
+    :param ratio: aspect ratio (height / width, as torchvision's) of the box, drawn log-uniformly from (low, high).
     :param value: fill value in [0, 1]; none (default): uniform noise.
     """
     from cvcore_transforms.photometric import RandomErasing

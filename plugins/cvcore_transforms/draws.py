@@ -22,9 +22,11 @@ def first_true(accepted: torch.Tensor, values: torch.Tensor, fallback: torch.Ten
     return torch.where(accepted.any(1), values.gather(1, index).squeeze(1), fallback)
 
 
-def gamma(shape: float, count: int, like: torch.Tensor, generator, tries: int = 8) -> torch.Tensor:
-    """Gamma(shape, 1) samples (Marsaglia and Tsang, 2000): each try is accepted with probability
-    above 0.95, so eight tries leave a row without one about once in 10^10 draws."""
+def log_gamma(shape: float, count: int, like: torch.Tensor, generator, tries: int = 8) -> torch.Tensor:
+    """log of Gamma(shape, 1) samples (Marsaglia and Tsang, 2000): each try is accepted with
+    probability above 0.95, so eight tries leave a row without one about once in 10^10 draws. In
+    logs, since for a small shape the samples themselves underflow float32 (Gamma(0.02) is below
+    1e-38 about a fifth of the time)."""
     boosted = shape + 1 if shape < 1 else shape
     d = boosted - 1 / 3
     c = 1 / (9 * d) ** 0.5
@@ -32,16 +34,15 @@ def gamma(shape: float, count: int, like: torch.Tensor, generator, tries: int = 
     u = uniform(0, 1, count, like, generator, tries)
     v = (1 + c * x) ** 3
     accepted = (v > 0) & (u.clamp_min(1e-12).log() < 0.5 * x**2 + d - d * v + d * v.clamp_min(1e-12).log())
-    sample = d * first_true(accepted, v, torch.ones(count, device=like.device))
+    sample = (d * first_true(accepted, v, torch.ones(count, device=like.device))).log()
     if shape < 1:  # Gamma(a) = Gamma(a + 1) * U^(1/a)
-        sample = sample * uniform(0, 1, count, like, generator).clamp_min(1e-12) ** (1 / shape)
+        sample = sample + uniform(0, 1, count, like, generator).clamp_min(1e-12).log() / shape
     return sample
 
 
 def beta(alpha: float, count: int, like: torch.Tensor, generator) -> torch.Tensor:
-    """Beta(alpha, alpha) samples, one per image."""
-    first, second = gamma(alpha, count, like, generator), gamma(alpha, count, like, generator)
-    return first / (first + second).clamp_min(1e-12)
+    """Beta(alpha, alpha) samples, one per image: X / (X + Y) = sigmoid(log X - log Y)."""
+    return torch.sigmoid(log_gamma(alpha, count, like, generator) - log_gamma(alpha, count, like, generator))
 
 
 def boxes(height: int, width: int, area: torch.Tensor, log_ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

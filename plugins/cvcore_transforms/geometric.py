@@ -61,7 +61,7 @@ class Flip(cvcore.Transform):
 class RandomResizedCrop(cvcore.Transform):
     """torchvision's RandomResizedCrop, drawn per image: a box of a random share of the area and
     aspect ratio (ten tries, then the largest centred box within the ratios), resized to ``size``
-    (bilinear with antialiasing; masks: nearest)."""
+    (bilinear with antialiasing; masks: nearest-exact, which keeps pixel centres aligned)."""
 
     geometric = True
 
@@ -77,7 +77,7 @@ class RandomResizedCrop(cvcore.Transform):
             out[i] = resized(images[i:i + 1, :, y:y + h, x:x + w], self.size)
             if masks:
                 crop = targets[i:i + 1, y:y + h, x:x + w].unsqueeze(1).float()
-                moved[i] = F.interpolate(crop, self.size, mode="nearest")[0, 0].to(targets.dtype)
+                moved[i] = F.interpolate(crop, self.size, mode="nearest-exact")[0, 0].to(targets.dtype)
         return out, moved
 
     def draw(self, images, generator, tries: int = 10):
@@ -90,7 +90,9 @@ class RandomResizedCrop(cvcore.Transform):
         fallback_h, fallback_w = self._central(height, width)
         box_h = first_true(fits, box_h, torch.full((count,), fallback_h, device=images.device, dtype=box_h.dtype))
         box_w = first_true(fits, box_w, torch.full((count,), fallback_w, device=images.device, dtype=box_w.dtype))
-        top, left = offsets(height - box_h, images, generator), offsets(width - box_w, images, generator)
+        drawn = fits.any(1)  # a box that fell back to the central one is centred, as torchvision places it
+        top = torch.where(drawn, offsets(height - box_h, images, generator), ((height - box_h) / 2).floor())
+        left = torch.where(drawn, offsets(width - box_w, images, generator), ((width - box_w) / 2).floor())
         return top, left, box_h, box_w
 
     def _central(self, height: int, width: int) -> tuple[float, float]:

@@ -54,17 +54,39 @@ def sharpness(images, factor):
 
 
 def hue(images, shift):
-    """Rotate hues by ``shift`` turns per image: a rotation about the grey axis in YIQ space."""
+    """Shift hues by ``shift`` turns per image in HSV space, as torchvision's ``adjust_hue`` does."""
     if images.shape[1] != 3:
         return images
-    to_yiq = images.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-    angle = shift * 2 * math.pi
-    cos, sin = angle.cos(), angle.sin()
-    rotation = torch.zeros(len(images), 3, 3, device=images.device, dtype=images.dtype)
-    rotation[:, 0, 0] = 1
-    rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
-    matrix = torch.linalg.inv(to_yiq) @ rotation @ to_yiq  # (N, 3, 3)
-    return torch.einsum("nij,njhw->nihw", matrix, images).clamp_(0, 1)
+    hues, saturation, value = rgb_to_hsv(images).unbind(1)
+    return hsv_to_rgb(torch.stack([(hues + per_image(shift)[:, 0]).remainder(1.0), saturation, value], 1))
+
+
+def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] to hue (turns), saturation and value; grey pixels get hue 0."""
+    red, green, blue = images.unbind(1)
+    low, high = images.aminmax(dim=1)
+    spread = high - low
+    divisor = torch.where(spread > 0, spread, torch.ones_like(spread))
+    sextant = torch.where(high == red, (green - blue) / divisor,
+                          torch.where(high == green, 2 + (blue - red) / divisor, 4 + (red - green) / divisor))
+    saturation = spread / torch.where(spread > 0, high, torch.ones_like(high))
+    return torch.stack([(sextant / 6 + 1).fmod(1.0), saturation, high], 1)
+
+
+# For each sextant of the hue circle, which of (v, p, q, t) each of R, G and B takes.
+_SEXTANT_CHANNELS = ((0, 3, 1), (2, 0, 1), (1, 0, 3), (1, 2, 0), (3, 1, 0), (0, 1, 2))
+
+
+def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    hues, saturation, value = hsv.unbind(1)
+    scaled = hues * 6
+    sextant = scaled.floor()
+    fraction = scaled - sextant
+    p = (value * (1 - saturation)).clamp(0, 1)
+    q = (value * (1 - saturation * fraction)).clamp(0, 1)
+    t = (value * (1 - saturation * (1 - fraction))).clamp(0, 1)
+    table = torch.tensor(_SEXTANT_CHANNELS, device=hsv.device)[sextant.long().remainder(6)]  # (N, H, W, 3)
+    return torch.stack([value, p, q, t], 1).gather(1, table.permute(0, 3, 1, 2))
 
 
 def solarize(images, threshold):
@@ -101,7 +123,8 @@ def equalize(images):
 
 class ColorJitter(cvcore.Transform):
     """Brightness, contrast and saturation factors drawn uniformly from [1 - x, 1 + x] per image,
-    and a hue shift from [-hue, hue] turns, applied in that order to the images chosen with ``p``."""
+    and a hue shift from [-hue, hue] turns, applied in that order to the images chosen with ``p``
+    (torchvision's ColorJitter draws the order of the four at random)."""
 
     def __init__(self, brightness: float, contrast: float, saturation: float, hue: float, p: float) -> None:
         self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
@@ -121,7 +144,7 @@ class ColorJitter(cvcore.Transform):
 
 class RandomErasing(cvcore.Transform):
     """Erase one box per image chosen with ``p`` (Zhong et al., 2017): a random share ``scale`` of
-    the area with aspect ratio in ``ratio``, filled with uniform noise, or a constant ``value``."""
+    the area with aspect ratio (height / width, as torchvision's RandomErasing) in ``ratio``, filled with uniform noise, or a constant ``value``."""
 
     def __init__(self, p: float, scale: tuple[float, float], ratio: tuple[float, float], value: float | None) -> None:
         self.p, self.scale, self.ratio, self.value = p, tuple(scale), tuple(ratio), value
@@ -130,7 +153,7 @@ class RandomErasing(cvcore.Transform):
         count, (height, width) = len(images), images.shape[-2:]
         area = uniform(*self.scale, count, images, generator, tries) * height * width
         log_ratio = uniform(math.log(self.ratio[0]), math.log(self.ratio[1]), count, images, generator, tries)
-        box_h, box_w = boxes(height, width, area, log_ratio)
+        box_w, box_h = boxes(height, width, area, log_ratio)  # torchvision's ratio here is height / width
         fits = (box_h < height) & (box_w < width)
         none = torch.zeros(count, device=images.device)
         box_h, box_w = first_true(fits, box_h, none), first_true(fits, box_w, none)

@@ -14,18 +14,19 @@ from cvcore_transforms.geometric import is_mask, warp
 
 
 def _affine(kind: str, magnitude: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(N, 2, 3) maps from output to input in [-1, 1] coordinates: shear (a factor), translate
-    (pixels) or rotate (degrees) about the centre."""
+    """(N, 2, 3) maps from output to input in [-1, 1] coordinates, as torchvision's policies apply
+    them: shear by a factor about the top-left corner, translate by whole pixels (truncated), rotate
+    by degrees about the centre."""
     theta = torch.zeros(len(magnitude), 2, 3, device=magnitude.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1
     if kind == "shear_x":
-        theta[:, 0, 1] = magnitude * height / width
+        theta[:, 0, 1] = theta[:, 0, 2] = magnitude * height / width
     elif kind == "shear_y":
-        theta[:, 1, 0] = magnitude * width / height
+        theta[:, 1, 0] = theta[:, 1, 2] = magnitude * width / height
     elif kind == "translate_x":
-        theta[:, 0, 2] = magnitude * 2 / width
+        theta[:, 0, 2] = -magnitude.trunc() * 2 / width
     elif kind == "translate_y":
-        theta[:, 1, 2] = magnitude * 2 / height
+        theta[:, 1, 2] = -magnitude.trunc() * 2 / height
     else:
         angle = magnitude * math.pi / 180
         theta[:, 0, 0] = theta[:, 1, 1] = angle.cos()
