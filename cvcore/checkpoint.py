@@ -16,6 +16,7 @@ import attrs
 import torch
 
 from cvcore.errors import DataError, one_line
+from cvcore.files import write_atomically
 
 FORMAT = "cvcore-checkpoint/1"
 _META_KEY = "cvcore"
@@ -163,28 +164,6 @@ def save(path: Path, state: dict[str, Any], **document: Any) -> Path:
     return Path(path)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename; a failed write (a full disk) removes the temporary
-    file and raises a DataError, leaving the previous file as it was."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        kept = "the previous version is kept" if path.exists() else "nothing was written"
-        raise DataError(f"Could not write '{path}': {exc.strerror or exc}; {kept}.") from exc
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)
-
-
 def load(path: Path) -> Checkpoint:
     """Read a checkpoint; anything but a cvcore safetensors checkpoint is refused, never unpickled."""
     from safetensors import safe_open
@@ -209,6 +188,31 @@ def load(path: Path) -> Checkpoint:
         found = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise DataError(f"'{path}' has checkpoint format {found!r}; this cvcore reads {FORMAT}.")
     return Checkpoint(tensors, document, f"'{path}'")
+
+
+def saved_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint file was saved after, from its header alone; None for a file that is
+    missing, cut short or not a cvcore checkpoint."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            epoch = json.loads((handle.metadata() or {})[_META_KEY]).get("epoch")
+        with open(path, "rb") as stream:  # the header alone does not show a file cut short
+            stream.seek(0, os.SEEK_END)
+            size = stream.tell()
+            stream.seek(0)
+            header = int.from_bytes(stream.read(8), "little")
+            declared = 8 + header + _data_bytes(stream.read(header))
+    except Exception:  # any unreadable file is "no epoch"
+        return None
+    return epoch if isinstance(epoch, int) and size >= declared else None
+
+
+def _data_bytes(header: bytes) -> int:
+    """The size of the tensor data a safetensors header declares."""
+    entries = json.loads(header)
+    return max((entry["data_offsets"][1] for key, entry in entries.items() if key != "__metadata__"), default=0)
 
 
 def load_run(path: Path) -> Checkpoint:

@@ -12,6 +12,7 @@ import torch
 from cvcore import checkpoint as ckpt
 from cvcore.data import DataInfo
 from cvcore.errors import CvcoreError
+from cvcore.files import write_atomically
 from cvcore.tasks import task_for, task_name
 
 TOLERANCE = 1e-4
@@ -57,10 +58,10 @@ def metadata_of(loaded: LoadedModel) -> dict[str, str]:
 
 def export_safetensors(loaded: LoadedModel, output: Path) -> Path:
     """Weights only, loadable with ``model.load_state_dict(safetensors.torch.load_file(path))``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save as to_bytes
 
     state = {k: v.contiguous() for k, v in loaded.model.state_dict().items()}
-    save_file(state, str(output), metadata=metadata_of(loaded))
+    write_atomically(output, to_bytes(state, metadata=metadata_of(loaded)))
     return output
 
 
@@ -75,18 +76,16 @@ def export_onnx(loaded: LoadedModel, output: Path, opset: int | None = None) -> 
         program = torch.onnx.export(loaded.model, (sample,), input_names=["images"], output_names=[task_for(info.task).output_name],
                                     dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), opset_version=opset,
                                     dynamo=True, verbose=False)
-        program.save(str(output))
+        proto = program.model_proto
     except Exception as exc:  # the exporter's own errors are long; keep the first line
         raise CvcoreError(f"ONNX export of '{loaded.name}' failed: {str(exc).strip().splitlines()[0]}") from exc
-    proto = onnx.load(str(output))
     written = next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), None)
     if opset is not None and written != opset:
-        output.unlink()
         raise CvcoreError(f"The ONNX exporter could not write opset {opset} for '{loaded.name}' (it produced opset "
                           f"{written}), so nothing was written. Use --opset {written} or leave --opset out.")
     onnx.helper.set_model_props(proto, metadata_of(loaded))
-    onnx.save(proto, str(output))
-    onnx.checker.check_model(str(output))
+    onnx.checker.check_model(proto)
+    write_atomically(output, proto.SerializeToString())
     return verify_onnx(loaded, output)
 
 

@@ -181,19 +181,25 @@ def test_checkpoint_holds_early_stopping_state_of_its_epoch_and_a_stopped_run_st
     assert cv("train", *stop, "--epochs", "5", "--run-dir", "r").exit_code == 0
     saved = ckpt.load(in_tmp / "r" / "checkpoints" / "last.safetensors").state()
     assert saved["epoch"] == 2 and "early stopping" in saved["stop_reason"]
-    assert saved["callbacks"][0] == {"best": pytest.approx(rows(in_tmp / "r")[0]["val_loss"]), "best_epoch": 1,
+    assert saved["callbacks"]["cvcore_callbacks.stopping.EarlyStopping"] == {"best": pytest.approx(rows(in_tmp / "r")[0]["val_loss"]), "best_epoch": 1,
                                      "waited": 1}
     result = cv("train", "--resume", "r", "--epochs", "6")
     assert result.exit_code == 0, result.output
     assert len(rows(in_tmp / "r")) == 2 and "early stopping" in result.output
 
 
-def test_extending_a_cosine_run_replans_the_schedule_from_where_it_stands(in_tmp):
+def test_extending_a_finished_cosine_run_restarts_its_schedule_over_the_added_epochs(in_tmp):
     base = ["--limit-train-batches", "2", "--optimizer", "sgd", "--lr", "0.1", "--scheduler", "cosine"]
     assert cv("train", *base, "--epochs", "4", "--run-dir", "r").exit_code == 0
-    assert cv("train", "--resume", "r", "--epochs", "7").exit_code == 0
+    finished = ckpt.load(in_tmp / "r" / "checkpoints" / "last.safetensors").model_weights()
+    result = cv("train", "--resume", "r", "--epochs", "7")
+    assert result.exit_code == 0, result.output
+    assert "restarts over the added epochs from 0.1 x the base rate" in result.output
     lrs = [row["lr"] for row in rows(in_tmp / "r")]
-    assert len(lrs) == 7 and all(later <= earlier + 1e-12 for earlier, later in zip(lrs, lrs[1:])), lrs
+    assert lrs[4:] == pytest.approx([0.01, 0.0075, 0.0025], abs=1e-9)  # a cosine over 3 epochs from 0.01
+    extended = ckpt.load(in_tmp / "r" / "checkpoints" / "last.safetensors")
+    assert not all(torch.equal(extended.model_weights()[k], v) for k, v in finished.items())  # it trained
+    assert extended.document["config"]["trainer"]["schedule_start"] == 4  # recorded: a resume is the same run
     # Resumed from epoch 2 of 4 (lr 0.05) and extended to 8, the cosine stretches to the new end.
     assert cv("train", *base, "--epochs", "4", "--run-dir", "t", "--set", "callbacks.checkpoint.keep_last=4").exit_code == 0
     assert cv("train", "--resume", "t/checkpoints/epoch-0002.safetensors", "--epochs", "8").exit_code == 0
@@ -202,6 +208,75 @@ def test_extending_a_cosine_run_replans_the_schedule_from_where_it_stands(in_tmp
     assert all(later < earlier for earlier, later in zip(stretched, stretched[1:])), stretched
     final = ckpt.load(in_tmp / "t" / "checkpoints" / "last.safetensors").state()["optimizer"]["param_groups"][0]
     assert final["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_readme_extend_example_trains_the_default_job_further(in_tmp):
+    assert cv("train", "--epochs", "3", "--limit-train-batches", "4", "--run-dir", "r").exit_code == 0
+    assert cv("train", "--resume", "r", "--epochs", "5").exit_code == 0
+    logged = rows(in_tmp / "r")
+    assert all(row["lr"] > 0 for row in logged[3:]) and logged[3]["train_loss"] != logged[4]["train_loss"]
+
+
+def test_fewer_epochs_than_already_run_are_refused_and_change_nothing(in_tmp):
+    assert cv("train", "--epochs", "2", "--limit-train-batches", "2", "--run-dir", "r").exit_code == 0
+    before = {p.name: p.read_bytes() for p in (in_tmp / "r").iterdir() if p.is_file()}
+    result = cv("train", "--resume", "r", "--epochs", "1")
+    assert result.exit_code == 1 and "has already run 2 epochs; --epochs 1 would undo them" in result.output
+    assert {p.name: p.read_bytes() for p in (in_tmp / "r").iterdir() if p.is_file()} == before
+
+
+def test_optimizer_options_changed_on_resume_take_effect(in_tmp):
+    assert cv("train", *RECIPE, "--epochs", "2", "--run-dir", "r").exit_code == 0
+    saved = ckpt.load(in_tmp / "r" / "checkpoints" / "last.safetensors").state()["optimizer"]["param_groups"][0]
+    result = cv("train", "--resume", "r", "--epochs", "3", "--lr", "0.2", "--set", "optimizer.weight_decay=0.01")
+    assert result.exit_code == 0, result.output
+    assert "lr 0.05 -> 0.2" in result.output and "weight_decay 0.0 -> 0.01" in result.output
+    # The step schedule's factor at epoch 3 is kept: the learning rate is 4x the saved one.
+    assert rows(in_tmp / "r")[2]["lr"] == pytest.approx(saved["lr"] * 4)
+    group = ckpt.load(in_tmp / "r" / "checkpoints" / "last.safetensors").state()["optimizer"]["param_groups"][0]
+    assert group["weight_decay"] == 0.01 and group["initial_lr"] == 0.2
+
+
+def test_another_optimizer_or_schedule_on_resume_is_refused_before_anything_changes(in_tmp):
+    assert cv("train", *RECIPE, "--epochs", "2", "--run-dir", "r").exit_code == 0
+    config = (in_tmp / "r" / "config.toml").read_text()
+    for change in (["--optimizer", "adam"], ["--scheduler", "cosine"]):
+        result = cv("train", "--resume", "r", "--epochs", "3", *change)
+        assert result.exit_code == 1 and "it was saved with" in result.output, result.output
+        assert (in_tmp / "r" / "config.toml").read_text() == config and len(rows(in_tmp / "r")) == 2
+
+
+@pytest.mark.parametrize("change", [["--callback", "csv"], ["--set", "callbacks.name=[]"],
+                                    ["--set", 'callbacks.name=["checkpoint"]']])
+def test_callbacks_may_be_added_or_removed_on_resume(in_tmp, change):
+    assert cv("train", "--epochs", "2", "--limit-train-batches", "2", "--callback", "early_stopping",
+              "--run-dir", "r").exit_code == 0
+    result = cv("train", "--resume", "r", "--epochs", "3", *change)
+    assert result.exit_code == 0, result.output
+    assert len(rows(in_tmp / "r")) == 3
+
+
+def test_a_run_with_a_fresh_seed_keeps_it_when_resumed(in_tmp):
+    loader = ["--seed", "none", "--no-tensor-loader", "--limit-train-batches", "3", "--transform", "flip",
+              "--set", "scheduler.name=[]"]
+    assert cv("train", *loader, "--epochs", "1", "--run-dir", "r").exit_code == 0
+    seed = json.loads((in_tmp / "r" / "summary.json").read_text())["seed"]
+    assert cv("train", "--resume", "r", "--epochs", "2").exit_code == 0
+    assert json.loads((in_tmp / "r" / "summary.json").read_text())["seed"] == seed
+    assert cv("train", *loader[2:], "--seed", str(seed), "--epochs", "2", "--run-dir", "straight").exit_code == 0
+    assert rows(in_tmp / "r") == rows(in_tmp / "straight")
+
+
+def test_resuming_from_best_keeps_best_the_best_epochs_weights(in_tmp):
+    # lr 0 after epoch 1: every later epoch equals it, so epoch 1 stays best and later ones do not improve.
+    base = ["--limit-train-batches", "2", "--optimizer", "sgd", "--lr", "0.1", "--scheduler", "step",
+            "--set", "scheduler.step.step_size=1", "--set", "scheduler.step.gamma=0.0"]
+    assert cv("train", *base, "--epochs", "3", "--run-dir", "r").exit_code == 0
+    folder = in_tmp / "r" / "checkpoints"
+    assert ckpt.load(folder / "best.safetensors").document["epoch"] == 1
+    assert cv("train", "--resume", str(folder / "best.safetensors"), "--epochs", "3").exit_code == 0
+    assert ckpt.load(folder / "best.safetensors").document["epoch"] == 1
+    assert json.loads((in_tmp / "r" / "summary.json").read_text())["best_epoch"] == 1
 
 
 def test_kill_between_last_and_best_is_repaired_when_resumed(in_tmp, monkeypatch):

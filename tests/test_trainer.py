@@ -263,3 +263,15 @@ def test_zero_limits_and_sizes_are_refused(in_tmp, option):
     assert result.exit_code == 1
     assert f"[trainer] {option} must be >= 1, got 0." in result.output
     assert not (in_tmp / "runs").exists()
+
+
+def test_a_runs_random_streams_are_independent_of_each_other():
+    # One seed, several streams: the data order, the augmentations and weight init must not replay
+    # one another's draws (they all started from manual_seed(seed) before).
+    from cvcore.training.trainer import stream_seed
+
+    seeds = {stream_seed(0, "data_order")}  # shared by every process
+    seeds |= {stream_seed(0, stream, rank) for stream in ("global", "augment") for rank in (0, 1)}
+    assert len(seeds) == 5
+    draws = {torch.rand(1, generator=torch.Generator().manual_seed(s)).item() for s in seeds}
+    assert len(draws) == 5 and 0 not in seeds

@@ -258,6 +258,8 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
     config = cfg.choose_components(config, _flags_config(flags, cfg.names(config, "callbacks")))
     for assignment in sets:
         config = cfg.apply_set(config, assignment)
+    if resumed:
+        config = resumed.continued(config)
     checked = plan(config)
     if print_config:
         click.echo(cfg.to_toml(config), nl=False)
@@ -350,7 +352,11 @@ def export_command(checkpoint: Path, fmt: str, opset: int | None, output: Path |
     from cvcore.export import export_onnx, export_safetensors, load_model
 
     loaded = load_model(checkpoint, which)
-    output = output or ckpt.find(checkpoint, which).with_suffix(".onnx" if fmt == "onnx" else ".weights.safetensors")
+    source = ckpt.find(checkpoint, which)
+    output = output or source.with_suffix(".onnx" if fmt == "onnx" else ".weights.safetensors")
+    if ckpt.saved_epoch(output) is not None or (output.exists() and output.samefile(source)):
+        raise click.UsageError(f"--output '{output}' is a training checkpoint, which the export would overwrite "
+                               f"(checkpoints of a run are its record). Choose another file.")
     if fmt == "safetensors":
         click.echo(f"wrote {export_safetensors(loaded, output)}")
         return

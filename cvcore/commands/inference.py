@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from cvcore.errors import ConfigError, DataError
+from cvcore.errors import ConfigError, DataError, one_line
 from cvcore.export import LoadedModel, load_model
 from cvcore.runs import config as cfg
 from cvcore.tasks import task_for, task_name
@@ -35,7 +35,9 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
         config = cfg.merge(config, {"dataset": {"root": data_dir}})
     checked = plan(config)
     part = checked.part("dataset")
-    data = part.component.build(**part.options)
+    # Evaluation reads data where it is: a checkpoint (perhaps someone else's) never makes it download.
+    offline = {"download": False} if any(option.name == "download" for option in part.component.options) else {}
+    data = part.component.build(**{**part.options, **offline})
     trained, given = task_name(loaded.info.task), task_name(data.info.task)
     if data.info.num_classes != loaded.info.num_classes or trained != given:
         raise ConfigError(f"The model was trained for {loaded.info.num_classes} classes ({trained}); "
@@ -82,7 +84,9 @@ def save_confusion_png(result: dict[str, Any], output: Path) -> Path | None:
         for column, value in enumerate(values):
             axes.text(column, row, str(value), ha="center", va="center", fontsize=8)
     figure.tight_layout()
-    figure.savefig(output, dpi=100)
+    from cvcore.files import save_figure
+
+    save_figure(figure, output, dpi=100)
     plt.close(figure)
     return output
 
@@ -130,6 +134,28 @@ def preprocess(paths: list[Path], info: dict[str, Any]) -> torch.Tensor:
     return torch.stack([transform(_open_image(path, info["in_channels"])) for path in paths])
 
 
+def onnx_info(props: dict[str, str], path: Path) -> dict[str, Any]:
+    """What preprocessing needs, from a cvcore ONNX file's metadata, each value checked: the file
+    may come from anyone."""
+    try:
+        info = {key: json.loads(props[key]) for key in ("image_size", "mean", "std", "class_names")}
+        info["eval_resize"] = json.loads(props.get("eval_resize", "null"))
+        info.update(in_channels=int(props["in_channels"]), task=str(props["task"]))
+        size, channels = info["image_size"], info["in_channels"]
+        valid = (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 0 < v <= 16384 for v in size)
+                 and 0 < channels <= 64 and all(isinstance(info[k], list) and len(info[k]) == channels
+                                                and all(isinstance(v, (int, float)) for v in info[k])
+                                                for k in ("mean", "std"))
+                 and isinstance(info["class_names"], list) and all(isinstance(n, str) for n in info["class_names"])
+                 and (info["eval_resize"] is None or isinstance(info["eval_resize"], int)))
+    except (KeyError, ValueError, TypeError, RecursionError) as exc:
+        raise DataError(f"'{path}' has cvcore metadata that cannot be read ({one_line(exc)}).") from None
+    if not valid:
+        raise DataError(f"'{path}' has cvcore metadata with values out of range or of the wrong type "
+                        f"(image_size, mean, std, in_channels, class_names, eval_resize).")
+    return info
+
+
 class Predictor:
     """Logits for a batch of images, from a checkpoint (PyTorch) or an exported .onnx (onnxruntime)."""
 
@@ -151,17 +177,22 @@ class Predictor:
             raise DataError("Predicting with an .onnx file needs onnxruntime: pip install onnxruntime.") from None
         if not path.is_file():
             raise DataError(f"ONNX file '{path}' does not exist.")
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own errors are long tracebacks of C++ frames
+            raise DataError(f"'{path}' is not an ONNX model that onnxruntime can run ({one_line(exc)}).") from None
         props = self.session.get_modelmeta().custom_metadata_map
         if "class_names" not in props:
             raise DataError(f"'{path}' was not exported by cvcore (no class names in its metadata).")
-        self.info = {key: json.loads(props[key]) for key in ("image_size", "mean", "std", "class_names")}
-        self.info["eval_resize"] = json.loads(props.get("eval_resize", "null"))
-        self.info.update(in_channels=int(props["in_channels"]), task=props["task"])
+        self.path, self.info = path, onnx_info(props, path)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         if self.session is not None:
-            return torch.from_numpy(self.session.run(None, {"images": images.numpy()})[0])
+            try:
+                return torch.from_numpy(self.session.run(None, {"images": images.numpy()})[0])
+            except Exception as exc:
+                raise DataError(f"onnxruntime could not run '{self.path}' on the images ({one_line(exc)}); "
+                                f"was it exported by cvcore for images like these?") from None
         with torch.inference_mode():
             return self.model(images)
 

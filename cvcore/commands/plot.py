@@ -41,6 +41,8 @@ def plot_runs(run_dirs: list[Path], output: Path) -> Path:
     for axis in axes:
         axis.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(output, dpi=100)
+    from cvcore.files import save_figure
+
+    save_figure(figure, output, dpi=100)
     plt.close(figure)
     return output

@@ -53,15 +53,16 @@ def check_fit(plan: Plan, info) -> None:
 class Built:
     """Every component of a run, built, and the Trainer that ties them together."""
 
-    def __init__(self, plan: Plan, run_dir: Path | None, *, resuming: bool = False) -> None:
+    def __init__(self, plan: Plan, run_dir: Path | None, *, resuming: bool = False, seed: int | None = None) -> None:
+        """``seed``: the seed a resumed run drew (its config may say none, a fresh seed per run)."""
         from cvcore.training import distributed
         from cvcore.training.trainer import Trainer, resolve_device, seed_everything, steps_per_epoch
 
         options = TrainerOptions(**{**plan.trainer, "run_dir": run_dir})
         distributed.setup(resolve_device(options.device))
         # One seed for every process, fixed before anything is built: weight init is seeded too.
-        options = attrs.evolve(options, seed=distributed.shared_seed(options.seed))
-        seed_everything(options.seed + distributed.rank())
+        options = attrs.evolve(options, seed=seed if seed is not None else distributed.shared_seed(options.seed))
+        seed_everything(options.seed, distributed.rank())
         dataset = plan.part("dataset")
         with distributed.main_first():  # a download (or a cache) is written once, by the main process
             self.data = dataset.component.build(**dataset.options)
@@ -74,8 +75,11 @@ class Built:
         self.loss = _build(plan.part("loss"), context)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = _build(plan.part("optimizer"), context, trainable)
+        if options.schedule_start:  # an extended run: its schedule restarts lower, over the added epochs
+            for group in self.optimizer.param_groups:
+                group["lr"] *= options.restart_lr
         context.update(steps_per_epoch=steps_per_epoch(len(self.data.train), options),
-                       total_epochs=options.epochs)
+                       total_epochs=options.epochs - options.schedule_start)
         schedulers = [(_build(p, context, self.optimizer), p.component.metadata.get("interval", "epoch"))
                       for p in plan.chained("scheduler")]
         callbacks = [_build(p, context) for p in plan.chained("callbacks")]

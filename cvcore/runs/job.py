@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from cvcore.files import write_text
 from cvcore.runs import config as cfg
 from cvcore.runs.build import Built
 from cvcore.runs.plan import Plan, describe_parts, plan
@@ -42,7 +43,8 @@ def train(config: dict[str, Any], resume: Resume | None = None) -> tuple[dict[st
     run_dir = claim.path if claim else None
     resolved = cfg.merge(config, {"trainer": {"run_dir": str(run_dir)}}) if run_dir else config
     try:
-        built = Built(attrs.evolve(checked, config=resolved), run_dir, resuming=bool(resume and resume.checkpoint))
+        built = Built(attrs.evolve(checked, config=resolved), run_dir, resuming=bool(resume and resume.checkpoint),
+                      seed=resume.seed if resume else None)
         if resume is not None:
             resume.verify(built)
     except BaseException:
@@ -53,10 +55,10 @@ def train(config: dict[str, Any], resume: Resume | None = None) -> tuple[dict[st
         if claim:
             if resume is not None:
                 resume.rewind_metrics()
-            (run_dir / "config.toml").write_text(cfg.to_toml(built.plan.config), encoding="utf-8")
+            write_text(run_dir / "config.toml", cfg.to_toml(built.plan.config))
         summary = built.trainer.fit(resume.checkpoint if resume else None)
         if claim:
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     finally:
         if claim:
             claim.release()

@@ -7,12 +7,25 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cvcore.errors import ConfigError
+import attrs
+
+from cvcore.errors import ConfigError, DataError
+from cvcore.files import write_text
 from cvcore.runs import config as cfg
+from cvcore.training.options import TrainerOptions
 from cvcore.runs.plan import providers
 
 if TYPE_CHECKING:
     from cvcore.runs.build import Built
+
+def numbers_of(row) -> dict[str, float]:
+    """A metrics row with only its numbers (a history row read from a checkpoint)."""
+    if not isinstance(row, dict):
+        raise DataError(f"A checkpoint's history holds {type(row).__name__!r} where a row of metrics belongs.")
+    return {key: value for key, value in row.items()
+            if isinstance(key, str) and key.isidentifier() and isinstance(value, (int, float))
+            and not isinstance(value, bool)}
+
 
 class Resume:
     """A run to continue: its checkpoint, its directory and the configuration it was saved with.
@@ -39,6 +52,36 @@ class Resume:
                               f"the run directory. Pass the run directory, or copy the file into one.")
         self.config = self.checkpoint.document["config"]
 
+    @property
+    def seed(self) -> int | None:
+        """The seed the run drew (its config may say none: a fresh seed for each new run)."""
+        seed = self.checkpoint.state().get("seed") if self.checkpoint else None
+        return seed if isinstance(seed, int) else None
+
+    def continued(self, config: dict) -> dict:
+        """``config`` (the saved one, with this command's flags) checked against what the run has
+        done. Fewer epochs than already run are refused. More epochs on a run that finished its
+        planned epochs with its learning rate decayed below ``restart_lr`` x its base rate (a cosine
+        at 0) restart the schedule over the added epochs from that share of the base rate (recorded
+        as ``trainer.schedule_start``); a schedule that ended above it (a step schedule) goes on."""
+        if self.checkpoint is None:
+            return config
+        state, default = self.checkpoint.state(), attrs.fields(TrainerOptions).epochs.default
+        done, epochs = state["epoch"], config.get("trainer", {}).get("epochs", default)
+        if isinstance(epochs, int) and epochs < done:
+            raise ConfigError(f"'{self.run_dir}' has already run {done} epochs; --epochs {epochs} would undo them. "
+                              f"Resuming continues a run: give --epochs above {done}, or start a new run.")
+        planned = state.get("planned_epochs", self.config.get("trainer", {}).get("epochs", default))
+        restart = config.get("trainer", {}).get("restart_lr", attrs.fields(TrainerOptions).restart_lr.default)
+        group = state["optimizer"]["param_groups"][0]
+        decayed = group["lr"] < restart * group.get("initial_lr", group["lr"]) * (1 - 1e-9)
+        if not (isinstance(epochs, int) and done >= planned and epochs > done and decayed):
+            return config
+        print(f"note: extending the finished run '{self.run_dir}' from {done} to {epochs} epochs: its learning rate "
+              f"had decayed to {group['lr']:.3g}, so its schedule restarts over the added epochs from {restart:g} x "
+              f"the base rate (trainer.restart_lr).", file=sys.stderr)
+        return cfg.merge(config, {"trainer": {"schedule_start": done}})
+
     def verify(self, built: Built) -> None:
         """Refuse a model, class count or weights that differ from the saved ones; warn about
         plugin versions that changed since the save."""
@@ -51,14 +94,29 @@ class Resume:
             raise ConfigError(f"Cannot resume '{self.path}': it holds model '{saved_model}' for "
                               f"{saved_classes} classes, this run builds '{model.qualified_name}' for "
                               f"{info.num_classes} classes.")
+        self._check_same("optimizer", [saved["config"].get("optimizer", {}).get("name")],
+                         [built.plan.part("optimizer").component])
+        if self.checkpoint.state().get("schedule_start", 0) == built.trainer.options.schedule_start:
+            self._check_same("scheduler", cfg.names(saved["config"], "scheduler"),
+                             [p.component for p in built.plan.chained("scheduler")])
         self.checkpoint.load_weights_into(built.model, model.qualified_name)
         for key, provider in providers(built.plan).items():
             if saved.get("providers", {}).get(key, provider) != provider:
                 print(f"warning: {key} was provided by {saved['providers'][key]} when saved, now by {provider}",
                       file=sys.stderr)
 
+    def _check_same(self, section: str, saved: list, components: list) -> None:
+        """Refuse a resume whose optimizer or schedulers differ from the saved ones: their saved
+        state (momentum, progress) belongs to those. Their options may change."""
+        if len(saved) != len(components) or not all(c.is_named(n) for c, n in zip(components, saved)):
+            now = [c.qualified_name for c in components]
+            raise ConfigError(f"Cannot resume '{self.path}' with {section} {now}: it was saved with {saved}, whose "
+                              f"state it holds. Keep the {section} (its options may change), or start a new run "
+                              f"(cv train -c {self.run_dir / 'config.toml'} ...).")
+
     def rewind_metrics(self) -> None:
         """Cut metrics.jsonl back to the checkpoint's epochs: a kill may have left rows past it
-        (a run without a checkpoint starts again, so none are kept)."""
-        rows = "".join(json.dumps(row) + "\n" for row in self.checkpoint.state()["history"]) if self.checkpoint else ""
-        (self.run_dir / "metrics.jsonl").write_text(rows, encoding="utf-8")
+        (a run without a checkpoint starts again, so none are kept). Only numbers are taken from
+        the checkpoint's history: a file from someone else may carry anything in its strings."""
+        history = self.checkpoint.state()["history"] if self.checkpoint else []
+        write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(numbers_of(row)) + "\n" for row in history))

@@ -41,7 +41,7 @@ class RunDir:
         if resuming is not None:
             return cls(resuming, created=[])
         chosen = config.get("trainer", {}).get("run_dir")
-        path = Path(chosen) if chosen else _fresh_path(config)
+        path = Path(chosen).expanduser() if chosen else _fresh_path(config)
         created = [folder for folder in (path, *path.parents) if not folder.exists()]
         try:
             path.mkdir(parents=True, exist_ok=bool(chosen))

@@ -37,6 +37,10 @@ class TrainerOptions:
     :param run_dir: where config.toml, metrics.jsonl and summary.json go (default: runs/<time>-<data>-<model>).
     :param tensor_loader: keep in-memory data sets (cvcore.TensorImages) on the device and build
         batches there; false serves them through a DataLoader like any other data set.
+    :param schedule_start: epoch at which the learning-rate schedule starts; schedules sized by the
+        run span epochs - schedule_start. Set by `cv train --resume` when a finished run is extended.
+    :param restart_lr: a finished run extended with its learning rate decayed below this share of
+        the base rate restarts its schedule over the added epochs from this share.
     """
 
     epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
@@ -59,3 +63,9 @@ class TrainerOptions:
     monitor_mode: Literal["min", "max"] | None = None
     run_dir: Path | None = None
     tensor_loader: bool = True
+    schedule_start: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    restart_lr: float = attrs.field(default=0.1, validator=[attrs.validators.gt(0), attrs.validators.le(1)])
+
+    def __attrs_post_init__(self) -> None:
+        if self.schedule_start >= self.epochs:
+            raise ValueError(f"'schedule_start' must be < epochs ({self.epochs}): {self.schedule_start}")

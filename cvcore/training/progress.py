@@ -23,8 +23,9 @@ def log(line: str) -> None:
 def write_epoch(metrics: dict[str, float], run_dir: Path | None, epochs: int) -> None:
     """The run log of one epoch: a row of metrics.jsonl (the source of truth) and the printed line."""
     if run_dir is not None:
-        with open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8") as stream:
-            stream.write(json.dumps(metrics) + "\n")
+        from cvcore.files import append_text
+
+        append_text(Path(run_dir) / "metrics.jsonl", json.dumps(metrics) + "\n")
     log(format_epoch(metrics, epochs))
 
 

@@ -11,9 +11,9 @@ import torch
 from cvcore.training import distributed
 from cvcore.training.progress import log
 
-# What a learning-rate scheduler has done so far; everything else in its state is how it was built.
-SCHEDULER_PROGRESS = ("last_epoch", "_step_count", "_last_lr", "base_lrs", "_get_lr_called_within_step",
-                      "_is_initial")
+# What a learning-rate scheduler has done so far; everything else in its state is how it was built
+# (base_lrs too: they follow the optimizer's learning rate, which a resumed run may change).
+SCHEDULER_PROGRESS = ("last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "_is_initial")
 
 
 def replanned(built: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:

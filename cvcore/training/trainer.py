@@ -24,7 +24,7 @@ from cvcore.training.evaluation import combined, evaluate
 from cvcore.training.interrupts import Interrupted, signals_noted
 from cvcore.training.options import TrainerOptions
 from cvcore.training.preparation import Preparation
-from cvcore.training.progress import EpochProgress, write_epoch
+from cvcore.training.progress import EpochProgress, log, write_epoch
 from cvcore.training.state import capture_rng, replanned, restore_rng
 from cvcore.training.tensor_data import TensorImages
 from cvcore.transforms import Transform
@@ -59,12 +59,60 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def seed_everything(seed: int) -> None:
+# The random streams of a run, each derived from its one seed (numpy's SeedSequence), so that no two
+# start from the same state: the global ones (weights, dropout) and the augmentations per process,
+# the data order shared by every process.
+_STREAMS = {"global": 0, "data_order": 1, "augment": 2}
+
+
+def stream_seed(seed: int, stream: str, rank: int = 0) -> int:
+    """The seed of one random stream of a run seeded ``seed``, for the process ``rank``."""
     import numpy
 
-    random.seed(seed)
-    numpy.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    return int(numpy.random.SeedSequence([seed, _STREAMS[stream], rank]).generate_state(1, numpy.uint64)[0] >> 1)
+
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Seed python, numpy and torch (weight init, dropout) with this process's global stream."""
+    import numpy
+
+    derived = stream_seed(seed, "global", rank)
+    random.seed(derived)
+    numpy.random.seed(derived % 2**32)
+    torch.manual_seed(derived)
+
+
+def callback_keys(callbacks: Sequence[Callback]) -> list[str]:
+    """A name per callback, from its class, numbered where a class repeats: checkpoints keep each
+    callback's state under it, so callbacks may be added or removed when a run is resumed."""
+    keys: list[str] = []
+    for callback in callbacks:
+        name = f"{type(callback).__module__}.{type(callback).__qualname__}"
+        keys.append(name if name not in keys else f"{name}#{sum(k.startswith(name) for k in keys) + 1}")
+    return keys
+
+
+def apply_optimizer_options(optimizer: torch.optim.Optimizer, built: list[dict[str, Any]],
+                            restarted: bool) -> list[str]:
+    """Put the hyperparameters of the optimizer as ``built`` now back over those a checkpoint loaded;
+    returns what changed. The learning rate is scaled by new / saved base rate, so that a schedule
+    keeps its current factor; where the schedule ``restarted``, the built rates hold as they are."""
+    changes = []
+    for index, (group, fresh) in enumerate(zip(optimizer.param_groups, built)):
+        where = f" (group {index})" if len(built) > 1 else ""
+        saved_base, base = group.get("initial_lr", group["lr"]), fresh.get("initial_lr", fresh["lr"])
+        if restarted:
+            group["lr"] = fresh["lr"]
+        elif base != saved_base:
+            group["lr"] = group["lr"] * base / saved_base
+            changes.append(f"lr {saved_base:g} -> {base:g}{where}")
+        for key, value in fresh.items():
+            if key not in ("lr", "initial_lr") and group.get(key) != value:
+                changes.append(f"{key} {group.get(key)} -> {value}{where}")
+                group[key] = value
+        if "initial_lr" in fresh:
+            group["initial_lr"] = base
+    return changes
 
 
 def steps_per_epoch(num_train: int, options: TrainerOptions) -> int:
@@ -132,7 +180,7 @@ class Trainer:
         opts = self.options
         distributed.setup(self.device)
         self.seed = distributed.shared_seed(opts.seed)
-        seed_everything(self.seed + distributed.rank())
+        seed_everything(self.seed, distributed.rank())
         if opts.deterministic:
             import os
 
@@ -155,8 +203,9 @@ class Trainer:
         # Validation runs no collective in the forward pass, so processes may hold unequal shares.
         self.eval_model = self.module if self.ddp else self.model
         # The data order: the same generator state on every process. Augmentations: each its own.
-        self.generator = torch.Generator().manual_seed(self.seed)
-        self.device_generator = torch.Generator(self.device).manual_seed(self.seed + distributed.rank())
+        self.generator = torch.Generator().manual_seed(stream_seed(self.seed, "data_order"))
+        self.device_generator = torch.Generator(self.device).manual_seed(
+            stream_seed(self.seed, "augment", distributed.rank()))
         self.prepare = Preparation(self.data.info, self.device, self.transforms, self.device_generator)
         self.train_loader = self._loader(self.data.train, shuffle=True)
         self.val_loader = self._loader(self.data.val, shuffle=False)
@@ -355,34 +404,51 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly: weights, optimizer, schedulers, scaler,
-        counters, best epoch, history, callback state and every random number generator."""
+        counters, best epoch, history, callback state (by callback) and every random number generator."""
         return {
             "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedulers": [scheduler.state_dict() for scheduler, _ in self.schedulers],
+            "schedule_start": self.options.schedule_start,
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
+            "planned_epochs": self.options.epochs,
             "global_step": self.global_step,
+            "seed": getattr(self, "seed", self.options.seed),
             "history": self.history,
             "best": {key: value for key, value in self.best.items()},
             "stop_reason": self.stop_reason,
-            "callbacks": [callback.state_dict() for callback in self.callbacks],
+            "callbacks": dict(zip(callback_keys(self.callbacks), (c.state_dict() for c in self.callbacks))),
             "rng": self._rank_rngs or [capture_rng(self.generator, self.device_generator)],  # one per process
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state_dict` (call after set-up: optimizer state follows the weights' device)."""
+        """Continue from :meth:`state_dict` (call after set-up: optimizer state follows the weights' device).
+
+        Options set now win over saved ones: optimizer hyperparameters that changed since the save
+        take effect (a changed learning rate keeps the schedule's current factor), and a schedule
+        that starts at another epoch than the saved one (an extended run) starts afresh."""
         self.module.load_state_dict(state["model"])
+        built = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
-        for (scheduler, _), saved in zip(self.schedulers, state["schedulers"], strict=True):
-            scheduler.load_state_dict(replanned(scheduler.state_dict(), saved))
+        restarted = state.get("schedule_start", 0) != self.options.schedule_start
+        changes = apply_optimizer_options(self.optimizer, built, restarted)
+        if changes and self.is_main:
+            log(f"note: optimizer options changed since the checkpoint, now in effect: {', '.join(changes)}")
+        if not restarted:
+            for (scheduler, _), saved in zip(self.schedulers, state["schedulers"], strict=True):
+                scheduler.load_state_dict(replanned(scheduler.state_dict(), saved))
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.history, self.best = list(state["history"]), dict(state["best"])
         self._best_tracker.load_state_dict({"best": self.best["value"], "best_epoch": self.best["epoch"]})
         self.stop_reason = state.get("stop_reason")
-        for callback, saved in zip(self.callbacks, state["callbacks"], strict=True):
-            callback.load_state_dict(saved)
+        saved = state["callbacks"]
+        if isinstance(saved, list):  # checkpoints before 0.2 keep callback states by position
+            saved = dict(zip(callback_keys(self.callbacks), saved)) if len(saved) == len(self.callbacks) else {}
+        for callback, key in zip(self.callbacks, callback_keys(self.callbacks)):
+            if key in saved:  # a callback added since the save starts fresh; a removed one is dropped
+                callback.load_state_dict(saved[key])
         restore_rng(state["rng"], self.generator, self.device_generator)
 
     def summary(self) -> dict[str, Any]:

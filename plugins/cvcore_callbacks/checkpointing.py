@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cvcore import Callback, Monitor
 from cvcore import checkpoint as ckpt
+from cvcore.files import make_directory
 
 
 class CheckpointCallback(Callback):
@@ -24,13 +25,13 @@ class CheckpointCallback(Callback):
     def on_fit_start(self, trainer) -> None:
         if trainer.run_dir is None or not trainer.is_main:
             return
-        self.directory = Path(trainer.run_dir) / self.folder
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = make_directory(Path(trainer.run_dir) / self.folder)
         for stale in self.directory.glob(".*.tmp-*"):  # left by a process killed while saving
             stale.unlink(missing_ok=True)
         last = self.directory / "last.safetensors"
-        if self.best_epoch is not None and self.best_epoch == trainer.epoch and last.is_file():
-            # A kill between saving `last` and linking `best` in an improving epoch: link it now.
+        if self.best_epoch is not None and self.best_epoch == trainer.epoch == ckpt.saved_epoch(last):
+            # A kill between saving `last` and linking `best` in an improving epoch: link it now. Only
+            # a whole `last` of this very epoch: a run resumed from `best` has a later `last`.
             ckpt.link_atomically(last, self.directory / "best.safetensors")
 
     def on_epoch_end(self, trainer, metrics: dict[str, float]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 from cvcore import Callback, task_name
+from cvcore.files import append_text, make_directory, save_image, write_text
 
 
 class RunFileCallback(Callback):
@@ -29,10 +31,11 @@ class CsvLogger(RunFileCallback):
         path = self.path(trainer)
         if path is None:
             return
-        with open(path, "w", newline="", encoding="utf-8") as stream:  # rewritten: resumes stay consistent
-            writer = csv.DictWriter(stream, fieldnames=list(trainer.history[-1]))
-            writer.writeheader()
-            writer.writerows(trainer.history)
+        table = io.StringIO(newline="")
+        writer = csv.DictWriter(table, fieldnames=list(trainer.history[-1]))
+        writer.writeheader()
+        writer.writerows(trainer.history)
+        write_text(path, table.getvalue())  # rewritten whole: resumes stay consistent
 
 
 class LrMonitor(RunFileCallback):
@@ -53,8 +56,7 @@ class LrMonitor(RunFileCallback):
     def on_epoch_end(self, trainer, metrics) -> None:
         path = self.path(trainer)
         if path is not None and self.rows:
-            with open(path, "a", encoding="utf-8") as stream:
-                stream.write("\n".join(self.rows) + "\n")
+            append_text(path, "\n".join(self.rows) + "\n")
         self.rows = []
 
 
@@ -68,7 +70,7 @@ class TensorBoardLogger(RunFileCallback):
         if path is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(path))
+            self.writer = SummaryWriter(str(make_directory(path)))
 
     def on_epoch_end(self, trainer, metrics: dict[str, float]) -> None:
         if self.path(trainer) is not None:
@@ -118,4 +120,4 @@ class PredictionGrid(RunFileCallback):
             return
         from cvcore_callbacks.pictures import prediction_grid
 
-        prediction_grid(trainer, self.count).save(path)
+        save_image(prediction_grid(trainer, self.count), path)

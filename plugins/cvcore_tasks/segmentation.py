@@ -38,11 +38,13 @@ class Segmentation(Task):
         """A PNG mask of class ids per image in ``output_dir``, and the share of pixels of each class."""
         from PIL import Image
 
-        output_dir.mkdir(parents=True, exist_ok=True)
+        from cvcore.files import make_directory, save_image
+
+        make_directory(output_dir)
         results = []
         for image, mask in zip(images, output.argmax(dim=1).to(torch.uint8)):
             target = output_dir / f"{Path(image).stem}.mask.png"
-            Image.fromarray(mask.numpy()).save(target)
+            save_image(Image.fromarray(mask.numpy()), target)
             shares = torch.bincount(mask.flatten().long(), minlength=len(class_names)).float() / mask.numel()
             results.append({"image": str(image), "mask": str(target),
                             "pixels": {name: round(share, 6) for name, share in zip(class_names, shares.tolist())}})
