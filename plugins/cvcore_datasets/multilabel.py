@@ -41,15 +41,22 @@ def read_rows(path: Path) -> list[tuple[str, list[str]]]:
         reader = csv.DictReader(stream)
         if not reader.fieldnames or not {"image", "labels"} <= set(reader.fieldnames):
             raise DataError(f"'{path}' needs the header 'image,labels', found {reader.fieldnames}.")
-        return [(row["image"], (row["labels"] or "").split()) for row in reader]
+        rows = [(row["image"], (row["labels"] or "").split()) for row in reader]
+    for line, (image, labels) in enumerate(rows, start=2):
+        joined = next((label for label in labels if any(mark in label for mark in ",;|")), None)
+        if joined:
+            raise DataError(f"'{path}' line {line} ({image}): label '{joined}' holds a separator; multilabel_csv "
+                            f"separates labels by spaces (\"cat dog\", not \"cat,dog\"), or every joined "
+                            f"name would be one class.")
+    if rows and not any(labels for _, labels in rows):
+        raise DataError(f"'{path}' gives none of its {len(rows)} images a label: the labels column is empty.")
+    return rows
 
 
 def load_csv(root: Path, image_size: int, resize: int, augment: bool, cache: str) -> DataSplits:
     root = Path(root)
     splits = {split: read_rows(root / f"{split}.csv") for split in ("train", "val")}
     names = sorted({label for rows in splits.values() for _, labels in rows for label in labels})
-    if not names:
-        raise DataError(f"The CSV files in '{root}' name no labels.")
     if resize < image_size:
         raise DataError(f"resize ({resize}) must be at least image_size ({image_size}).")
     sets = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,21 +84,34 @@ def find_pairs(root: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def count_classes(pairs: list[tuple[Path, Path]]) -> int:
-    """1 + the largest class id in any mask (255, the ignore value, excluded); reads every mask once."""
-    largest = 0
+def count_classes(pairs: list[tuple[Path, Path]], masks: Path) -> int:
+    """1 + the largest class id in any mask (255, the ignore value, excluded), read from every mask;
+    masks that are mostly the ignore value (binary masks saved as 0/255) or ids with gaps (a stray
+    value) are reported, since either trains a model on something else than meant."""
+    counts = np.zeros(256, dtype=np.int64)
     for _, mask_path in pairs:
-        values = torch.from_numpy(np.array(read_mask(mask_path)))
-        values = values[values != IGNORE]
-        if values.numel():
-            largest = max(largest, int(values.max()))
-    return largest + 1
+        counts += np.bincount(np.asarray(read_mask(mask_path)).ravel(), minlength=256)[:256]
+    ids = [int(i) for i in np.flatnonzero(counts) if i != IGNORE]
+    ignored = counts[IGNORE] / max(counts.sum(), 1)
+    binary = "; binary masks saved as 0/255? store the foreground as 1" if ignored > 0.05 else ""
+    if len(ids) < 2:
+        raise DataError(f"The masks in '{masks}' hold {len(ids)} class id(s) ({ids}) besides {IGNORE} (ignored, "
+                        f"{ignored:.0%} of the pixels): segmentation needs at least two classes{binary}.")
+    if ignored > 0.5:
+        print(f"warning: {ignored:.0%} of the mask pixels in '{masks}' are {IGNORE}, the ignore value, and count "
+              f"in no loss or metric{binary}.", file=sys.stderr)
+    absent = sorted(set(range(ids[-1] + 1)) - set(ids))
+    if absent:
+        print(f"warning: the masks in '{masks}' use class ids {ids}, so {ids[-1] + 1} classes, of which "
+              f"{len(absent)} ({', '.join(map(str, absent[:5]))}{' ...' if len(absent) > 5 else ''}) appear in no "
+              f"mask: a stray value? Set num_classes and class_names to say what the ids mean.", file=sys.stderr)
+    return ids[-1] + 1
 
 
 def load_segfolder(root: Path, image_size: int, num_classes: int | None, class_names: list[str] | None,
                    val_fraction: float, seed: int, augment: bool, cache: str) -> DataSplits:
     pairs = find_pairs(Path(root))
-    num_classes = num_classes or count_classes(pairs)
+    num_classes = num_classes or count_classes(pairs, Path(root) / "masks")
     names = tuple(class_names) if class_names else tuple(str(i) for i in range(num_classes))
     if len(names) != num_classes:
         raise DataError(f"{len(names)} class names given for {num_classes} classes.")

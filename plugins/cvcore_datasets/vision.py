@@ -151,6 +151,10 @@ def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool, sk
         raise DataError(f"ImageFolder '{root}': {exc}") from exc
     if train.classes != val.classes:
         raise DataError(f"train/ and val/ of '{root}' have different classes: {train.classes} vs {val.classes}.")
+    if len(train.classes) < 2:
+        raise DataError(f"ImageFolder '{root}' has {len(train.classes)} class folder(s) ({', '.join(train.classes)}): "
+                        f"classification needs at least two, one folder of images per class in train/ and val/ "
+                        f"(with one class every prediction is right).")
     splits = [stored_split([path for path, _ in listing.samples], torch.tensor(listing.targets), resize,
                            split=split, cache=cache) for split, listing in (("train", train), ("val", val))]
     info = DataInfo(num_classes=len(train.classes), class_names=train.classes, in_channels=3,

@@ -73,6 +73,9 @@ def mse(*, num_classes: int = 0):
     return SoftmaxMSE(num_classes)
 
 
+# Overlap losses are ratios over all the pixels of a batch, not means of per-image terms.
+BATCH_NOTE = ("Computed over the batch's pixels together, so its mean over batches (val_loss) depends on the "
+              "batch size; val_miou and val_mdice do not.")
 _OVERLAP_PARAMS = """
     :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class).
     :param from_logits: apply softmax (multiclass) or sigmoid first; false if inputs are probabilities.
@@ -98,7 +101,7 @@ def _overlap_factory(name: str, a: float, summary: str):
                         ignore_index=ignore_index, reduction=reduction, classes=classes)
 
     factory.__name__ = name
-    factory.__doc__ = summary + "\n" + _OVERLAP_PARAMS
+    factory.__doc__ = summary + " " + BATCH_NOTE + "\n" + _OVERLAP_PARAMS
     return factory
 
 
@@ -116,6 +119,7 @@ def tversky(*, mode: Mode = "multiclass", from_logits: bool = True, alpha: float
 
 
 tversky.__doc__ = """Tversky loss 1 - (TP + s) / (TP + alpha FP + beta FN + s): weighs misses and false alarms apart.
+    """ + BATCH_NOTE + """
 
     :param alpha: weight of false positives.
     :param beta: weight of false negatives (alpha = beta = 0.5 is Dice, 1 and 1 is IoU).""" + _OVERLAP_PARAMS
@@ -160,6 +164,7 @@ def asymmetric(*, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 
 def dice_bce(*, mode: Mode = "multiclass", from_logits: bool = True, smooth: float = 0.0,
              ignore_index: int | None = None, dice_weight: float = 1.0, bce_weight: float = 1.0):
     """Dice plus cross-entropy (binary cross-entropy, or softmax cross-entropy in multiclass mode).
+    Its Dice term is computed over the batch's pixels together, so val_loss depends on the batch size.
 
     :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class).
     :param from_logits: inputs are logits; false if they are probabilities.

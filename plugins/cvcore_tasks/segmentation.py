@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,11 @@ class SegmentationMetrics(Metrics):
         self.count.fill_(self.seen)
         return [self.loss_sum, self.count, self.confusion]
 
+    def _pixel_accuracy(self) -> float:
+        """Share of counted pixels predicted right; NaN with no counted pixel (undefined, not 0 or 1)."""
+        matrix = self.confusion.view(self.num_classes, -1)
+        return (matrix.diag().sum() / matrix.sum()).item() if matrix.sum() > 0 else math.nan
+
     def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         matrix = self.confusion.view(self.num_classes, -1).double()
         hits, truth, predicted = matrix.diag(), matrix.sum(1), matrix.sum(0)
@@ -104,14 +110,13 @@ class SegmentationMetrics(Metrics):
         return iou, dice, present
 
     def compute(self, prefix: str) -> dict[str, float]:
-        matrix = self.confusion.view(self.num_classes, -1)
         values = {f"{prefix}_loss": self.loss_sum.item() / max(self.count.item(), 1.0),
-                  f"{prefix}_pixel_acc": (matrix.diag().sum() / matrix.sum().clamp_min(1)).item()}
-        if self.detailed:
+                  f"{prefix}_pixel_acc": self._pixel_accuracy()}
+        if self.detailed:  # over the classes present; none present (no counted pixel): undefined
             iou, dice, present = self._scores()
-            classes = max(int(present.sum()), 1)
-            values[f"{prefix}_miou"] = (iou.sum() / classes).item()
-            values[f"{prefix}_mdice"] = (dice.sum() / classes).item()
+            classes = int(present.sum())
+            values[f"{prefix}_miou"] = (iou.sum() / classes).item() if classes else math.nan
+            values[f"{prefix}_mdice"] = (dice.sum() / classes).item() if classes else math.nan
         return values
 
     def per_class(self) -> list[float | None]:
