@@ -3,9 +3,13 @@ squares of a folder are stored in one file that later runs read while the folder
 
 The cache lives in ``$CVCORE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/cvcore``, else
 ``~/.cache/cvcore``), under ``folders/``; deleting that folder clears it. A cache is named by the
-files' paths, sizes and modification times and by the stored size, so that a changed folder is
-decoded again (and its older cache removed). A cache that fits in half the available memory is
-read into memory; a larger one is memory-mapped and its batches are read from disk.
+files' paths and what changes whenever a file does (size, inode, modification and change times in
+nanoseconds: an edit that keeps the mtime, ``cp -p`` and folders swapped by renaming all change
+it) and by the stored size, so that a changed folder is decoded again and its older cache of that
+size removed; caches of other sizes stay, within ``$CVCORE_CACHE_GB`` (default 64), the least
+recently used going first. Its description holds a checksum per block and the shape: a damaged
+cache is decoded again (a memory-mapped one is checked on a sample of blocks). A cache that fits in
+half the available memory is read into memory; a larger one is memory-mapped.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,7 +33,9 @@ from PIL import Image
 
 from cvcore import DataError
 
-FORMAT = 1  # bump when what is stored changes
+FORMAT = 2  # bump when what is stored changes
+BLOCK = 16 << 20  # bytes per checksum
+SAMPLED_BLOCKS = 8  # checked per read of a memory-mapped cache, besides the first and the last
 Decode = Callable[[Path, int], np.ndarray]
 
 
@@ -114,7 +121,7 @@ def cached(files: Sequence[Path], size: int, decode: Decode, *, split: str,
            keep: str = "auto") -> tuple[torch.Tensor, bool]:
     """The decoded files as one uint8 tensor (N, ...) and whether it is memory-mapped.
 
-    :param split: what the files are (``train``, ``val``): one cache per folder and split.
+    :param split: what the files are (``train``, ``val``): one cache per folder, split and size.
     :param keep: auto (in memory when it fits, else mapped), memory, or mmap.
     """
     if not files:
@@ -123,14 +130,19 @@ def cached(files: Sequence[Path], size: int, decode: Decode, *, split: str,
     data_path = _cache_path(files, size, decode, split)
     meta_path = data_path.with_suffix(".json")
     finish_writing(data_path)
-    meta = _complete(meta_path, data_path, len(files))
-    if meta is None:
-        array, mapped = _write(files, size, decode, data_path, meta_path, keep)
-        return torch.from_numpy(array), mapped
-    shape = tuple(meta["shape"])
-    mapped = _mapped(math.prod(shape), keep)
-    array = (np.memmap(data_path, np.uint8, mode="c", shape=shape) if mapped
-             else np.fromfile(data_path, np.uint8).reshape(shape))
+    _remove_leftovers(data_path.parent)
+    meta = _description(meta_path, data_path, len(files), size)
+    if meta is not None:
+        shape = tuple(meta["shape"])
+        mapped = _mapped(math.prod(shape), keep)
+        array = (np.memmap(data_path, np.uint8, mode="c", shape=shape) if mapped
+                 else np.fromfile(data_path, np.uint8).reshape(shape))
+        if _intact(array, meta["blocks"], sampled=mapped):
+            os.utime(meta_path)  # recently used: the budget evicts others first
+            return torch.from_numpy(array), mapped
+        print(f"note: the image cache '{data_path}' is damaged (a checksum does not match); decoding again",
+              file=sys.stderr)
+    array, mapped = _write(files, size, decode, data_path, meta_path, keep)
     return torch.from_numpy(array), mapped
 
 
@@ -139,73 +151,136 @@ def _mapped(nbytes: int, keep: str) -> bool:
 
 
 def _cache_path(files: list[Path], size: int, decode: Decode, split: str) -> Path:
-    """FOLDER-CONTENT.u8: FOLDER names the folder, split and decoder; CONTENT the files' paths,
-    sizes and modification times and the stored size."""
+    """FOLDER-CONTENT.u8: FOLDER names the folder, split, decoder and stored size; CONTENT the
+    files' paths and file status."""
     stamp = [(str(f.resolve()), *_stat(f)) for f in files]
-    folder = _digest([os.path.commonpath([name for name, _, _ in stamp]), split, decode.__name__])
+    folder = _digest([os.path.commonpath([name for name, *_ in stamp]), split, decode.__name__, size])
     return cache_dir() / "folders" / f"{folder}-{_digest([FORMAT, size, stamp])}.u8"
 
 
-def _stat(path: Path) -> tuple[int, int]:
+def _stat(path: Path) -> tuple[int, int, int, int]:
+    """What changes when a file changes: size, inode, modification and change time (ns). The change
+    time cannot be set by hand, so an edit that puts the mtime back still shows."""
     try:
         status = path.stat()
     except OSError as exc:
         raise DataError(f"Image '{path}' cannot be read ({exc}).") from None
-    return status.st_size, status.st_mtime_ns
+    return status.st_size, status.st_ino, status.st_mtime_ns, status.st_ctime_ns
 
 
 def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
 
 
-def _complete(meta_path: Path, data_path: Path, count: int) -> dict | None:
-    """The cache's description, or None when there is no complete cache: the description is
-    written last, so a cache cut short has none, and a damaged data file has the wrong size."""
+def _description(meta_path: Path, data_path: Path, count: int, size: int) -> dict | None:
+    """The cache's description, or None when there is no complete cache of these files: the
+    description is written last (a cache cut short has none), names its data file (another
+    folder's cache copied over it does not match) and gives a shape that must fit the files, the
+    stored size and the data file's length."""
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        shape = meta["shape"]
-        ok = shape[0] == count and all(isinstance(n, int) and n > 0 for n in shape)
+        shape, blocks = meta["shape"], meta["blocks"]
+        ok = (meta["data"] == data_path.name and shape[0] == count and tuple(shape[-2:]) == (size, size)
+              and all(isinstance(n, int) and n > 0 for n in shape) and isinstance(blocks, list)
+              and len(blocks) == max(1, math.ceil(math.prod(shape) / BLOCK)))
         return meta if ok and data_path.stat().st_size == math.prod(shape) else None
     except (OSError, ValueError, TypeError, KeyError, IndexError):
         return None
 
 
+def _checksums(array: np.ndarray) -> list[int]:
+    flat = array.reshape(-1)
+    return [zlib.crc32(flat[start:start + BLOCK]) for start in range(0, max(flat.size, 1), BLOCK)]
+
+
+def _intact(array: np.ndarray, blocks: list[int], *, sampled: bool) -> bool:
+    """Whether the data matches its checksums: every block, or (a memory-mapped cache, read from
+    disk batch by batch) the first, the last and a random sample of them."""
+    flat = array.reshape(-1)
+    chosen = range(len(blocks))
+    if sampled and len(blocks) > SAMPLED_BLOCKS + 2:
+        picks = np.random.default_rng().choice(len(blocks) - 2, SAMPLED_BLOCKS, replace=False) + 1
+        chosen = [0, len(blocks) - 1, *picks.tolist()]
+    return all(zlib.crc32(flat[i * BLOCK:(i + 1) * BLOCK]) == blocks[i] for i in chosen)
+
+
 def _remove_older(data_path: Path) -> None:
-    """Delete the caches of the same folder and split made before its files changed."""
+    """Delete the caches of the same folder, split and size made before its files changed."""
     folder = data_path.name.split("-")[0]
     for older in data_path.parent.glob(f"{folder}-*"):
         if older.stem != data_path.stem:
             older.unlink(missing_ok=True)
 
 
+def _remove_leftovers(folder: Path) -> None:
+    """Delete what processes that died while writing left (``.NAME.PID.partial``, ``.NAME.tmp-PID``)
+    and data files whose description never came: they would keep the disk full."""
+    for leftover in [*folder.glob(".*.partial"), *folder.glob(".*.tmp-*")]:
+        pid = leftover.name.rsplit(".", 2)[-2] if leftover.name.endswith(".partial") else leftover.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+    for data in folder.glob("*.u8"):  # a writer renames its data in, then describes it: allow it a minute
+        if not data.with_suffix(".json").exists() and data not in _WRITERS and time.time() - data.stat().st_mtime > 60:
+            data.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _keep_within_budget(folder: Path, needed: int) -> None:
+    """Delete the least recently used caches until ``needed`` more bytes fit in $CVCORE_CACHE_GB."""
+    budget = float(os.environ.get("CVCORE_CACHE_GB", "64")) * 1e9
+    caches = sorted(((meta.stat().st_mtime, meta) for meta in folder.glob("*.json")), key=lambda item: item[0])
+    used = sum(meta.with_suffix(".u8").stat().st_size for _, meta in caches if meta.with_suffix(".u8").exists())
+    for _, meta in caches:
+        if used + needed <= budget:
+            break
+        data = meta.with_suffix(".u8")
+        used -= data.stat().st_size if data.exists() else 0
+        meta.unlink(missing_ok=True)
+        data.unlink(missing_ok=True)
+
+
 def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_path: Path,
            keep: str) -> tuple[np.ndarray, bool]:
     """Decode every file in parallel threads (PIL and torch release the GIL while decoding and
     resizing). A cache that fits in memory is decoded there and saved to disk by a background
-    thread while training starts; a larger one is decoded straight into its memory-mapped file.
-    Returns the array and whether it is mapped."""
+    thread while training starts; a larger one is decoded straight into its memory-mapped file,
+    whose space is reserved first (a full disk is an error, not a SIGBUS). Returns the array and
+    whether it is mapped."""
     started = time.perf_counter()
     first = decode(files[0], size)
     shape = (len(files), *first.shape)
     mapped = _mapped(math.prod(shape), keep)
     try:
-        data_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+        from cvcore.files import make_directory
+
+        make_directory(data_path.parent)
+    except (OSError, DataError) as exc:
         raise _unwritable(data_path.parent, exc) from None
+    _keep_within_budget(data_path.parent, math.prod(shape))
     partial = data_path.with_name(f".{data_path.name}.{os.getpid()}.partial")
     print(f"note: decoding {len(files)} files under '{os.path.commonpath(files)}' once into a {size}x{size} cache "
           f"({math.prod(shape) / 1e9:.2f} GB in {data_path.parent})", file=sys.stderr)
     if mapped:
         try:
-            array = np.memmap(partial, np.uint8, mode="w+", shape=shape)
+            _reserve(partial, math.prod(shape))
+            array = np.memmap(partial, np.uint8, mode="r+", shape=shape)
             _decode_into(array, files, size, decode, first)
             array.flush()
+            _publish(array, partial, data_path, meta_path, started)
         except BaseException as exc:
             partial.unlink(missing_ok=True)
             if isinstance(exc, OSError):  # decoding errors are DataErrors: this is the disk
                 raise _unwritable(data_path.parent, exc) from None
             raise
-        _publish(partial, data_path, meta_path, shape, started)
         return np.memmap(data_path, np.uint8, mode="c", shape=shape), True  # read-only: training never writes
     array = np.empty(shape, np.uint8)
     _decode_into(array, files, size, decode, first)
@@ -216,6 +291,18 @@ def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_p
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: the other processes read it next
         finish_writing(data_path)
     return array, False
+
+
+def _reserve(path: Path, nbytes: int) -> None:
+    """Create ``path`` with ``nbytes`` allocated on disk: ENOSPC here, not a SIGBUS mid-write."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(descriptor, 0, nbytes)
+        else:
+            os.ftruncate(descriptor, nbytes)
+    finally:
+        os.close(descriptor)
 
 
 _WRITERS: dict[Path, threading.Thread] = {}
@@ -233,22 +320,35 @@ def _save(array: np.ndarray, partial: Path, data_path: Path, meta_path: Path, st
     """Write a decoded cache to disk and publish it. Failing (a full disk) only warns: the run has
     the images in memory, and the next run decodes them again."""
     try:
-        array.tofile(partial)
-        _publish(partial, data_path, meta_path, array.shape, started)
+        _reserve(partial, array.nbytes)
+        with open(partial, "r+b") as stream:
+            stream.write(memoryview(array.reshape(-1)))
+        _publish(array, partial, data_path, meta_path, started)
     except (OSError, DataError) as exc:
         partial.unlink(missing_ok=True)
         print(f"warning: the image cache was not saved, so the next run decodes the images again: "
               f"{_unwritable(data_path.parent, exc)}", file=sys.stderr)
 
 
-def _publish(partial: Path, data_path: Path, meta_path: Path, shape: tuple[int, ...], started: float) -> None:
-    """Rename the finished file into place, then write its description (what makes it complete),
-    then delete the caches of the folder's earlier contents."""
-    from cvcore.checkpoint import write_atomically
+def _publish(array: np.ndarray, partial: Path, data_path: Path, meta_path: Path, started: float) -> None:
+    """Make the finished file durable, rename it into place, then write its description (what
+    makes it complete: the shape and a checksum per block), then delete the caches of the folder's
+    earlier contents."""
+    from cvcore.files import write_atomically
 
+    descriptor = os.open(partial, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
     partial.replace(data_path)
-    meta = {"shape": list(shape), "seconds": round(time.perf_counter() - started, 2)}
-    write_atomically(meta_path, json.dumps(meta).encode())
+    meta = {"data": data_path.name, "shape": list(array.shape), "blocks": _checksums(array),
+            "seconds": round(time.perf_counter() - started, 2)}
+    try:
+        write_atomically(meta_path, json.dumps(meta).encode())
+    except DataError:
+        data_path.unlink(missing_ok=True)  # no orphan data file that fails every later save
+        raise
     _remove_older(data_path)
 
 
