@@ -10,6 +10,7 @@ import torch
 
 from cvcore.errors import ConfigError, DataError, one_line
 from cvcore.export import LoadedModel, load_model
+from cvcore.images import IMAGE_SUFFIXES, read_image
 from cvcore.runs import config as cfg
 from cvcore.tasks import task_for, task_name
 
@@ -91,23 +92,6 @@ def save_confusion_png(result: dict[str, Any], output: Path) -> Path | None:
     return output
 
 
-def _open_image(path: Path, channels: int):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as picture:
-            return picture.convert("L" if channels == 1 else "RGB")
-    except FileNotFoundError:
-        raise DataError(f"Image '{path}' does not exist.") from None
-    except UnidentifiedImageError:
-        raise DataError(f"'{path}' is not an image file PIL can read.") from None
-    except OSError as exc:  # a truncated or damaged file
-        raise DataError(f"Image '{path}' cannot be read: {exc}.") from None
-
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
 def image_files(paths: list[Path]) -> list[Path]:
     """``paths`` with each folder replaced by the image files in it (sorted, subfolders included)."""
     found: list[Path] = []
@@ -131,7 +115,7 @@ def preprocess(paths: list[Path], info: dict[str, Any]) -> torch.Tensor:
     resize = info.get("eval_resize") or min(height, width)
     transform = v2.Compose([v2.PILToTensor(), v2.Resize(resize, antialias=True), v2.CenterCrop((height, width)),
                             v2.ToDtype(torch.float32, scale=True), v2.Normalize(info["mean"], info["std"])])
-    return torch.stack([transform(_open_image(path, info["in_channels"])) for path in paths])
+    return torch.stack([transform(read_image(path, info["in_channels"], resize)) for path in paths])
 
 
 def onnx_info(props: dict[str, str], path: Path) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cvcore import DataError
+from cvcore.images import read_image
 
 FORMAT = 2  # bump when what is stored changes
 BLOCK = 16 << 20  # bytes per checksum
@@ -56,16 +57,15 @@ def _fitted(width: int, height: int, size: int) -> tuple[int, int, int, int]:
 
 
 def decode_image(path: Path, size: int) -> np.ndarray:
-    """An RGB image file as a uint8 (3, size, size) array: decoded by PIL (JPEGs at least twice the
-    size at a reduced scale, PIL's draft mode), resized by torch (bilinear with antialiasing, which
-    differs from PIL's by at most one level in a few pixels, at a fraction of its time)."""
+    """An RGB image file as a uint8 (3, size, size) array: read as `cv predict` reads it
+    (:func:`cvcore.images.read_image`: upright, 8-bit, JPEGs at least twice the size at a reduced
+    scale), resized by torch (bilinear with antialiasing, which differs from PIL's by at most one
+    level in a few pixels, at a fraction of its time)."""
     try:
-        with Image.open(path) as picture:
-            picture.draft("RGB", (size, size))
-            pixels = torch.from_numpy(np.array(picture.convert("RGB")))
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"Image '{path}' cannot be read ({exc}). Remove it, or set the data set option "
-                        f"skip_unreadable=true (--set dataset.skip_unreadable=true) to leave such files out.") from None
+        pixels = torch.from_numpy(np.array(read_image(path, 3, size)))
+    except DataError as exc:
+        raise DataError(f"{exc} Remove it, or set the data set option skip_unreadable=true "
+                        f"(--set dataset.skip_unreadable=true) to leave such files out.") from None
     new_height, new_width, top, left = _fitted(pixels.shape[1], pixels.shape[0], size)
     image = pixels.permute(2, 0, 1).unsqueeze(0)  # channels-last memory: torch's fast path for bytes
     resized = F.interpolate(image, (new_height, new_width), mode="bilinear", antialias=True, align_corners=False)

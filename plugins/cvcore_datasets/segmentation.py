@@ -12,11 +12,11 @@ import torch
 from cvcore import IGNORE_INDEX as IGNORE
 from cvcore import DataError, DataInfo, DataSplits, TensorImages
 from cvcore_datasets.folder_cache import read_mask, stored_split
-from cvcore_datasets.vision import IMAGENET_MEAN, IMAGENET_STD
+from cvcore.images import IMAGE_SUFFIXES
+from cvcore_datasets.vision import IMAGENET_MEAN, IMAGENET_STD, image_files_in
 
 SHAPES = ("background", "circle", "square", "triangle")
 LARGE_CROP_AND_FLIP = (("transforms:random_resized_crop", {"scale": [0.5, 1.0]}), "transforms:flip")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
 def _uniform(low, high, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -73,14 +73,14 @@ def find_pairs(root: Path) -> list[tuple[Path, Path]]:
         raise DataError(f"segfolder root '{root}' needs images/ and masks/ folders with matching file names "
                         f"(masks: PNG, pixel value = class id).")
     pairs, missing = [], []
-    for image in sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+    for image in image_files_in(images, sorted(p for p in images.iterdir() if p.is_file())):
         mask = masks / f"{image.stem}.png"
         (pairs if mask.exists() else missing).append((image, mask))
     if missing:
         raise DataError(f"{len(missing)} image(s) in '{images}' have no mask in '{masks}', e.g. "
                         f"'{missing[0][1].name}' for '{missing[0][0].name}'.")
     if not pairs:
-        raise DataError(f"No images (.png, .jpg, .jpeg, .bmp) found in '{images}'.")
+        raise DataError(f"No images ({' '.join(IMAGE_SUFFIXES)}) found in '{images}'.")
     return pairs
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+import attrs
 
 import torch
 import torchvision
@@ -100,37 +103,77 @@ def load_mnist(name: str, root: Path, download: bool, pipeline: str) -> DataSpli
     return DataSplits(train_set, val_set, info)
 
 
-class ReadableImages:
-    """``is_valid_file`` for ImageFolder: image files that decode (JPEGs at reduced size, for
-    speed); the others are remembered in ``skipped``."""
+@attrs.frozen
+class ClassFolders:
+    """An image folder's listing, as torchvision's ImageFolder orders it: class folder names
+    (sorted), and (path, class index) for every image file."""
 
-    def __init__(self) -> None:
-        self.skipped: list[str] = []
+    classes: list[str]
+    samples: list[tuple[str, int]]
 
-    def __call__(self, path: str) -> bool:
-        from PIL import Image
-
-        if not path.lower().endswith(torchvision.datasets.folder.IMG_EXTENSIONS):
-            return False
-        try:
-            with Image.open(path) as picture:
-                picture.draft("RGB", (64, 64))
-                picture.load()
-            return True
-        except (OSError, SyntaxError, ValueError):
-            self.skipped.append(path)
-            return False
+    @property
+    def targets(self) -> list[int]:
+        return [index for _, index in self.samples]
 
 
-def _image_folder(folder: Path, skip_unreadable: bool):
-    """torchvision's ImageFolder listing (classes and samples); unreadable files left out (and
-    counted in a warning) when ``skip_unreadable``."""
-    readable = ReadableImages() if skip_unreadable else None
-    dataset = torchvision.datasets.ImageFolder(str(folder), is_valid_file=readable)
-    if readable and readable.skipped:
-        print(f"warning: left out {len(readable.skipped)} unreadable image(s) in '{folder}', e.g. "
-              f"'{readable.skipped[0]}'", file=sys.stderr)
-    return dataset
+def files_under(top: Path) -> list[Path]:
+    """Every file below ``top``, following links to folders but entering each real folder once (a
+    link loop would list the same files again and again), sorted as os.walk's sorted listing."""
+    seen, found = set(), []
+    for root, folders, files in os.walk(top, followlinks=True):
+        status = os.stat(root)
+        if (status.st_dev, status.st_ino) in seen:
+            folders[:] = []
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        found += [Path(root) / name for name in files]
+    return sorted(found, key=lambda path: (str(path.parent), path.name))
+
+
+def image_files_in(folder: Path, files: list[Path]) -> list[Path]:
+    """The image files among ``files``; the others (HEIC photos, notes) are counted in a warning."""
+    from collections import Counter
+
+    from cvcore.images import IMAGE_SUFFIXES
+
+    images = [path for path in files if path.suffix.lower() in IMAGE_SUFFIXES]
+    others = Counter(path.suffix.lower() or path.name for path in files
+                     if path.suffix.lower() not in IMAGE_SUFFIXES and not path.name.startswith("."))
+    if others:
+        kinds = ", ".join(f"{kind}: {count}" for kind, count in others.most_common(5))
+        print(f"warning: left out {sum(others.values())} file(s) in '{folder}' that are not images cvcore reads "
+              f"({kinds}); readable: {' '.join(IMAGE_SUFFIXES)}. Convert them to include them.", file=sys.stderr)
+    return images
+
+
+def readable(path: Path) -> bool:
+    """Whether an image file decodes (JPEGs at reduced size, for speed)."""
+    from cvcore.images import read_image
+
+    try:
+        read_image(path, 3, 64)
+        return True
+    except DataError:
+        return False
+
+
+def _image_folder(folder: Path, skip_unreadable: bool) -> ClassFolders:
+    """The class folders of ``folder`` and their image files; with ``skip_unreadable``, files
+    that do not decode (damaged, decompression bombs) are left out and counted in a warning."""
+    classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    if not classes:
+        raise DataError(f"'{folder}' holds no class folders: put the images of each class in a folder of its own.")
+    samples, skipped = [], []
+    for index, name in enumerate(classes):
+        for path in image_files_in(folder / name, files_under(folder / name)):
+            if skip_unreadable and not readable(path):
+                skipped.append(path)
+            else:
+                samples.append((str(path), index))
+    if skipped:
+        print(f"warning: left out {len(skipped)} unreadable image(s) in '{folder}', e.g. '{skipped[0]}'",
+              file=sys.stderr)
+    return ClassFolders(classes, samples)
 
 
 def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool, skip_unreadable: bool,
@@ -145,10 +188,7 @@ def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool, sk
     if resize < image_size:
         raise DataError(f"resize ({resize}) must be at least image_size ({image_size}): images are stored at "
                         f"resize and cropped to image_size.")
-    try:
-        train, val = (_image_folder(root / split, skip_unreadable) for split in ("train", "val"))
-    except FileNotFoundError as exc:
-        raise DataError(f"ImageFolder '{root}': {exc}") from exc
+    train, val = (_image_folder(root / split, skip_unreadable) for split in ("train", "val"))
     if train.classes != val.classes:
         raise DataError(f"train/ and val/ of '{root}' have different classes: {train.classes} vs {val.classes}.")
     if len(train.classes) < 2:

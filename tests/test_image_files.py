@@ -1,0 +1,93 @@
+"""Image files as phones, scanners and archives make them: upright by their EXIF orientation, 16-bit
+scaled rather than clipped, folders with link loops or other file kinds, decompression bombs and
+extreme strips, all read the same way by the folder cache and by `cv predict`."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cvcore
+import cvcore_datasets.folder_cache as folder_cache
+from cvcore.commands.inference import preprocess
+from cvcore.images import read_image
+from fixtures import write_image_folder
+
+
+def test_a_phone_portrait_is_read_upright(tmp_path):
+    stored = np.zeros((30, 50, 3), np.uint8)  # as the sensor stored it: landscape
+    stored[:, :25, 0] = 255  # left half red
+    picture = Image.fromarray(stored)
+    exif = picture.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    picture.save(tmp_path / "portrait.png", exif=exif)
+    Image.fromarray(np.ascontiguousarray(np.rot90(stored, -1))).save(tmp_path / "upright.png")
+    assert read_image(tmp_path / "portrait.png").size == (30, 50)
+    decoded = folder_cache.decode_image(tmp_path / "portrait.png", 24)
+    assert np.array_equal(decoded, folder_cache.decode_image(tmp_path / "upright.png", 24))
+    assert decoded[0, :10].mean() > 200 and decoded[0, -10:].mean() < 50  # red on top, as viewed
+
+
+def test_a_16_bit_png_is_scaled_not_clipped(tmp_path):
+    values = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    grey = np.asarray(read_image(tmp_path / "deep.png", channels=1))
+    assert np.array_equal(grey, np.round(values / 257).astype(np.uint8))
+    assert (grey == 255).mean() < 0.01  # clipping made almost all of it white
+
+
+def test_a_link_loop_in_a_class_folder_lists_each_image_once(tmp_path):
+    root = write_image_folder(tmp_path / "data")
+    (root / "train" / "ants" / "again").symlink_to(root / "train" / "ants")
+    splits = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    assert len(splits.train) == 6
+
+
+def test_unknown_kinds_are_named_with_their_counts(tmp_path, capsys):
+    root = write_image_folder(tmp_path / "data")
+    for name in ("IMG_1.HEIC", "IMG_2.heic", "notes.txt"):
+        (root / "train" / "bees" / name).write_bytes(b"\0" * 10)
+    cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    err = capsys.readouterr().err
+    assert "left out 3 file(s)" in err and "(.heic: 2, .txt: 1)" in err
+
+
+def test_a_decompression_bomb_is_a_named_error_or_skipped(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
+    root = write_image_folder(tmp_path / "data")
+    Image.new("RGB", (200, 200)).save(root / "train" / "ants" / "bomb.png")
+    with pytest.raises(cvcore.DataError, match="bomb.png' is too large to decode safely.*skip_unreadable=true"):
+        cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    splits = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36, skip_unreadable=True)
+    assert len(splits.train) == 6 and "left out 1 unreadable image(s)" in capsys.readouterr().err
+
+
+def test_a_long_strip_is_not_resized_to_a_million_pixels(tmp_path, monkeypatch):
+    Image.fromarray(np.full((1, 4000, 3), 90, np.uint8)).save(tmp_path / "strip.png")
+    sizes = []
+    resize = folder_cache.F.interpolate
+
+    def recorded(image, size, **options):
+        sizes.append(size)
+        return resize(image, size, **options)
+
+    monkeypatch.setattr(folder_cache.F, "interpolate", recorded)
+    decoded = folder_cache.decode_image(tmp_path / "strip.png", 256)
+    assert decoded.shape == (3, 256, 256) and (decoded == 90).all()
+    assert max(h * w for h, w in sizes) <= 256 * 256 * 16
+
+
+def test_predict_reads_a_large_jpeg_as_the_cache_does(tmp_path):
+    rng = np.random.default_rng(0)
+    smooth = rng.integers(0, 256, (9, 12, 3)).astype(np.uint8)
+    photo = Image.fromarray(smooth).resize((1200, 900), Image.BICUBIC)  # JPEG-like content, 4x the size
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            (tmp_path / "data" / split / label).mkdir(parents=True)
+            photo.save(tmp_path / "data" / split / label / "0.jpg", quality=90)
+    data = cvcore.create("dataset", "imagefolder", root=tmp_path / "data", image_size=224, resize=256)
+    cached = data.val.images[0].float() / 255
+    info = {"image_size": [224, 224], "eval_resize": 256, "mean": [0.0] * 3, "std": [1.0] * 3, "in_channels": 3}
+    predicted = preprocess([tmp_path / "data" / "val" / "a" / "0.jpg"], info)[0]
+    top = (256 - 224) // 2
+    assert (predicted - cached[:, top:top + 224, top:top + 224]).abs().max() <= 1.5 / 255
