@@ -147,6 +147,8 @@ def save_trainer(path: Path, trainer) -> Path:
 
 def link_atomically(source: Path, target: Path) -> None:
     """Make ``target`` name the same file as ``source`` (no copy); a later replace of source leaves it."""
+    if target.exists() and os.path.samefile(source, target):
+        return  # renaming a link over another name of the same file would do nothing, and leave it
     temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     temporary.unlink(missing_ok=True)
     os.link(source, temporary)

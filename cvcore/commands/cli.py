@@ -267,24 +267,27 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
         for line in job.dry_run(checked):
             click.echo(line)
     else:
-        _exit_on_signals()
+        previous = _exit_on_signals()
         try:
             summary, run_dir = job.train(config, resumed)
         except (Interrupted, SystemExit) as stopped:
             _ignore_signals()  # exiting now: a further Ctrl-C must not kill the process mid-shutdown
-            signum, epoch = _interruption(stopped)
-            if signum is None:
+            stop = _interruption(stopped)
+            if stop is None:
                 raise
-            click.echo(f"Interrupted by {_signal_name(signum)} after {epoch} completed epoch(s): the step in flight "
-                       f"finished; the checkpoints hold epoch {epoch} (the interrupted epoch re-runs from its "
-                       f"start). Resume with: cv train --resume RUN_DIR", err=True)
-            raise SystemExit(128 + signum) from None
+            resume_with = f"cv train --resume {stop.run_dir}" if stop.run_dir else "cv train --resume RUN_DIR"
+            click.echo(f"Interrupted by {_signal_name(stop.signum)} after {stop.epoch} completed epoch(s): the step "
+                       f"in flight finished; the checkpoints hold epoch {stop.epoch} (the interrupted epoch re-runs "
+                       f"from its start). Resume with: {resume_with}", err=True)
+            raise SystemExit(128 + stop.signum) from None
+        finally:
+            _restore_signals(previous)  # run in-process (tests, notebooks), the caller keeps its handlers
         if run_dir is not None:
             click.echo(_summary_line(summary, run_dir))
 
 
-def _interruption(stopped: BaseException) -> tuple[int | None, int | None]:
-    """(signal, completed epochs) of the Interrupted that stopped training, else (None, None).
+def _interruption(stopped: BaseException):
+    """The Interrupted that stopped training, else None.
 
     A second signal right after the first exits through _exit_on_signals' handler while the
     Interrupted is on its way up: it is then the SystemExit's context. Only numbers are kept: a
@@ -293,8 +296,8 @@ def _interruption(stopped: BaseException) -> tuple[int | None, int | None]:
 
     stop = stopped if isinstance(stopped, Interrupted) else stopped.__context__
     if not isinstance(stop, Interrupted):
-        return None, None
-    return stop.signum, stop.epoch
+        return None
+    return Interrupted(stop.signum, stop.epoch, stop.run_dir)
 
 
 def _signal_name(signum: int) -> str:
@@ -312,8 +315,14 @@ def _exit_on_signals() -> None:
         _ignore_signals()
         raise SystemExit(128 + signum)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, leave)
+    return {sig: signal.signal(sig, leave) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(previous: dict) -> None:
+    import signal
+
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def _ignore_signals() -> None:
@@ -428,7 +437,12 @@ def plot(run_dirs: tuple[Path, ...], output: Path | None) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="cv")
+    try:
+        cli(prog_name="cv")
+    except SystemExit as leaving:
+        if leaving.code in (130, 143):  # interrupted: the process ends now, and a late Ctrl-C must not break that
+            _ignore_signals()
+        raise
 
 
 if __name__ == "__main__":

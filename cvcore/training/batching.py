@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import signal
+import threading
 from typing import Any
 
 import torch
@@ -74,11 +75,39 @@ class SeededItems(Dataset):
         return self.dataset[index]
 
 
+_STOPS = (signal.SIGINT, signal.SIGTERM)
+
+
 def _init_worker(worker_id: int) -> None:
     """Workers leave SIGINT/SIGTERM to the main process, which finishes the step and exits cleanly
-    (a batch scheduler's cancel signals the whole process group)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    (a batch scheduler's cancel signals the whole process group). They start with both blocked
+    (see :func:`workers_started`), and ignore them before letting them through."""
+    for stop in _STOPS:
+        signal.signal(stop, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
+
+
+def batches_of(loader: Any):
+    """An iterator over ``loader`` whose DataLoader workers, if it starts any, begin with SIGINT and
+    SIGTERM blocked: a signal sent to the process group in the first moments of a worker would
+    otherwise reach it with the main process's handlers and leave the run hanging. The main
+    process receives a signal held meanwhile as soon as the workers exist."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return iter(loader)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def shutdown_workers(loader: Any) -> None:
+    """Stop a DataLoader's persistent worker processes now, not whenever the loader is collected."""
+    iterator = getattr(loader, "_iterator", None)  # where torch keeps the iterator of persistent workers
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+        loader._iterator = None
 
 
 def data_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: int, pin_memory: bool,

@@ -13,9 +13,9 @@ class Interrupted(Exception):
     """SIGINT or SIGTERM arrived; the step in flight finished. ``epoch`` epochs were completed: the
     checkpoints hold the last of them, and a resumed run re-runs the interrupted epoch from its start."""
 
-    def __init__(self, signum: int, epoch: int) -> None:
+    def __init__(self, signum: int, epoch: int, run_dir=None) -> None:
         super().__init__(signal.Signals(signum).name)
-        self.signum, self.epoch = signum, epoch
+        self.signum, self.epoch, self.run_dir = signum, epoch, run_dir
 
 
 @contextmanager

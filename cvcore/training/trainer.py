@@ -19,7 +19,8 @@ from cvcore.data import DataSplits
 from cvcore.errors import ConfigError, CvcoreError
 from cvcore.tasks import Monitor, task_for
 from cvcore.training import distributed
-from cvcore.training.batching import DeviceLoader, data_loader, num_batches, set_epoch
+from cvcore.training.batching import (DeviceLoader, batches_of, data_loader, num_batches, set_epoch,
+                                     shutdown_workers)
 from cvcore.training.evaluation import combined, evaluate
 from cvcore.training.interrupts import Interrupted, signals_noted
 from cvcore.training.options import TrainerOptions
@@ -59,10 +60,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-# The random streams of a run, each derived from its one seed (numpy's SeedSequence), so that no two
-# start from the same state: the global ones (weights, dropout) and the augmentations per process,
-# the data order shared by every process.
-_STREAMS = {"global": 0, "data_order": 1, "augment": 2}
+# The generators a run owns, each derived from its one seed (numpy's SeedSequence), so that neither
+# starts from the state of the other or of torch's global generator: the data order (shared by every
+# process) and the augmentations (per process).
+_STREAMS = {"data_order": 1, "augment": 2}
 
 
 def stream_seed(seed: int, stream: str, rank: int = 0) -> int:
@@ -73,13 +74,13 @@ def stream_seed(seed: int, stream: str, rank: int = 0) -> int:
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:
-    """Seed python, numpy and torch (weight init, dropout) with this process's global stream."""
+    """Seed python, numpy and torch (weight init, dropout) with ``seed + rank``: process 0 then
+    initialises a model as a plain script after ``torch.manual_seed(seed)`` does."""
     import numpy
 
-    derived = stream_seed(seed, "global", rank)
-    random.seed(derived)
-    numpy.random.seed(derived % 2**32)
-    torch.manual_seed(derived)
+    random.seed(seed + rank)
+    numpy.random.seed((seed + rank) % 2**32)
+    torch.manual_seed(seed + rank)
 
 
 def callback_keys(callbacks: Sequence[Callback]) -> list[str]:
@@ -247,7 +248,7 @@ class Trainer:
                 while self.epoch < self.options.epochs and self.stop_reason is None:
                     self._run_and_record_epoch()
                     if self.interrupted:  # a signal during validation or the epoch's end: the epoch is saved
-                        raise Interrupted(self.interrupted, self.epoch)
+                        raise Interrupted(self.interrupted, self.epoch, self.run_dir)
                 self._restore_best()
                 self._emit("on_fit_end")
                 distributed.barrier()  # no process tears the group down while another still uses it
@@ -274,8 +275,11 @@ class Trainer:
         self.interrupted = self.interrupted or signum
 
     def _leave_process_group(self) -> None:
-        """Drop DDP's hold on the process group, then destroy it. Gloo work that is still referenced
-        when the interpreter exits aborts the process (SIGABRT) after a successful run."""
+        """Stop the loaders' worker processes, drop DDP's hold on the process group, then destroy it.
+        Gloo work that is still referenced when the interpreter exits aborts the process (SIGABRT)
+        after a successful run."""
+        for loader in (getattr(self, "train_loader", None), getattr(self, "val_loader", None)):
+            shutdown_workers(loader)
         if self.ddp is not None:
             self.ddp = None
             self.model = self.eval_model = self.module
@@ -299,7 +303,7 @@ class Trainer:
 
     def _batches(self, loader, limit: int | None, *, train: bool):
         """(images, loss targets, metric targets) on the device, prepared and, in training, transformed."""
-        for index, (images, target) in enumerate(loader):
+        for index, (images, target) in enumerate(batches_of(loader)):
             if limit is not None and index >= limit:
                 return
             images, target, labels = self.prepare(images, target, train=train)
@@ -336,7 +340,7 @@ class Trainer:
                     callback.on_batch_end(self, loss)
                 progress.advance(metrics)
                 if self.interrupted:
-                    raise Interrupted(self.interrupted, self.epoch)
+                    raise Interrupted(self.interrupted, self.epoch, self.run_dir)
         self._check_finite(None, total)  # the last step's flag, on accelerators
         return combined(metrics)
 

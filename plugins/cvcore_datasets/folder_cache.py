@@ -267,7 +267,8 @@ def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_p
         raise _unwritable(data_path.parent, exc) from None
     _keep_within_budget(data_path.parent, math.prod(shape))
     partial = data_path.with_name(f".{data_path.name}.{os.getpid()}.partial")
-    print(f"note: decoding {len(files)} files under '{os.path.commonpath(files)}' once into a {size}x{size} cache "
+    where = f"files under '{os.path.commonpath(files)}'" if len(files) > 1 else f"file '{files[0]}'"
+    print(f"note: decoding {len(files)} {where} once into a {size}x{size} cache "
           f"({math.prod(shape) / 1e9:.2f} GB in {data_path.parent})", file=sys.stderr)
     if mapped:
         try:
