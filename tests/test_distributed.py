@@ -121,3 +121,28 @@ def test_two_process_validation_is_the_saved_models_on_every_image(tmp_path):
     evaluated = json.loads(result.output[result.output.index("{"):])["metrics"]
     assert evaluated["val_map"] == pytest.approx(logged["val_map"], abs=1e-6)
     assert evaluated["val_loss"] == pytest.approx(logged["val_loss"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_process_stops_every_process_after_the_same_step(tmp_path):
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(LAUNCH), "train",
+         "--device", "cpu", "--epochs", "50", "--run-dir", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "PROBE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"})
+    last = run_dir / "checkpoints" / "last.safetensors"
+    deadline = time.monotonic() + 120
+    while not last.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    workers = [int(pid) for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+    os.kill(workers[-1], signal.SIGINT)  # one process only: the others learn it one step later
+    _, err = process.communicate(timeout=120)
+    assert err.count("Interrupted by SIGINT") == 1 and "Connection closed by peer" not in err, err
+    assert err.count("exitcode  : 130") == 2, err  # torchrun's report: every process stopped cleanly
+    saved = ckpt.load(last)
+    assert saved.state()["epoch"] == len(rows(run_dir)) >= 1

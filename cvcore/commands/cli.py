@@ -276,9 +276,10 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
             if stop is None:
                 raise
             resume_with = f"cv train --resume {stop.run_dir}" if stop.run_dir else "cv train --resume RUN_DIR"
-            click.echo(f"Interrupted by {_signal_name(stop.signum)} after {stop.epoch} completed epoch(s): the step "
-                       f"in flight finished; the checkpoints hold epoch {stop.epoch} (the interrupted epoch re-runs "
-                       f"from its start). Resume with: {resume_with}", err=True)
+            if os.environ.get("RANK", "0") == "0":  # under torchrun every process stops; the first one says so
+                click.echo(f"Interrupted by {_signal_name(stop.signum)} after {stop.epoch} completed epoch(s): the "
+                           f"step in flight finished; the checkpoints hold epoch {stop.epoch} (the interrupted epoch "
+                           f"re-runs from its start). Resume with: {resume_with}", err=True)
             raise SystemExit(128 + stop.signum) from None
         finally:
             _restore_signals(previous)  # run in-process (tests, notebooks), the caller keeps its handlers

@@ -37,6 +37,12 @@ def setup(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
+def side_group():
+    """A gloo group of every process, for small host-side collectives that must not queue behind
+    (or sync with) the device's work; None without a process group."""
+    return dist.new_group(backend="gloo") if dist.is_initialized() else None
+
+
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

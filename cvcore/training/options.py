@@ -23,7 +23,8 @@ class TrainerOptions:
     :param device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.
     :param seed: seed of python, numpy, torch and the data order and augmentations; none for a
         fresh random seed each run (printed, and kept in summary.json).
-    :param deterministic: use only deterministic algorithms (slower on GPU).
+    :param deterministic: use deterministic algorithms (slower on GPU); an operation that has none
+        (AdaptiveAvgPool2d's backward on CUDA) warns, naming itself, instead of failing.
     :param channels_last: NHWC memory format for model and inputs (faster convs with AMP on GPU).
     :param compile: wrap the model in torch.compile.
     :param accumulate: micro-batches per optimizer step (gradient accumulation).

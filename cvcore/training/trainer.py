@@ -22,7 +22,7 @@ from cvcore.training import distributed
 from cvcore.training.batching import (DeviceLoader, batches_of, data_loader, num_batches, set_epoch,
                                      shutdown_workers)
 from cvcore.training.evaluation import combined, evaluate
-from cvcore.training.interrupts import Interrupted, signals_noted
+from cvcore.training.interrupts import Interrupted, StopVote, signals_noted
 from cvcore.training.options import TrainerOptions
 from cvcore.training.preparation import Preparation
 from cvcore.training.progress import EpochProgress, log, write_epoch
@@ -186,7 +186,9 @@ class Trainer:
             import os
 
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
+            # warn_only: an operation with no deterministic kernel (the backward of torchvision
+            # ResNets' AdaptiveAvgPool2d on CUDA) warns, naming itself, instead of stopping the run.
+            torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -203,6 +205,7 @@ class Trainer:
             self.model = torch.compile(self.model)
         # Validation runs no collective in the forward pass, so processes may hold unequal shares.
         self.eval_model = self.module if self.ddp else self.model
+        self.stop_vote = StopVote(distributed.side_group() if self.ddp else None)
         # The data order: the same generator state on every process. Augmentations: each its own.
         self.generator = torch.Generator().manual_seed(stream_seed(self.seed, "data_order"))
         self.device_generator = torch.Generator(self.device).manual_seed(
@@ -247,7 +250,7 @@ class Trainer:
                 self._emit("on_fit_start")
                 while self.epoch < self.options.epochs and self.stop_reason is None:
                     self._run_and_record_epoch()
-                    if self.interrupted:  # a signal during validation or the epoch's end: the epoch is saved
+                    if self._agreed_stop(self.stop_vote.settle):  # during validation or the epoch's end: saved
                         raise Interrupted(self.interrupted, self.epoch, self.run_dir)
                 self._restore_best()
                 self._emit("on_fit_end")
@@ -269,6 +272,14 @@ class Trainer:
         if self.ddp:  # every process's random state, for the checkpoint the epoch's end may write
             self._rank_rngs = distributed.gather(capture_rng(self.generator, self.device_generator))
         self._emit("on_epoch_end", metrics)
+
+    def _agreed_stop(self, vote) -> bool:
+        """Whether every process stops now, by ``vote`` (StopVote.step or .settle); the signal
+        agreed on (the largest: SIGTERM over SIGINT) becomes this process's."""
+        agreed = vote(self.interrupted)
+        if agreed:
+            self.interrupted = agreed
+        return bool(agreed)
 
     def _note_signal(self, signum: int) -> None:
         """Finish the step in flight, then stop; a second signal changes nothing."""
@@ -339,8 +350,10 @@ class Trainer:
                 for callback in self.callbacks:
                     callback.on_batch_end(self, loss)
                 progress.advance(metrics)
-                if self.interrupted:
+                if self._agreed_stop(self.stop_vote.step):
                     raise Interrupted(self.interrupted, self.epoch, self.run_dir)
+        if self._agreed_stop(self.stop_vote.settle):  # a signal in the last step: the epoch re-runs
+            raise Interrupted(self.interrupted, self.epoch, self.run_dir)
         self._check_finite(None, total)  # the last step's flag, on accelerators
         return combined(metrics)
 
