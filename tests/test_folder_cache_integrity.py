@@ -165,3 +165,22 @@ def test_leftovers_of_dead_writers_are_removed(tmp_path):
     os.utime(orphan, (1, 1))  # published long ago, its description never came
     load(root)
     assert sorted(p.name for p in folder.iterdir() if "left-over" in p.name) == []
+
+
+def test_processes_of_one_torchrun_share_one_mapping_of_the_cache(tmp_path, monkeypatch):
+    from test_folder_cache import file_mapped_at
+
+    root = write_image_folder(tmp_path / "data")
+    load(root)  # built by one process
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    splits = load(root)
+    assert splits.train.mapped and file_mapped_at(splits.train.images.data_ptr()).endswith(".u8")
+
+
+def test_a_data_set_larger_than_half_a_gpus_free_memory_stays_on_the_host(monkeypatch):
+    from cvcore.training import tensor_data
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10 * 2**30, 80 * 2**30))
+    assert tensor_data.fits_on(torch.device("cuda", 0), 4 * 2**30)
+    assert not tensor_data.fits_on(torch.device("cuda", 0), 6 * 2**30)
+    assert tensor_data.fits_on(torch.device("cpu"), 10**15)

@@ -10,6 +10,7 @@ Trainer then normalises the batch and applies the transforms on the same device
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -45,12 +46,31 @@ class TensorImages(Dataset):
         return DeviceBatches(self, device)
 
 
+# Share of the device's free memory a data set may take there; a larger one stays on the host.
+DEVICE_SHARE = 0.5
+
+
+def fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether ``nbytes`` fit in DEVICE_SHARE of the free memory of a CUDA ``device`` (others: yes)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_SHARE * free
+
+
 class DeviceBatches:
-    """A TensorImages placed on a device once; a batch is then one ``index_select`` there."""
+    """A TensorImages placed on a device once; a batch is then one ``index_select`` there. A set too
+    large for half a GPU's free memory, or memory-mapped when training on the CPU, stays on the
+    host and its batches are copied over."""
 
     def __init__(self, data: TensorImages, device: torch.device) -> None:
         self.count, self.device = len(data), device
-        home = torch.device("cpu") if data.mapped else device
+        nbytes = data.images.nbytes + data.targets.nbytes
+        on_host = (data.mapped and device.type != "cuda") or not fits_on(device, nbytes)
+        if on_host and not data.mapped and device.type == "cuda":
+            print(f"note: the data set ({nbytes / 1e9:.1f} GB) does not fit in half the free memory of {device}; "
+                  f"it stays in host memory and each batch is copied over", file=sys.stderr)
+        home = torch.device("cpu") if on_host else device
         self.images, self.targets = data.images.to(home), data.targets.to(home)
 
     def __len__(self) -> int:

@@ -147,7 +147,11 @@ def cached(files: Sequence[Path], size: int, decode: Decode, *, split: str,
 
 
 def _mapped(nbytes: int, keep: str) -> bool:
-    return keep == "mmap" or (keep == "auto" and nbytes > _available_memory() / 2)
+    """Memory-map the cache (rather than read it into this process's memory): when asked, when it
+    is larger than half the available memory, or when several processes of a torchrun share this
+    machine, since they then share one copy in the page cache instead of holding one each."""
+    shared = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1
+    return keep == "mmap" or (keep == "auto" and (shared or nbytes > _available_memory() / 2))
 
 
 def _cache_path(files: list[Path], size: int, decode: Decode, split: str) -> Path:
