@@ -237,6 +237,14 @@ def test_optimizer_options_changed_on_resume_take_effect(in_tmp):
     assert group["weight_decay"] == 0.01 and group["initial_lr"] == 0.2
 
 
+def test_scheduler_options_changed_on_resume_take_effect(in_tmp):
+    assert cv("train", *RECIPE, "--epochs", "2", "--run-dir", "r").exit_code == 0
+    result = cv("train", "--resume", "r", "--epochs", "4", "--set", "scheduler.step.gamma=0.1")
+    assert result.exit_code == 0, result.output
+    lrs = [row["lr"] for row in rows(in_tmp / "r")]
+    assert lrs[3] == pytest.approx(lrs[2] * 0.1)  # the new gamma at the next step, not the saved 0.5
+
+
 def test_another_optimizer_or_schedule_on_resume_is_refused_before_anything_changes(in_tmp):
     assert cv("train", *RECIPE, "--epochs", "2", "--run-dir", "r").exit_code == 0
     config = (in_tmp / "r" / "config.toml").read_text()
@@ -295,10 +303,14 @@ def test_kill_between_last_and_best_is_repaired_when_resumed(in_tmp, monkeypatch
 
 
 def test_full_disk_is_a_clear_error_and_leaves_no_partial_file(in_tmp, monkeypatch):
-    def no_space(fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    fsync = os.fsync
 
-    monkeypatch.setattr(ckpt.os, "fsync", no_space)
+    def no_space(fd):  # the disk fills up as the first checkpoint is written
+        if ".safetensors.tmp-" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", no_space)
     result = cv("train", "--epochs", "1", "--limit-train-batches", "1", "--run-dir", "r")
     assert result.exit_code == 1
     assert "Could not write" in result.output and "No space left on device" in result.output

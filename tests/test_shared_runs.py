@@ -74,11 +74,12 @@ def test_a_checkpoints_history_gives_only_numbers_to_the_metrics_file(run):
     state["history"][0]["note"] = "$(touch pwned)"
     state["history"][0]["val_loss"] = "`reboot`"
     ckpt.save(last, state, **{k: v for k, v in saved.document.items() if k not in ("format", "state")})
-    result = cv("train", "--resume", run, "--epochs", "2")
+    result = cv("train", "--resume", run, "--epochs", "2", "--callback", "csv")
     assert result.exit_code == 0, result.output
-    text = (run / "metrics.jsonl").read_text()
-    assert "pwned" not in text and "reboot" not in text
-    assert json.loads(text.splitlines()[0])["train_loss"] > 0
+    for name in ("metrics.jsonl", "metrics.csv", "summary.json"):
+        text = (run / name).read_text()
+        assert "pwned" not in text and "reboot" not in text, name
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["train_loss"] > 0
 
 
 def test_export_refuses_to_overwrite_a_runs_checkpoint(run):

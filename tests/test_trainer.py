@@ -192,7 +192,9 @@ def test_a_shorter_last_accumulation_group_weighs_as_much_as_a_full_one():
                       optimizer=torch.optim.SGD(model.parameters(), lr=1.0), callbacks=[Moves()],
                       options=TrainerOptions(epochs=1, batch_size=4, accumulate=2, device="cpu", seed=0))
     trainer.fit()
-    order = torch.randperm(12, generator=torch.Generator().manual_seed(0)).float()
+    from cvcore.training.trainer import stream_seed
+
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(stream_seed(0, "data_order"))).float()
     first, last = order[:8].mean().item(), order[8:].mean().item()
     assert moves[1] == pytest.approx(-first) and moves[2] == pytest.approx(-first - last)
 

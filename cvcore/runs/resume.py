@@ -9,23 +9,15 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from cvcore.errors import ConfigError, DataError
+from cvcore.errors import ConfigError
 from cvcore.files import write_text
 from cvcore.runs import config as cfg
 from cvcore.training.options import TrainerOptions
+from cvcore.training.state import numbers_of
 from cvcore.runs.plan import providers
 
 if TYPE_CHECKING:
     from cvcore.runs.build import Built
-
-def numbers_of(row) -> dict[str, float]:
-    """A metrics row with only its numbers (a history row read from a checkpoint)."""
-    if not isinstance(row, dict):
-        raise DataError(f"A checkpoint's history holds {type(row).__name__!r} where a row of metrics belongs.")
-    return {key: value for key, value in row.items()
-            if isinstance(key, str) and key.isidentifier() and isinstance(value, (int, float))
-            and not isinstance(value, bool)}
-
 
 class Resume:
     """A run to continue: its checkpoint, its directory and the configuration it was saved with.

@@ -16,6 +16,18 @@ from cvcore.training.progress import log
 SCHEDULER_PROGRESS = ("last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "_is_initial")
 
 
+def numbers_of(row: Any) -> dict[str, float]:
+    """A metrics row with only its numbers: history rows come from checkpoints, which may come from
+    anyone, and end up in metrics.jsonl, metrics.csv and summary.json."""
+    from cvcore.errors import DataError
+
+    if not isinstance(row, dict):
+        raise DataError(f"A checkpoint's history holds {type(row).__name__!r} where a row of metrics belongs.")
+    return {key: value for key, value in row.items()
+            if isinstance(key, str) and key.isidentifier() and isinstance(value, (int, float))
+            and not isinstance(value, bool)}
+
+
 def replanned(built: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
     """A saved scheduler state continued under this run's settings: progress from ``saved``, the
     rest (a cosine's length, a warm-up's steps, ...) from the scheduler as ``built`` now. Resuming

@@ -26,7 +26,7 @@ from cvcore.training.interrupts import Interrupted, StopVote, signals_noted
 from cvcore.training.options import TrainerOptions
 from cvcore.training.preparation import Preparation
 from cvcore.training.progress import EpochProgress, log, write_epoch
-from cvcore.training.state import capture_rng, replanned, restore_rng
+from cvcore.training.state import capture_rng, numbers_of, replanned, restore_rng
 from cvcore.training.tensor_data import TensorImages
 from cvcore.transforms import Transform
 
@@ -457,7 +457,7 @@ class Trainer:
                 scheduler.load_state_dict(replanned(scheduler.state_dict(), saved))
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.global_step = state["epoch"], state["global_step"]
-        self.history, self.best = list(state["history"]), dict(state["best"])
+        self.history, self.best = [numbers_of(row) for row in state["history"]], dict(state["best"])
         self._best_tracker.load_state_dict({"best": self.best["value"], "best_epoch": self.best["epoch"]})
         self.stop_reason = state.get("stop_reason")
         saved = state["callbacks"]
