@@ -8,6 +8,7 @@ link (``O_NOFOLLOW``), and the folders written into must not be links either.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -33,7 +34,8 @@ def write_atomically(path: Path, data: bytes) -> None:
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the folder itself may be what cannot be written
+            temporary.unlink(missing_ok=True)
         kept = "the previous version is kept" if path.exists() else "nothing was written"
         raise DataError(f"Could not write '{path}': {exc.strerror or exc}; {kept}.") from exc
     directory = os.open(path.parent, os.O_RDONLY)
@@ -68,7 +70,10 @@ def make_directory(path: Path) -> Path:
     if path.is_symlink():
         raise DataError(f"'{path}' is a symbolic link; cvcore never writes through one (it could point "
                         f"anywhere). Remove the link, or use another folder.")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"Could not create the folder '{path}': {exc.strerror or exc}.") from None
     return path
 
 

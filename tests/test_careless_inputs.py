@@ -45,6 +45,12 @@ def run_dir(in_tmp):
     (["--callback", "early_stopping", "--set", "callbacks.early_stopping.monitor=val_los"],
      ["callback 'early_stopping' monitor is 'val_los'", "Did you mean 'val_loss'"]),
     (["--model", "tv/vit_b_16", "--dry-run"], ["cannot take inputs of shape (2, 1, 32, 32)", "fixed input size"]),
+    (["--scheduler", "step", "--set", "scheduler.step.step_size=0"], ["scheduler 'step'", "step_size must be at least 1"]),
+    (["--scheduler", "warmup", "--set", "scheduler.warmup.epochs=-1"], ["scheduler 'warmup'", "more than 0 epochs"]),
+    (["--set", "callbacks.checkpoint.keep_last=-1"], ["callback 'checkpoint'", "keep_last must be 0 or more"]),
+    (["--callback", "early_stopping", "--set", "callbacks.early_stopping.patience=-1"],
+     ["callback 'early_stopping'", "patience and min_delta must be 0 or more"]),
+    (["--transform", "flip", "--set", "transforms.flip.p=1.5"], ["transform 'flip': p must be between 0.0 and 1.0"]),
 ])
 def test_bad_training_input_is_refused_and_leaves_no_run_directory(in_tmp, args, fragments):
     refused(cv("train", *QUICK, *args), *fragments)
@@ -170,3 +176,22 @@ def test_cv_list_groups_families_and_a_pattern_lists_each():
     grouped = cv("list", "model").output
     assert "tv/resnet* (5)" in grouped and "tv/resnet152" not in grouped
     assert "tv/resnet152" in cv("list", "model", "tv/resnet*").output
+
+
+@pytest.mark.parametrize("command", [
+    ["export", "RUN", "--format", "safetensors", "--output", "FILE/w.safetensors"],
+    ["export", "RUN", "--output", "FILE/m.onnx"],
+    ["eval", "RUN", "--output", "FILE/c.png"],
+    ["predict", "RUN", "IMAGE", "--output-dir", "FILE/masks"],
+    ["plot", "RUN", "--output", "FILE/c.png"],
+])
+def test_an_output_that_cannot_be_written_is_one_paragraph(run_dir, in_tmp, command):
+    (in_tmp / "a-file").write_text("not a folder")
+    Image.new("L", (8, 8)).save(in_tmp / "digit.png")
+    places = {"RUN": str(run_dir), "IMAGE": str(in_tmp / "digit.png")}
+    args = [places.get(arg, arg).replace("FILE", str(in_tmp / "a-file")) for arg in command]
+    result = cv(*args)
+    if command[0] == "predict":  # a classifier writes no masks: nothing to refuse
+        assert result.exit_code == 0, result.output
+        return
+    refused(result, str(in_tmp / "a-file"))

@@ -58,6 +58,24 @@ def test_export_safetensors_loads_into_plain_pytorch(run_dir, tmp_path):
     assert cv("export", str(run_dir), "--format", "safetensors", "--output", str(output)).exit_code == 0
     model = cvcore.create("model", "lenet", num_classes=10, in_channels=1)
     model.load_state_dict(load_file(str(output)))
+    assert output.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # as every other file, not 0600
+
+
+def current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_eval_of_the_last_checkpoint_keeps_the_best_ones_picture(run_dir):
+    best = run_dir / "checkpoints" / "confusion.png"
+    assert cv("eval", str(run_dir)).exit_code == 0
+    before = best.read_bytes()
+    result = cv("eval", str(run_dir), "--checkpoint", "last", "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["confusion_png"].endswith("confusion-last.png")
+    assert best.read_bytes() == before
 
 
 def test_eval_reproduces_the_last_validation(run_dir):

@@ -392,7 +392,9 @@ def eval_command(checkpoint: Path, dataset, data_dir, batch_size: int, device: s
     from cvcore.commands.inference import evaluate_checkpoint, save_confusion_png
 
     result = evaluate_checkpoint(checkpoint, dataset, data_dir, batch_size, device, which)
-    picture = save_confusion_png(result, output or ckpt.find(checkpoint, which).with_name("confusion.png"))
+    evaluated = ckpt.find(checkpoint, which)
+    name = "confusion.png" if evaluated.stem == "best" else f"confusion-{evaluated.stem}.png"  # best's stays
+    picture = save_confusion_png(result, output or evaluated.with_name(name))
     if as_json:
         click.echo(json.dumps({**result, "confusion_png": str(picture) if picture else None}, indent=2))
         return

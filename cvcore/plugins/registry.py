@@ -134,6 +134,9 @@ class Component:
         checked = validate(self.options, options, f"{self.kind} '{self.name}'")
         try:
             built = self.factory(*inputs, **checked)
+        except OptionError as exc:  # a factory's own range check: say whose option it is
+            owner = f"{self.kind} '{self.name}'"
+            raise OptionError(str(exc) if owner in str(exc) else f"{owner}: {exc}") from None
         except CvcoreError:
             raise
         except Exception as exc:  # the plugin's own error, told as one paragraph with its origin

@@ -26,19 +26,25 @@ def build_model(part: Part, info, *, from_checkpoint: bool = False):
     return part.component.build(**options)
 
 
-def check_fit(plan: Plan, info) -> None:
-    """Refuse components made for another task, and options set by hand that contradict the data."""
+def check_supports(component, info, data: str) -> None:
+    """Refuse ``component`` when it declares tasks and the data's task is not among them."""
     from cvcore.tasks import check_task_names, task_component
 
-    data_name = plan.part("dataset").component.name
+    tasks = component.metadata.get("tasks")
+    if not tasks:
+        return
+    check_task_names(tasks, f"{component.kind} '{component.qualified_name}'")
     task = task_component(info.task)
+    if not any(task.is_named(name) for name in tasks):
+        raise ConfigError(f"{component.kind} '{component.name}' supports {' and '.join(tasks)}, but "
+                          f"{data} is a {task.name} task. See 'cv list {component.kind}'.")
+
+
+def check_fit(plan: Plan, info) -> None:
+    """Refuse components made for another task, and options set by hand that contradict the data."""
+    data_name = plan.part("dataset").component.name
     for part in plan.parts:
-        tasks = part.component.metadata.get("tasks")
-        if tasks:
-            check_task_names(tasks, f"{part.component.kind} '{part.component.qualified_name}'")
-        if tasks and not any(task.is_named(name) for name in tasks):
-            raise ConfigError(f"{part.component.kind} '{part.component.name}' supports {' and '.join(tasks)}, but "
-                              f"data set '{data_name}' is a {task.name} task. See 'cv list {part.component.kind}'.")
+        check_supports(part.component, info, f"data set '{data_name}'")
     for part in plan.parts:
         for field in ("num_classes", "in_channels"):
             value = part.options.get(field)

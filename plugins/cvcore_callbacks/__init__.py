@@ -80,6 +80,9 @@ def checkpoint(*, folder: str = "checkpoints", monitor: str | None = None, mode:
 
     if Path(folder).is_absolute() or ".." in Path(folder).parts or not folder.strip():
         raise OptionError(f"checkpoint: folder must be a relative path inside the run directory, got {folder!r}.")
+    if keep_last < 0 or every < 1:
+        raise OptionError(f"keep_last must be 0 or more and every at least 1, got keep_last={keep_last}, "
+                          f"every={every}.")
 
     return CheckpointCallback(folder, monitor, mode, keep_last, every)
 
@@ -94,6 +97,9 @@ def early_stopping(*, monitor: str = "val_loss", patience: int = 5, min_delta: f
     :param mode: min if lower is better, max if higher is better (default: as the data set's task
         says; min for losses).
     """
+    from cvcore import OptionError
     from cvcore_callbacks.stopping import EarlyStopping
 
+    if patience < 0 or min_delta < 0:
+        raise OptionError(f"patience and min_delta must be 0 or more, got patience={patience}, min_delta={min_delta}.")
     return EarlyStopping(monitor, patience, min_delta, mode)

@@ -100,6 +100,11 @@ def warmup(optimizer, *, epochs: float = 1.0, iterations: int | None = None, ste
     """
     import torch
 
+    from cvcore import OptionError
+
+    if epochs <= 0 or (iterations is not None and iterations < 1):
+        raise OptionError(f"the warm-up must last more than 0 epochs (got epochs={epochs}) and at least 1 "
+                          f"iteration (got iterations={iterations}).")
     total = iterations if iterations is not None else max(1, round(epochs * steps_per_epoch))
     return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / total, total_iters=total - 1 or 1)
 
@@ -112,6 +117,11 @@ def step(optimizer, *, step_size: int = 30, gamma: float = 0.1):
     """
     import torch
 
+    from cvcore import OptionError
+
+    if step_size < 1 or gamma < 0:
+        raise OptionError(f"step_size must be at least 1 epoch and gamma at least 0, got step_size={step_size}, "
+                          f"gamma={gamma}.")
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
 
 
