@@ -173,6 +173,7 @@ def load(path: Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Checkpoint '{path}' does not exist.")
+    _refuse_other_kinds(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -215,6 +216,20 @@ def _data_bytes(header: bytes) -> int:
     """The size of the tensor data a safetensors header declares."""
     entries = json.loads(header)
     return max((entry["data_offsets"][1] for key, entry in entries.items() if key != "__metadata__"), default=0)
+
+
+def _refuse_other_kinds(path: Path) -> None:
+    """Name what a file given in a checkpoint's place is, when its suffix says (an ONNX export, an
+    image passed first to cv predict)."""
+    from cvcore.images import IMAGE_SUFFIXES
+
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        raise DataError(f"'{path}' is an ONNX model: cv predict takes it, while cv eval, cv export and cv train "
+                        f"--resume take a checkpoint (.safetensors) or a run directory.")
+    if suffix in IMAGE_SUFFIXES:
+        raise DataError(f"'{path}' is an image, not a checkpoint: cv predict takes the model first, then the "
+                        f"images (cv predict RUN_DIR_OR_CHECKPOINT IMAGE...).")
 
 
 def load_run(path: Path) -> Checkpoint:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,23 @@ def export_safetensors(loaded: LoadedModel, output: Path) -> Path:
     return output
 
 
+@contextlib.contextmanager
+def quiet_exporter():
+    """Hold back the exporter's own log lines and warnings (opset conversions it tries, tracebacks it
+    recovers from): the export's outcome is reported in one line, or one error."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def export_onnx(loaded: LoadedModel, output: Path, opset: int | None = None) -> float | None:
     """Export with a dynamic batch dimension, check the graph, and (if onnxruntime is installed) verify
     the outputs against PyTorch; returns the maximum absolute difference, or None when not verified."""
@@ -73,9 +93,11 @@ def export_onnx(loaded: LoadedModel, output: Path, opset: int | None = None) -> 
     info = loaded.info
     sample = torch.randn(2, info.in_channels, *info.image_size, device=device_of(loaded.model))
     try:
-        program = torch.onnx.export(loaded.model, (sample,), input_names=["images"], output_names=[task_for(info.task).output_name],
-                                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), opset_version=opset,
-                                    dynamo=True, verbose=False)
+        with quiet_exporter():
+            program = torch.onnx.export(loaded.model, (sample,), input_names=["images"],
+                                        output_names=[task_for(info.task).output_name],
+                                        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), opset_version=opset,
+                                        dynamo=True, verbose=False)
         proto = program.model_proto
     except Exception as exc:  # the exporter's own errors are long; keep the first line
         raise CvcoreError(f"ONNX export of '{loaded.name}' failed: {str(exc).strip().splitlines()[0]}") from exc

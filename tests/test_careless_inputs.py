@@ -119,6 +119,16 @@ def test_an_opset_the_exporter_cannot_write_is_refused_or_honoured(run_dir):
         assert not written.exists()
 
 
+def test_an_export_prints_no_exporter_logs_or_tracebacks(run_dir):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "cvcore.commands.cli", "export", str(run_dir), "--opset", "13"],
+                          capture_output=True, text=True, timeout=300)
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+
+
 def test_predict_names_an_unreadable_image_and_reads_folders(run_dir, in_tmp):
     folder = in_tmp / "pictures"
     folder.mkdir()
@@ -195,3 +205,53 @@ def test_an_output_that_cannot_be_written_is_one_paragraph(run_dir, in_tmp, comm
         assert result.exit_code == 0, result.output
         return
     refused(result, str(in_tmp / "a-file"))
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["bogus"], "No components match 'bogus'"), (["models"], "Did you mean 'model'"),
+    (["transforms"], "Did you mean 'transform'"),
+])
+def test_cv_list_of_nothing_is_an_error_that_suggests_the_kind(args, fragment):
+    refused(cv("list", *args), fragment)
+
+
+def test_listing_a_kind_whose_plugin_is_disabled_names_the_variable():
+    refused(cv("list", "task", env={"CVCORE_DISABLE_PLUGINS": "tasks"}), "CVCORE_DISABLE_PLUGINS='tasks' leaves out tasks")
+
+
+def test_data_dir_for_a_data_set_without_files_says_so(in_tmp):
+    refused(cv("train", "--data-dir", "data", *QUICK), "Data set 'digits' reads no files of yours")
+    assert not (in_tmp / "runs").exists()
+
+
+@pytest.mark.parametrize("command", [["eval", "MODEL"], ["export", "MODEL"], ["predict", "IMAGE", "MODEL"]])
+def test_a_file_of_another_kind_in_a_checkpoints_place_is_named(run_dir, in_tmp, command):
+    assert cv("export", str(run_dir), "--output", str(in_tmp / "m.onnx")).exit_code == 0
+    Image.new("L", (8, 8)).save(in_tmp / "digit.png")
+    places = {"MODEL": str(in_tmp / "m.onnx"), "IMAGE": str(in_tmp / "digit.png")}
+    expected = "is an image, not a checkpoint" if command[0] == "predict" else "is an ONNX model: cv predict takes it"
+    refused(cv(*[places.get(arg, arg) for arg in command]), expected)
+
+
+@pytest.mark.parametrize(("command", "fragment"), [
+    (["export", "RUN", "--format", "safetensors", "--opset", "17"], "--opset applies to --format onnx"),
+    (["export", "RUN/checkpoints/best.safetensors", "--checkpoint", "last"], "--checkpoint picks best or last"),
+    (["eval", "RUN/checkpoints/best.safetensors", "--checkpoint", "best"], "--checkpoint picks best or last"),
+    (["train", "--transform", "none", "--transform", "flip"], "--transform none turns augmentation off"),
+    (["train", "--resume", "RUN", "--run-dir", "elsewhere"], "--run-dir 'elsewhere' does not apply"),
+])
+def test_an_option_that_does_not_apply_is_refused(run_dir, in_tmp, command, fragment):
+    refused(cv(*[arg.replace("RUN", str(run_dir)) for arg in command]), fragment, code=2)
+    assert not (in_tmp / "elsewhere").exists()
+
+
+def test_a_finished_run_resumed_without_more_epochs_says_nothing_is_trained(run_dir):
+    result = cv("train", "--resume", str(run_dir), "--transform", "flip")
+    assert result.exit_code == 0 and "has already run its 1 epochs, so nothing is trained" in result.output
+
+
+def test_a_dry_run_of_a_resume_loads_the_checkpoint_and_checks_what_the_resume_checks(run_dir):
+    result = cv("train", "--resume", str(run_dir), "--epochs", "2", "--dry-run")
+    assert result.exit_code == 0 and "resume    from epoch 1" in result.output, result.output
+    refused(cv("train", "--resume", str(run_dir), "--epochs", "2", "--model", "resnet18", "--dry-run"),
+            "Cannot resume")

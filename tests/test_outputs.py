@@ -141,3 +141,13 @@ def test_predict_preprocesses_exactly_as_validation(tmp_path, monkeypatch):
         assert result.exit_code == 0, result.output
         top = {t["class"]: t["probability"] for t in json.loads(result.output)[0]["top"]}
         assert [top[name] for name in data.info.class_names] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_plot_draws_each_tasks_own_scores():
+    from cvcore.commands.plot import panels
+
+    multilabel = [{"epoch": 1, "train_loss": 0.5, "train_f1": 0.4, "val_loss": 0.6, "val_f1": 0.3, "val_map": 0.7,
+                   "lr": 0.1, "seconds": 1.0, "images_per_second": 9.0}]
+    shown = dict(panels(multilabel))
+    assert shown["scores"] == ["train_f1", "val_f1", "val_map"] and shown["loss"] == ["train_loss", "val_loss"]
+    assert dict(panels([{"epoch": 1, "val_loss": 1.0, "val_mae": 0.2, "lr": 0.1}]))["scores"] == ["val_mae"]

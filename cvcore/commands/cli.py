@@ -88,7 +88,8 @@ def list_command(kind: str | None, pattern: str | None, as_json: bool) -> None:
 
         hint = did_you_mean(pattern, KINDS) if pattern else ""
         what = f"match {pattern or kind!r}" if pattern or kind else "are registered: no plugin is loaded"
-        click.echo(f"No components {what}.{hint} Kinds: {', '.join(KINDS)}.{registry().selection_note}")
+        raise click.ClickException(f"No components {what}.{hint} Kinds: {', '.join(KINDS)}."
+                                   f"{registry().selection_note}")
     print_components(_console(), components, registry(), group_families=pattern is None)
 
 
@@ -250,7 +251,13 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
 
     if resume and config_file:
         raise click.UsageError("--resume continues a run with its own saved configuration; drop -c.")
+    if "none" in flags.get("transform", ()) and len(set(flags["transform"])) > 1:
+        raise click.UsageError(f"--transform none turns augmentation off, yet others are listed too "
+                               f"({', '.join(t for t in flags['transform'] if t != 'none')}): give one or the other.")
     resumed = Resume(resume) if resume else None
+    if resumed and flags.get("run_dir") and Path(flags["run_dir"]).expanduser().resolve() != resumed.run_dir.resolve():
+        raise click.UsageError(f"--resume continues '{resumed.run_dir}' in its own directory; --run-dir "
+                               f"'{flags['run_dir']}' does not apply (copy the run directory to continue it elsewhere).")
     if resumed:
         config = resumed.config
     else:
@@ -264,7 +271,7 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
     if print_config:
         click.echo(cfg.to_toml(config), nl=False)
     elif dry_run:
-        for line in job.dry_run(checked):
+        for line in job.dry_run(checked, resumed):
             click.echo(line)
     else:
         previous = _exit_on_signals()
@@ -345,6 +352,14 @@ def _summary_line(summary: dict, run_dir) -> str:
             f"{summary['best_epoch']} of {summary['epochs_run']}; weights restored; run in {run_dir}")
 
 
+def _which_applies(target: Path) -> None:
+    """--checkpoint chooses within a run directory: refuse it, when given, with a checkpoint file."""
+    source = click.get_current_context().get_parameter_source("which")
+    if source == click.core.ParameterSource.COMMANDLINE and not Path(target).is_dir():
+        raise click.UsageError(f"--checkpoint picks best or last of a run directory, but '{target}' is a file: "
+                               f"drop --checkpoint, or give the run directory.")
+
+
 _WHICH = click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True,
                        help="Which checkpoint of a run directory: best (the weights training ended with) or last.")
 
@@ -361,6 +376,9 @@ def export_command(checkpoint: Path, fmt: str, opset: int | None, output: Path |
     from cvcore import checkpoint as ckpt
     from cvcore.export import export_onnx, export_safetensors, load_model
 
+    _which_applies(checkpoint)
+    if opset is not None and fmt != "onnx":
+        raise click.UsageError("--opset applies to --format onnx; safetensors weights have no opset.")
     loaded = load_model(checkpoint, which)
     source = ckpt.find(checkpoint, which)
     output = output or source.with_suffix(".onnx" if fmt == "onnx" else ".weights.safetensors")
@@ -391,6 +409,7 @@ def eval_command(checkpoint: Path, dataset, data_dir, batch_size: int, device: s
     from cvcore import checkpoint as ckpt
     from cvcore.commands.inference import evaluate_checkpoint, save_confusion_png
 
+    _which_applies(checkpoint)
     result = evaluate_checkpoint(checkpoint, dataset, data_dir, batch_size, device, which)
     evaluated = ckpt.find(checkpoint, which)
     name = "confusion.png" if evaluated.stem == "best" else f"confusion-{evaluated.stem}.png"  # best's stays
@@ -422,6 +441,7 @@ def predict(model: Path, images: tuple[Path, ...], topk: int, output_dir: Path |
     """
     from cvcore.commands.inference import predict as run_predict
 
+    _which_applies(model)
     results, lines = run_predict(model, list(images), topk, output_dir, which)
     click.echo(json.dumps(results, indent=2) if as_json else "\n".join(lines))
 

@@ -7,7 +7,15 @@ from pathlib import Path
 
 from cvcore.errors import DataError
 
-PANELS = (("loss", ("train_loss", "val_loss")), ("accuracy", ("train_acc1", "val_acc1", "val_miou")), ("learning rate", ("lr",)))
+BOOKKEEPING = {"epoch", "lr", "seconds", "images_per_second"}
+
+
+def panels(rows: list[dict]) -> tuple[tuple[str, list[str]], ...]:
+    """Losses, the task's own scores (whatever else each epoch logs: accuracy, mIoU, mAP, MAE, ...)
+    and the learning rate: the kernel names no task's metrics."""
+    keys = list(dict.fromkeys(key for row in rows for key in row if key not in BOOKKEEPING))
+    return (("loss", [k for k in keys if k.endswith("loss")]), ("scores", [k for k in keys if not k.endswith("loss")]),
+            ("learning rate", ["lr"]))
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -27,10 +35,11 @@ def plot_runs(run_dirs: list[Path], output: Path) -> Path:
     except ImportError:
         raise DataError("cv plot needs matplotlib: pip install 'cvcore[plot]'.") from None
     runs = {Path(d).name: read_metrics(Path(d)) for d in run_dirs}
-    figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4))
+    shown = panels([row for rows in runs.values() for row in rows])
+    figure, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4))
     for colour, (name, rows) in enumerate(runs.items()):
         epochs = [row["epoch"] for row in rows]
-        for axis, (title, keys) in zip(axes, PANELS):
+        for axis, (title, keys) in zip(axes, shown):
             for key in keys:
                 if rows and key in rows[0]:
                     style = "--" if key.startswith("train") else "-"

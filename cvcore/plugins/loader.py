@@ -80,6 +80,9 @@ def selected_entry_points() -> tuple[list[EntryPoint], list[str], str]:
                             f"{did_you_mean(name, installed)} Installed: {', '.join(sorted(installed)) or 'none'}.")
     selection = "" if wanted is None else (f"CVCORE_LOAD_PLUGINS={os.environ['CVCORE_LOAD_PLUGINS']!r} loads only "
                                            f"{', '.join(sorted(wanted & installed)) or 'no plugin'}.")
+    if disabled & installed:
+        selection += (" " if selection else "") + (f"CVCORE_DISABLE_PLUGINS={os.environ['CVCORE_DISABLE_PLUGINS']!r} "
+                                                   f"leaves out {', '.join(sorted(disabled & installed))}.")
     enabled = [ep for ep in found if (wanted is None or ep.name in wanted) and ep.name not in disabled]
     return enabled, warnings, selection
 

@@ -15,11 +15,15 @@ from cvcore.runs.plan import Plan, describe_parts, plan
 from cvcore.runs.resume import Resume
 
 
-def dry_run(plan: Plan) -> list[str]:
-    """Build everything, check that it fits, run one forward/backward batch; return report lines."""
-    built = Built(plan, None)
+def dry_run(plan: Plan, resume: Resume | None = None) -> list[str]:
+    """Build everything, check that it fits (and, resuming, what the resume checks and loads), run
+    one forward/backward batch; return report lines."""
+    checkpoint = resume.checkpoint if resume else None
+    built = Built(plan, None, resuming=checkpoint is not None, seed=resume.seed if resume else None)
+    if resume is not None:
+        resume.verify(built)
     trainer = built.trainer
-    batch_size, loss = trainer.trial_step()
+    batch_size, loss = trainer.trial_step(checkpoint)
     params = sum(p.numel() for p in built.model.parameters())
     trainable = sum(p.numel() for p in built.model.parameters() if p.requires_grad)
     info = built.data.info
@@ -27,6 +31,7 @@ def dry_run(plan: Plan) -> list[str]:
             f"data      {len(built.data.train)} train / {len(built.data.val)} val images, "
             f"{info.num_classes} classes, {info.in_channels}x{info.image_size[0]}x{info.image_size[1]}",
             f"model     {params:,} parameters ({trainable:,} trainable)",
+            *([f"resume    from epoch {trainer.epoch} of '{resume.path}'"] if checkpoint is not None else []),
             f"one batch of {batch_size}: loss {loss:.4f}, backward ok on {trainer.device}"]
 
 

@@ -45,6 +45,7 @@ class Plan:
 def plan(config: dict[str, Any]) -> Plan:
     """Resolve every component name and validate every option against its declaration."""
     cfg.check_sections(config, "the configuration")
+    check_root(config)
     parts = []
     for section in cfg.SINGLE:
         name = config.get(section, {}).get("name")
@@ -76,6 +77,18 @@ def check_soft_targets(loss: Component, transforms: list[tuple[str, bool]]) -> N
             takers = sorted(c.name for c in registry().of_kind("loss") if c.metadata.get("soft_targets"))
             raise ConfigError(f"transform '{name}' turns labels into class probabilities, which loss '{loss.name}' "
                               f"cannot take. Use a loss that takes them ({', '.join(takers)}), or drop '{name}'.")
+
+
+def check_root(config: dict[str, Any]) -> None:
+    """A data set with no ``root`` option reads no files of the user's: --data-dir does not apply."""
+    name = config.get("dataset", {}).get("name")
+    if not isinstance(name, str) or "root" not in config.get("dataset", {}):
+        return
+    component = registry().get("dataset", name)
+    if not any(option.name == "root" for option in component.options):
+        raise ConfigError(f"Data set '{component.name}' reads no files of yours (it is generated, or ships with a "
+                          f"package), so --data-dir (its root) does not apply: drop it, or choose a data set that "
+                          f"reads a folder (see 'cv list dataset').")
 
 
 def check_monitors(plan: Plan, info=None) -> None:

@@ -63,6 +63,9 @@ class Resume:
         if isinstance(epochs, int) and epochs < done:
             raise ConfigError(f"'{self.run_dir}' has already run {done} epochs; --epochs {epochs} would undo them. "
                               f"Resuming continues a run: give --epochs above {done}, or start a new run.")
+        if epochs == done:
+            print(f"note: '{self.run_dir}' has already run its {done} epochs, so nothing is trained and no option "
+                  f"takes effect; give --epochs above {done} to extend it.", file=sys.stderr)
         planned = state.get("planned_epochs", self.config.get("trainer", {}).get("epochs", default))
         restart = config.get("trainer", {}).get("restart_lr", attrs.fields(TrainerOptions).restart_lr.default)
         group = state["optimizer"]["param_groups"][0]

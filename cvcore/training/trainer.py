@@ -223,10 +223,13 @@ class Trainer:
         return data_loader(dataset, batch_size=opts.batch_size, shuffle=shuffle, workers=opts.workers,
                            pin_memory=pin, seed=self.seed, generator=self.generator)
 
-    def trial_step(self) -> tuple[int, float]:
-        """Set up, then run forward and backward on one training batch without stepping the optimizer:
-        what `cv train --dry-run` checks. Returns the batch size and the loss."""
+    def trial_step(self, checkpoint: Any = None) -> tuple[int, float]:
+        """Set up (continuing ``checkpoint``, as :meth:`fit` would), then run forward and backward on
+        one training batch without stepping the optimizer: what `cv train --dry-run` checks. Returns
+        the batch size and the loss."""
         self._setup()
+        if checkpoint is not None:
+            self.load_state_dict(checkpoint.state())
         images, target, _ = next(self._batches(self.train_loader, 1, train=True))
         with self._autocast():
             loss = self.loss_fn(self.model(images), target)
