@@ -255,3 +255,24 @@ def test_a_dry_run_of_a_resume_loads_the_checkpoint_and_checks_what_the_resume_c
     assert result.exit_code == 0 and "resume    from epoch 1" in result.output, result.output
     refused(cv("train", "--resume", str(run_dir), "--epochs", "2", "--model", "resnet18", "--dry-run"),
             "Cannot resume")
+
+
+def test_a_transform_size_that_contradicts_the_data_is_refused(in_tmp):
+    refused(cv("train", *QUICK, "--dataset", "multilabel_shapes", "--set", "dataset.count=40", "--loss", "bce",
+               "--transform", "random_resized_crop", "--set", "transforms.random_resized_crop.image_size=[64, 64]"),
+            "transform 'random_resized_crop' is set to image_size=(64, 64)", "has image_size=(32, 32)")
+
+
+def test_focal_on_multilabel_data_takes_the_multilabel_mode_by_itself(in_tmp):
+    result = cv("train", *QUICK, "--dataset", "multilabel_shapes", "--set", "dataset.count=40", "--loss", "focal")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_segfolder_num_classes_below_its_mask_ids_is_refused_before_training(in_tmp):
+    from test_data_mistakes import write_masks
+
+    root = write_masks(in_tmp / "seg", lambda i: (3, 0))
+    refused(cv("train", *QUICK, "--dataset", "segfolder", "--data-dir", str(root), "--model", "unet",
+               "--set", "dataset.image_size=16", "--set", "dataset.num_classes=2"),
+            "num_classes is 2, but the masks", "hold class id 3")
+    assert not (in_tmp / "runs").exists()

@@ -46,14 +46,23 @@ def check_fit(plan: Plan, info) -> None:
     for part in plan.parts:
         check_supports(part.component, info, f"data set '{data_name}'")
     for part in plan.parts:
-        for field in ("num_classes", "in_channels"):
+        if part.section == "dataset":  # its options are what the data is made from
+            continue
+        for field in ("num_classes", "in_channels", "image_size"):
             value = part.options.get(field)
-            if value is not None and value != getattr(info, field):
+            if value is not None and _comparable(field, value) != _comparable(field, getattr(info, field)):
                 raise ConfigError(
                     f"{part.component.kind} '{part.component.name}' is set to {field}={value}, but data set "
                     f"'{data_name}' has {field}={getattr(info, field)}. "
                     f"Remove the option to take it from the data."
                 )
+
+
+def _comparable(field: str, value):
+    """A size as a tuple (an image_size of 32 is 32 x 32), other values as they are."""
+    if field == "image_size":
+        return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
+    return value
 
 
 class Built:

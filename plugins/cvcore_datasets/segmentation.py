@@ -111,7 +111,12 @@ def count_classes(pairs: list[tuple[Path, Path]], masks: Path) -> int:
 def load_segfolder(root: Path, image_size: int, num_classes: int | None, class_names: list[str] | None,
                    val_fraction: float, seed: int, augment: bool, cache: str) -> DataSplits:
     pairs = find_pairs(Path(root))
-    num_classes = num_classes or count_classes(pairs, Path(root) / "masks")
+    found = count_classes(pairs, Path(root) / "masks")
+    if num_classes is not None and num_classes < found:
+        raise DataError(f"num_classes is {num_classes}, but the masks in '{Path(root) / 'masks'}' hold class id "
+                        f"{found - 1}: give num_classes={found} or more (ids run from 0 to num_classes - 1; "
+                        f"{IGNORE} is ignored).")
+    num_classes = num_classes or found
     names = tuple(class_names) if class_names else tuple(str(i) for i in range(num_classes))
     if len(names) != num_classes:
         raise DataError(f"{len(names)} class names given for {num_classes} classes.")

@@ -125,20 +125,23 @@ tversky.__doc__ = """Tversky loss 1 - (TP + s) / (TP + alpha FP + beta FN + s): 
     :param beta: weight of false negatives (alpha = beta = 0.5 is Dice, 1 and 1 is IoU).""" + _OVERLAP_PARAMS
 
 
-def focal(*, mode: Mode = "multiclass", from_logits: bool = True, alpha: float | list[float] | None = None,
-          gamma: float = 2.0, ignore_index: int | None = None, reduction: Reduction = "mean"):
+def focal(*, mode: Mode | None = None, from_logits: bool = True, alpha: float | list[float] | None = None,
+          gamma: float = 2.0, ignore_index: int | None = None, reduction: Reduction = "mean", task: str | None = None):
     """Focal loss (Lin et al.): -alpha_t (1 - p_t)^gamma log p_t per element, down-weighting easy ones.
 
-    :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class).
+    :param mode: binary, multiclass (integer targets) or multilabel (one 0/1 channel per class);
+        default: multilabel for multi-label data, else multiclass.
     :param from_logits: inputs are logits (log-probabilities computed stably); false for probabilities.
     :param alpha: binary/multilabel: weight of positives (negatives get 1 - alpha; 0.25 in the paper);
         multiclass: one weight, or one per class.
     :param gamma: focusing parameter; 0 gives (weighted) cross-entropy.
     :param ignore_index: target value whose elements are left out.
     :param reduction: mean or sum over elements, or none (the per-element losses).
+    :param task: the data's task (filled in from the data set; chooses the default mode).
     """
     from cvcore_losses.overlap import FocalLoss
 
+    mode = mode or ("multilabel" if task == "multilabel" else "multiclass")
     return FocalLoss(mode=mode, from_logits=from_logits, alpha=alpha, gamma=gamma,
                      ignore_index=ignore_index, reduction=reduction)
 
