@@ -276,3 +276,14 @@ def test_a_segfolder_num_classes_below_its_mask_ids_is_refused_before_training(i
                "--set", "dataset.image_size=16", "--set", "dataset.num_classes=2"),
             "num_classes is 2, but the masks", "hold class id 3")
     assert not (in_tmp / "runs").exists()
+
+
+def test_a_training_checkpoint_given_as_start_weights_gives_its_model_or_says_what_it_is(in_tmp):
+    rgb = ["--dataset", "multilabel_shapes", "--set", "dataset.count=40", "--loss", "bce", "--model", "tv/resnet18"]
+    assert cv("train", *rgb, *QUICK, "--run-dir", "rgb").exit_code == 0
+    result = cv("train", *rgb, *QUICK, "--set", "model.weights=rgb/checkpoints/best.safetensors", "--run-dir", "again")
+    assert result.exit_code == 0, result.output  # its model's weights, taken out of the checkpoint
+    assert cv("train", "--model", "tv/resnet18", *QUICK, "--run-dir", "grey").exit_code == 0  # one channel: adapted
+    refused(cv("train", "--model", "tv/resnet18", *QUICK, "--set", "model.weights=grey/checkpoints/best.safetensors"),
+            "is a cvcore training checkpoint of model 'tv/resnet18' for 10 classes and 1 input channel(s)",
+            "cv train --resume")

@@ -152,16 +152,26 @@ def load_safetensors(model: nn.Module, path: Path, num_classes: int) -> None:
     """Load weights from a safetensors file, naming any missing, extra or mis-shaped tensors.
 
     A head sized for other classes (torchvision's ImageNet weights: 1000) is left as built, sized
-    to the data, as ``pretrained`` does; auxiliary heads that cvcore drops are skipped.
+    to the data, as ``pretrained`` does; auxiliary heads that cvcore drops are skipped. A cvcore
+    training checkpoint gives its model's weights (it also holds the optimizer and the rest).
     """
     from safetensors.torch import load_file
 
+    from cvcore import checkpoint as ckpt
+
     if not Path(path).is_file():
         raise DataError(f"Weights file '{path}' does not exist.")
+    checkpoint = ckpt.load(path) if ckpt.saved_epoch(path) is not None else None
     try:
-        state = load_file(str(path))
+        state = checkpoint.model_weights() if checkpoint else load_file(str(path))
     except Exception as exc:
         raise DataError(f"'{path}' is not a readable safetensors file: {exc}") from exc
+    what = ""
+    if checkpoint is not None:
+        info = checkpoint.data_info()
+        what = (f" It is a cvcore training checkpoint of model '{checkpoint.document['config']['model']['name']}' "
+                f"for {info.num_classes} classes and {info.in_channels} input channel(s): to go on training it, "
+                f"use cv train --resume.")
     own = model.state_dict()
     state = {k: v for k, v in state.items() if k in own or not k.startswith(_AUX_PREFIXES)}
     wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
@@ -174,5 +184,5 @@ def load_safetensors(model: nn.Module, path: Path, num_classes: int) -> None:
                 (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)) if names]
     if problems:
         raise DataError(f"Weights in '{path}' do not fit this model: {'; '.join(problems)} "
-                        f"(check num_classes and the architecture).")
+                        f"(check num_classes and the architecture).{what}")
     model.load_state_dict({k: v for k, v in state.items() if k not in head}, strict=False)  # checked above
