@@ -36,14 +36,14 @@ def list_components(kind: str | None = None, pattern: str | None = None) -> list
 def create_transforms(transforms, info) -> list[Any]:
     """Build transforms given as names or ``(name, options)`` pairs (a data set's suggested
     ``DataSplits.transforms``), filling options they declare from ``info`` (a DataInfo), as a run does."""
-    from cvcore.runs.build import check_supports
+    from cvcore.runs.plan import check_supports
 
     context = info.fill()
     built = []
     for item in transforms:
         name, options = (item, {}) if isinstance(item, str) else item
         component = registry().get("transform", name)
-        check_supports(component, info, "the data")  # as a run checks it
+        check_supports(component, info.task, "the data")  # as a run checks it
         declared = {option.name for option in component.options}
         built.append(component.build(**{**{k: v for k, v in context.items() if k in declared}, **options}))
     return built

@@ -287,3 +287,14 @@ def test_a_training_checkpoint_given_as_start_weights_gives_its_model_or_says_wh
     refused(cv("train", "--model", "tv/resnet18", *QUICK, "--set", "model.weights=grey/checkpoints/best.safetensors"),
             "is a cvcore training checkpoint of model 'tv/resnet18' for 10 classes and 1 input channel(s)",
             "cv train --resume")
+
+
+def test_a_monitor_is_checked_against_the_data_sets_own_task_before_its_data(in_tmp, monkeypatch):
+    import cvcore_datasets
+
+    monkeypatch.setattr(cvcore_datasets, "digits", lambda **_: pytest.fail("data was read"))
+    output = refused(cv("train", *QUICK, "--set", "trainer.monitor=val_acc"),
+                     "which no epoch logs for task classification", "'val_acc1'")
+    assert "val_map" not in output and "val_miou" not in output and "val_f1" not in output
+    refused(cv("train", *QUICK, "--set", "trainer.monitor=val_map"), "which no epoch logs for task classification")
+    refused(cv("train", *QUICK, "--model", "unet"), "model 'unet' supports segmentation, but data set 'digits'")

@@ -74,7 +74,9 @@ def register_tasks(register: Register) -> None:
 def register_datasets(register: Register) -> None:
     """Register data sets by name.
 
-    :param register: call ``register(name, factory, summary=...)`` once per data set.
+    :param register: call ``register(name, factory, summary=...)`` once per data set; with
+        ``task="name"`` (the task its DataInfo will name) a run's monitor and components are
+        checked against that task's metrics before any data is read.
 
     The factory is called with keyword options only (``root`` receives ``--data-dir`` when the
     factory declares it) and returns a :class:`cvcore.DataSplits`: the training set, the

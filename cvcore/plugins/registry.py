@@ -48,6 +48,7 @@ def _task_names(value: Any) -> bool:
 # kind -> register() keyword -> (check, what it must be); task names are checked against the
 # registered tasks when a run is planned, since plugins load in any order
 _METADATA = {
+    "dataset": {"task": (lambda v: isinstance(v, str) and bool(v), "a task name")},
     "scheduler": {"interval": (lambda v: v in ("step", "epoch"), "one of ('step', 'epoch')")},
     "model": {"tasks": (_task_names, "a non-empty tuple of task names")},
     "loss": {"tasks": (_task_names, "a non-empty tuple of task names"), "soft_targets": (_flag, "True or False")},

@@ -9,7 +9,8 @@ from typing import Any
 import attrs
 
 from cvcore.errors import ConfigError
-from cvcore.runs.plan import Part, Plan, check_monitors, check_soft_targets, filled, providers, with_default_transforms
+from cvcore.runs.plan import (Part, Plan, check_monitors, check_soft_targets, check_supports, filled, providers,
+                              with_default_transforms)
 from cvcore.training.options import TrainerOptions
 
 # Model options that load start weights. A model rebuilt to receive a checkpoint's weights is built
@@ -26,25 +27,11 @@ def build_model(part: Part, info, *, from_checkpoint: bool = False):
     return part.component.build(**options)
 
 
-def check_supports(component, info, data: str) -> None:
-    """Refuse ``component`` when it declares tasks and the data's task is not among them."""
-    from cvcore.tasks import check_task_names, task_component
-
-    tasks = component.metadata.get("tasks")
-    if not tasks:
-        return
-    check_task_names(tasks, f"{component.kind} '{component.qualified_name}'")
-    task = task_component(info.task)
-    if not any(task.is_named(name) for name in tasks):
-        raise ConfigError(f"{component.kind} '{component.name}' supports {' and '.join(tasks)}, but "
-                          f"{data} is a {task.name} task. See 'cv list {component.kind}'.")
-
-
 def check_fit(plan: Plan, info) -> None:
     """Refuse components made for another task, and options set by hand that contradict the data."""
     data_name = plan.part("dataset").component.name
     for part in plan.parts:
-        check_supports(part.component, info, f"data set '{data_name}'")
+        check_supports(part.component, info.task, f"data set '{data_name}'")
     for part in plan.parts:
         if part.section == "dataset":  # its options are what the data is made from
             continue

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from cvcore.errors import ConfigError, did_you_mean
+from cvcore.errors import ConfigError, CvcoreError, did_you_mean
 from cvcore.plugins.loader import registry
 from cvcore.plugins.options import describe, validate
 from cvcore.plugins.registry import Component
@@ -60,6 +60,10 @@ def plan(config: dict[str, Any]) -> Plan:
     except ValueError as exc:
         raise ConfigError(f"[trainer] {_range_message(exc)}") from None
     checked = Plan(config, trainer, tuple(parts))
+    declared = declared_task(checked)
+    if declared:  # the data set says its task: components made for another are refused before its data
+        for part in checked.parts:
+            check_supports(part.component, declared, f"data set '{checked.part('dataset').component.name}'")
     check_monitors(checked)
     check_soft_targets(checked.part("loss").component,
                        [(p.component.name, p.component.metadata.get("soft_targets", False))
@@ -91,17 +95,46 @@ def check_root(config: dict[str, Any]) -> None:
                           f"reads a folder (see 'cv list dataset').")
 
 
+def declared_task(plan: Plan) -> str | None:
+    """The task a run's data set declares when registered (its data not yet read), if installed."""
+    from cvcore.tasks import task_component
+
+    declared = plan.part("dataset").component.metadata.get("task")
+    try:
+        return task_component(declared).name if declared else None
+    except CvcoreError:  # its task's plugin is not loaded: the data set's build will say so
+        return None
+
+
+def check_supports(component: Component, task: str | None, data: str) -> None:
+    """Refuse ``component`` when it declares tasks and ``task`` (None: the default task) is not among them."""
+    from cvcore.tasks import check_task_names, task_component
+
+    tasks = component.metadata.get("tasks")
+    if not tasks:
+        return
+    check_task_names(tasks, f"{component.kind} '{component.qualified_name}'")
+    kind = task_component(task)
+    if not any(kind.is_named(name) for name in tasks):
+        raise ConfigError(f"{component.kind} '{component.name}' supports {' and '.join(tasks)}, but "
+                          f"{data} is a {kind.name} task. See 'cv list {component.kind}'.")
+
+
 def check_monitors(plan: Plan, info=None) -> None:
     """Every metric a run monitors ([trainer] monitor, a callback's monitor option) must be one the
     run logs: checked against every task's metrics before data, and against the data's task after."""
     from cvcore.tasks import logged_names, task_name
 
-    logged = logged_names(info.task, info.num_classes) if info else logged_names(any_task=True)
+    declared = declared_task(plan)
+    if info:
+        logged = logged_names(info.task, info.num_classes)
+    else:
+        logged = logged_names(declared) if declared else logged_names(any_task=True)
     wanted = [("[trainer] monitor", plan.trainer.get("monitor"))]
     wanted += [(f"{p.component.kind} '{p.component.name}' monitor", p.options.get("monitor")) for p in plan.parts]
     for where, name in wanted:
         if name is not None and name not in logged:
-            task = f" for task {task_name(info.task)}" if info else ""
+            task = f" for task {task_name(info.task if info else declared)}" if info or declared else ""
             raise ConfigError(f"{where} is '{name}', which no epoch logs{task}.{did_you_mean(name, logged)} "
                               f"Logged: {', '.join(logged)}.")
 

@@ -17,15 +17,16 @@ Cache = Literal["auto", "memory", "mmap", "off"]
 
 @cvcore.hookimpl
 def register_datasets(register):
-    register("digits", digits)
-    register("cifar10", cifar10)
-    register("mnist", mnist)
-    register("fashion_mnist", fashion_mnist)
-    register("imagefolder", imagefolder)
-    register("shapes", shapes)
-    register("segfolder", segfolder)
-    register("multilabel_shapes", multilabel_shapes)
-    register("multilabel_csv", multilabel_csv)
+    # task: what DataInfo.task will say, known before any data is read (for planning's checks)
+    register("digits", digits, task="classification")
+    register("cifar10", cifar10, task="classification")
+    register("mnist", mnist, task="classification")
+    register("fashion_mnist", fashion_mnist, task="classification")
+    register("imagefolder", imagefolder, task="classification")
+    register("shapes", shapes, task="segmentation")
+    register("segfolder", segfolder, task="segmentation")
+    register("multilabel_shapes", multilabel_shapes, task="multilabel")
+    register("multilabel_csv", multilabel_csv, task="multilabel")
 
 
 def digits(*, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0):
