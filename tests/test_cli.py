@@ -41,7 +41,7 @@ def test_list_single_argument_that_is_not_a_kind_is_a_pattern():
 
 def test_list_nothing_matches_hints_kind():
     result = cv("list", "modle")
-    assert result.exit_code == 0 and "Did you mean 'model'?" in result.output
+    assert result.exit_code == 1 and "Did you mean 'model'?" in result.output
 
 
 def test_list_marks_conflicts():
