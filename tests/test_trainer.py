@@ -280,3 +280,19 @@ def test_a_runs_random_streams_are_independent_of_each_other():
     assert len(seeds) == 5
     draws = {torch.rand(1, generator=torch.Generator().manual_seed(s)).item() for s in seeds}
     assert len(draws) == 5
+
+
+def test_callback_state_keys_do_not_depend_on_other_callbacks():
+    # Checkpoints keep each callback's state under its key: removing one callback must not
+    # renumber another class's repeats.
+    from cvcore.training.trainer import callback_keys
+
+    class Bell(cvcore.Callback):
+        pass
+
+    class BellTower(cvcore.Callback):
+        pass
+
+    with_tower = callback_keys([Bell(), BellTower(), Bell()])
+    without = callback_keys([Bell(), Bell()])
+    assert with_tower[2] == without[1] and with_tower[2].endswith("Bell#2")

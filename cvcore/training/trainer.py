@@ -89,7 +89,8 @@ def callback_keys(callbacks: Sequence[Callback]) -> list[str]:
     keys: list[str] = []
     for callback in callbacks:
         name = f"{type(callback).__module__}.{type(callback).__qualname__}"
-        keys.append(name if name not in keys else f"{name}#{sum(k.startswith(name) for k in keys) + 1}")
+        seen = sum(key == name or key.startswith(f"{name}#") for key in keys)
+        keys.append(f"{name}#{seen + 1}" if seen else name)
     return keys
 
 
