@@ -56,8 +56,7 @@ def append_text(path: Path, text: str) -> None:
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NO_FOLLOW, 0o666)
     except OSError as exc:
         if path.is_symlink():
-            raise DataError(f"'{path}' is a symbolic link; cvcore never writes through one (it could point "
-                            f"anywhere). Remove the link, or use another run directory.") from None
+            raise _link_refused(path) from None
         raise DataError(f"Could not write '{path}': {exc.strerror or exc}.") from exc
     with open(descriptor, "a", encoding="utf-8") as stream:
         stream.write(text)
@@ -68,13 +67,17 @@ def make_directory(path: Path) -> Path:
     this call would write into, is a symbolic link."""
     path = Path(path)
     if path.is_symlink():
-        raise DataError(f"'{path}' is a symbolic link; cvcore never writes through one (it could point "
-                        f"anywhere). Remove the link, or use another folder.")
+        raise _link_refused(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"Could not create the folder '{path}': {exc.strerror or exc}.") from None
     return path
+
+
+def _link_refused(path: Path) -> DataError:
+    return DataError(f"'{path}' is a symbolic link; cvcore never writes through one (it could point anywhere). "
+                     f"Remove the link, or write elsewhere.")
 
 
 def save_figure(figure, path: Path, **options) -> Path:

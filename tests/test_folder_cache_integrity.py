@@ -187,12 +187,10 @@ def test_a_data_set_larger_than_half_a_gpus_free_memory_stays_on_the_host(monkey
 
 
 def test_a_full_disk_when_describing_the_cache_leaves_no_orphan_data_file(tmp_path, monkeypatch, capsys):
-    import cvcore.files
-
     def full(path, data):
         raise cvcore.DataError(f"Could not write '{path}': No space left on device; nothing was written.")
 
-    monkeypatch.setattr(cvcore.files, "write_atomically", full)
+    monkeypatch.setattr(folder_cache, "write_atomically", full)
     root = write_image_folder(tmp_path / "data")
     load(root)  # in memory: the save fails in the background, with a warning
     assert "the image cache was not saved" in capsys.readouterr().err

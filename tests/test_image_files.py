@@ -4,7 +4,6 @@ extreme strips, all read the same way by the folder cache and by `cv predict`.""
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import cvcore

@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
 import cvcore
 from cvcore_transforms.policies import SPACE, TrivialAugment

@@ -3,7 +3,6 @@
 Distribution tests let a shear about the wrong corner or a hue shift in the wrong colour space
 through; these do not."""
 
-import math
 
 import pytest
 import torch

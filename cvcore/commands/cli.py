@@ -379,12 +379,12 @@ def export_command(checkpoint: Path, fmt: str, opset: int | None, output: Path |
     _which_applies(checkpoint)
     if opset is not None and fmt != "onnx":
         raise click.UsageError("--opset applies to --format onnx; safetensors weights have no opset.")
-    loaded = load_model(checkpoint, which)
     source = ckpt.find(checkpoint, which)
     output = output or source.with_suffix(".onnx" if fmt == "onnx" else ".weights.safetensors")
-    if ckpt.saved_epoch(output) is not None or (output.exists() and output.samefile(source)):
+    if ckpt.saved_epoch(output) is not None:  # a whole checkpoint; a damaged source fails to load below
         raise click.UsageError(f"--output '{output}' is a training checkpoint, which the export would overwrite "
                                f"(checkpoints of a run are its record). Choose another file.")
+    loaded = load_model(source)
     if fmt == "safetensors":
         click.echo(f"wrote {export_safetensors(loaded, output)}")
         return

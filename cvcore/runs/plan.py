@@ -122,20 +122,23 @@ def check_supports(component: Component, task: str | None, data: str) -> None:
 
 def check_monitors(plan: Plan, info=None) -> None:
     """Every metric a run monitors ([trainer] monitor, a callback's monitor option) must be one the
-    run logs: checked against every task's metrics before data, and against the data's task after."""
+    run logs: before data, against the task its data set declares (else every task's metrics), and
+    against the data's task after."""
     from cvcore.tasks import logged_names, task_name
 
-    declared = declared_task(plan)
+    task = info.task if info else declared_task(plan)
     if info:
-        logged = logged_names(info.task, info.num_classes)
+        logged = logged_names(task, info.num_classes)
+    elif task:
+        logged = logged_names(task)
     else:
-        logged = logged_names(declared) if declared else logged_names(any_task=True)
+        logged = logged_names(any_task=True)
     wanted = [("[trainer] monitor", plan.trainer.get("monitor"))]
     wanted += [(f"{p.component.kind} '{p.component.name}' monitor", p.options.get("monitor")) for p in plan.parts]
     for where, name in wanted:
         if name is not None and name not in logged:
-            task = f" for task {task_name(info.task if info else declared)}" if info or declared else ""
-            raise ConfigError(f"{where} is '{name}', which no epoch logs{task}.{did_you_mean(name, logged)} "
+            whose = f" for task {task_name(task)}" if info or task else ""
+            raise ConfigError(f"{where} is '{name}', which no epoch logs{whose}.{did_you_mean(name, logged)} "
                               f"Logged: {', '.join(logged)}.")
 
 

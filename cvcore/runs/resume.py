@@ -23,14 +23,14 @@ class Resume:
     """A run to continue: its checkpoint, its directory and the configuration it was saved with.
 
     A run stopped before its first checkpoint has only its config.toml: it starts again from that
-    (``checkpoint`` is None)."""
+    (``checkpoint`` is None, ``state`` empty)."""
 
     def __init__(self, target: Path) -> None:
         from cvcore import checkpoint as ckpt
 
         target = Path(target)
         if target.is_dir() and (target / "config.toml").is_file() and not ckpt.last_of(target).is_file():
-            self.path, self.checkpoint, self.run_dir = None, None, target
+            self.path, self.checkpoint, self.run_dir, self.state = None, None, target, {}
             self.config = cfg.load(target / "config.toml")
             print(f"note: '{target}' stopped before its first checkpoint; starting it again from its config.toml",
                   file=sys.stderr)
@@ -43,11 +43,12 @@ class Resume:
                               f"(RUN/checkpoints/*.safetensors beside RUN/config.toml), and resuming writes to "
                               f"the run directory. Pass the run directory, or copy the file into one.")
         self.config = self.checkpoint.document["config"]
+        self.state = self.checkpoint.state()  # read once: what the run has done, for the checks below
 
     @property
     def seed(self) -> int | None:
         """The seed the run drew (its config may say none: a fresh seed for each new run)."""
-        seed = self.checkpoint.state().get("seed") if self.checkpoint else None
+        seed = self.state.get("seed")
         return seed if isinstance(seed, int) else None
 
     def continued(self, config: dict) -> dict:
@@ -58,7 +59,7 @@ class Resume:
         as ``trainer.schedule_start``); a schedule that ended above it (a step schedule) goes on."""
         if self.checkpoint is None:
             return config
-        state, default = self.checkpoint.state(), attrs.fields(TrainerOptions).epochs.default
+        state, default = self.state, attrs.fields(TrainerOptions).epochs.default
         done, epochs = state["epoch"], config.get("trainer", {}).get("epochs", default)
         if isinstance(epochs, int) and epochs < done:
             raise ConfigError(f"'{self.run_dir}' has already run {done} epochs; --epochs {epochs} would undo them. "
@@ -91,7 +92,7 @@ class Resume:
                               f"{info.num_classes} classes.")
         self._check_same("optimizer", [saved["config"].get("optimizer", {}).get("name")],
                          [built.plan.part("optimizer").component])
-        if self.checkpoint.state().get("schedule_start", 0) == built.trainer.options.schedule_start:
+        if self.state.get("schedule_start", 0) == built.trainer.options.schedule_start:
             self._check_same("scheduler", cfg.names(saved["config"], "scheduler"),
                              [p.component for p in built.plan.chained("scheduler")])
         self.checkpoint.load_weights_into(built.model, model.qualified_name)
@@ -113,5 +114,5 @@ class Resume:
         """Cut metrics.jsonl back to the checkpoint's epochs: a kill may have left rows past it
         (a run without a checkpoint starts again, so none are kept). Only numbers are taken from
         the checkpoint's history: a file from someone else may carry anything in its strings."""
-        history = self.checkpoint.state()["history"] if self.checkpoint else []
+        history = self.state["history"] if self.checkpoint else []
         write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(numbers_of(row)) + "\n" for row in history))

@@ -81,7 +81,7 @@ _STOPS = (signal.SIGINT, signal.SIGTERM)
 def _init_worker(worker_id: int) -> None:
     """Workers leave SIGINT/SIGTERM to the main process, which finishes the step and exits cleanly
     (a batch scheduler's cancel signals the whole process group). They start with both blocked
-    (see :func:`workers_started`), and ignore them before letting them through."""
+    (see :func:`batches_of`), and ignore them before letting them through."""
     for stop in _STOPS:
         signal.signal(stop, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):

@@ -465,7 +465,7 @@ class Trainer:
         self._best_tracker.load_state_dict({"best": self.best["value"], "best_epoch": self.best["epoch"]})
         self.stop_reason = state.get("stop_reason")
         saved = state["callbacks"]
-        if isinstance(saved, list):  # checkpoints before 0.2 keep callback states by position
+        if isinstance(saved, list):  # checkpoints written before states were kept by name: by position
             saved = dict(zip(callback_keys(self.callbacks), saved)) if len(saved) == len(self.callbacks) else {}
         for callback, key in zip(self.callbacks, callback_keys(self.callbacks)):
             if key in saved:  # a callback added since the save starts fresh; a removed one is dropped

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cvcore import DataError
+from cvcore.files import make_directory, write_atomically
 from cvcore.images import read_image
 
 FORMAT = 2  # bump when what is stored changes
@@ -264,10 +265,8 @@ def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_p
     shape = (len(files), *first.shape)
     mapped = _mapped(math.prod(shape), keep)
     try:
-        from cvcore.files import make_directory
-
         make_directory(data_path.parent)
-    except (OSError, DataError) as exc:
+    except DataError as exc:
         raise _unwritable(data_path.parent, exc) from None
     _keep_within_budget(data_path.parent, math.prod(shape))
     partial = data_path.with_name(f".{data_path.name}.{os.getpid()}.partial")
@@ -339,8 +338,6 @@ def _publish(array: np.ndarray, partial: Path, data_path: Path, meta_path: Path,
     """Make the finished file durable, rename it into place, then write its description (what
     makes it complete: the shape and a checksum per block), then delete the caches of the folder's
     earlier contents."""
-    from cvcore.files import write_atomically
-
     descriptor = os.open(partial, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -357,7 +354,7 @@ def _publish(array: np.ndarray, partial: Path, data_path: Path, meta_path: Path,
     _remove_older(data_path)
 
 
-def _unwritable(folder: Path, exc: OSError) -> DataError:
+def _unwritable(folder: Path, exc: OSError | DataError) -> DataError:
     return DataError(f"The image cache cannot be written in '{folder}' ({exc}). Set CVCORE_CACHE_DIR to a "
                      f"writable folder with room for it, or the data set option cache=off "
                      f"(--set dataset.cache=off) to decode the images in every epoch instead.")

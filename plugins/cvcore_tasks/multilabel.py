@@ -10,6 +10,7 @@ leaves out categories without objects; scikit-learn and torchmetrics count it as
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from cvcore import Metrics, Task
 
 THRESHOLD = 0.5
+LOGIT_THRESHOLD = math.log(THRESHOLD / (1 - THRESHOLD))  # sigmoid(logit) >= THRESHOLD
 
 
 class Multilabel(Task):
@@ -75,6 +77,7 @@ class MultilabelMetrics(Metrics):
         self._batches: list[tuple[torch.Tensor, torch.Tensor]] = []  # (logits, truth) in validation
         self.logits = torch.zeros(0, num_classes, device=device)
         self.truth = torch.zeros(0, num_classes, dtype=torch.uint8, device=device)
+        self._ap: torch.Tensor | None = None  # sorted for once per epoch: compute() and per_class() share it
         self.seen = 0
 
     @torch.no_grad()
@@ -82,7 +85,7 @@ class MultilabelMetrics(Metrics):
         self.seen += target.shape[0]
         self.loss_sum += loss.detach().float() * target.shape[0]
         logits, truth = logits.detach().float(), target > 0.5
-        predicted = logits >= 0  # sigmoid(logit) >= THRESHOLD
+        predicted = logits >= LOGIT_THRESHOLD
         self.outcomes += torch.stack([(predicted & truth).sum(0), predicted.sum(0), truth.sum(0)]).float()
         if self.detailed:
             self._batches.append((logits, truth.to(torch.uint8)))
@@ -98,7 +101,7 @@ class MultilabelMetrics(Metrics):
         if self._batches:
             self.logits = torch.cat([logits for logits, _ in self._batches])
             self.truth = torch.cat([truth for _, truth in self._batches])
-            self._batches = []
+            self._batches, self._ap = [], None
         return [self.logits, self.truth] if self.detailed else []
 
     def _f1(self) -> torch.Tensor:
@@ -109,6 +112,11 @@ class MultilabelMetrics(Metrics):
         """Exact AP per class: the precision at each distinct score (high to low), weighted by the
         share of positives gained there; tied scores form one threshold. NaN without a positive."""
         self.rows()
+        if self._ap is None:
+            self._ap = self._exact_average_precision()
+        return self._ap
+
+    def _exact_average_precision(self) -> torch.Tensor:
         if len(self.logits) == 0:
             return torch.full((self.num_classes,), torch.nan, dtype=torch.float64)
         ranked, order = self.logits.sort(dim=0, descending=True)
