@@ -19,6 +19,7 @@ from cvcore.errors import (
     PluginError,
     UnknownNameError,
 )
+from cvcore.plugins.options import Between
 from cvcore.tasks import Metrics, Monitor, Task, metric_mode, task_name
 from cvcore.training.options import TrainerOptions
 from cvcore.transforms import Transform
@@ -31,10 +32,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
-    "IGNORE_INDEX", "AmbiguousNameError", "Callback", "ConfigError", "CvcoreError", "DataError", "DataInfo",
-    "DataSplits", "Metrics", "Monitor", "OptionError", "PluginError", "Task", "TensorImages", "Trainer", "TrainerOptions",
-    "Transform",
-    "UnknownNameError", "__version__",
+    "IGNORE_INDEX", "AmbiguousNameError", "Between", "Callback", "ConfigError", "CvcoreError", "DataError",
+    "DataInfo", "DataSplits", "Metrics", "Monitor", "OptionError", "PluginError", "Task", "TensorImages", "Trainer",
+    "TrainerOptions", "Transform", "UnknownNameError", "__version__",
     "create", "create_transforms", "get_component", "hookimpl", "list_components", "metric_mode", "task_name",
 ]
 

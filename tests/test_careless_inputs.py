@@ -45,12 +45,16 @@ def run_dir(in_tmp):
     (["--callback", "early_stopping", "--set", "callbacks.early_stopping.monitor=val_los"],
      ["callback 'early_stopping' monitor is 'val_los'", "Did you mean 'val_loss'"]),
     (["--model", "tv/vit_b_16", "--dry-run"], ["cannot take inputs of shape (2, 1, 32, 32)", "fixed input size"]),
-    (["--scheduler", "step", "--set", "scheduler.step.step_size=0"], ["scheduler 'step'", "step_size must be at least 1"]),
-    (["--scheduler", "warmup", "--set", "scheduler.warmup.epochs=-1"], ["scheduler 'warmup'", "more than 0 epochs"]),
-    (["--set", "callbacks.checkpoint.keep_last=-1"], ["callback 'checkpoint'", "keep_last must be 0 or more"]),
+    (["--scheduler", "step", "--set", "scheduler.step.step_size=0"],
+     ["Option 'step_size' of scheduler 'step' must be at least 1, got 0."]),
+    (["--scheduler", "warmup", "--set", "scheduler.warmup.epochs=-1"],
+     ["Option 'epochs' of scheduler 'warmup' must be at least 0.01, got -1."]),
+    (["--set", "callbacks.checkpoint.keep_last=-1"], ["Option 'keep_last' of callback", "checkpoint' must be at least 0, got -1."]),
     (["--callback", "early_stopping", "--set", "callbacks.early_stopping.patience=-1"],
-     ["callback 'early_stopping'", "patience and min_delta must be 0 or more"]),
-    (["--transform", "flip", "--set", "transforms.flip.p=1.5"], ["transform 'flip': p must be between 0.0 and 1.0"]),
+     ["Option 'patience' of callback 'early_stopping' must be at least 0, got -1."]),
+    (["--transform", "flip", "--set", "transforms.flip.p=1.5"],
+     ["Option 'p' of transform 'flip' must be between 0.0 and 1.0, got 1.5."]),
+    (["--set", "dataset.val_fraction=1"], ["Option 'val_fraction' of dataset", "between 0.001 and 0.999, got 1."]),
 ])
 def test_bad_training_input_is_refused_and_leaves_no_run_directory(in_tmp, args, fragments):
     refused(cv("train", *QUICK, *args), *fragments)
@@ -60,6 +64,19 @@ def test_bad_training_input_is_refused_and_leaves_no_run_directory(in_tmp, args,
 def test_a_misspelled_monitor_is_refused_before_any_data_is_read(in_tmp):
     result = cv("train", "--dataset", "mnist", "--data-dir", "nowhere", "--set", "trainer.monitor=val_accc")
     assert "val_accc" in refused(result) and "nowhere" not in result.output
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--transform", "random_resized_crop", "--set", "transforms.random_resized_crop.scale=[0.9, 0.1]"],
+     "Option 'scale' of transform 'random_resized_crop' must be (low, high) with 0.0001 <= low <= high <= 1.0"),
+    (["--transform", "mixup", "--set", "transforms.mixup.alpha=0"], "Option 'alpha' of transform 'mixup'"),
+    (["--loss", "cross_entropy", "--set", "loss.label_smoothing=2"], "Option 'label_smoothing' of loss"),
+    (["--scheduler", "step", "--set", "scheduler.step.gamma=-1"], "Option 'gamma' of scheduler 'step'"),
+])
+def test_option_ranges_are_refused_before_any_data_is_read(in_tmp, args, fragment):
+    """Ranges are declared (cvcore.Between), so the plan checks them: the missing folder is never looked at."""
+    result = cv("train", "--dataset", "imagefolder", "--data-dir", "nowhere", *args)
+    assert fragment in refused(result) and "nowhere" not in result.output
 
 
 @pytest.mark.parametrize(("args", "fragment"), [

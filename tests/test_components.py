@@ -37,7 +37,7 @@ def test_mse_on_probabilities():
 
 @pytest.mark.parametrize(("kind", "name", "options", "message"), [
     ("loss", "cross_entropy", {"num_classes": 3, "weight": [1.0, 2.0]}, "2 class weights given for 3 classes"),
-    ("loss", "cross_entropy", {"label_smoothing": 1.5}, "label_smoothing must be between 0.0 and 1.0"),
+    ("loss", "cross_entropy", {"label_smoothing": 1.5}, "'label_smoothing' of loss 'cross_entropy' must be between 0.0 and 1.0, got 1.5"),
 ])
 def test_bad_loss_options(kind, name, options, message):
     with pytest.raises(cvcore.OptionError, match=message):

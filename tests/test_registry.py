@@ -4,7 +4,7 @@ import pytest
 
 import cvcore
 from cvcore.testing import plugin_registered
-from plugins_for_tests import needs_depth, plugin
+from plugins_for_tests import needs_depth, plugin, ranged
 
 
 def test_create_builds_with_options():
@@ -56,6 +56,26 @@ def test_missing_required_option():
         with pytest.raises(cvcore.OptionError, match="needs option\\(s\\) depth"):
             cvcore.create("model", "deep")
         assert len(cvcore.create("model", "deep", depth=3)) == 3
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"share": 1.5}, "Option 'share' of model 'ranged' must be between 0.0 and 1.0, got 1.5."),
+    ({"share": -0.0001}, "Option 'share' of model 'ranged' must be between 0.0 and 1.0, got -0.0001."),
+    ({"pair": [3.0, 2.0]}, "Option 'pair' of model 'ranged' must be (low, high) with 0.0 <= low <= high <= 10.0"),
+    ({"pair": [1.0, 11.0]}, "Option 'pair' of model 'ranged' must be (low, high) with 0.0 <= low <= high <= 10.0"),
+    ({"count": 0}, "Option 'count' of model 'ranged' must be at least 1, got 0."),
+])
+def test_declared_ranges_are_checked_before_the_factory_runs(options, message):
+    with plugin_registered(plugin(register_models=lambda register: register("ranged", ranged)), name="ranges"):
+        with pytest.raises(cvcore.OptionError) as error:
+            cvcore.create("model", "ranged", **options)
+        assert str(error.value) == message or str(error.value).startswith(message)
+        for bound in ({"share": 0.0}, {"share": 1}, {"pair": [2, 2]}, {"count": None}, {"count": 1}):
+            cvcore.create("model", "ranged", **bound)  # the bounds themselves are in range
+        types = {opt.name: opt.type_name for opt in cvcore.get_component("model", "ranged").options}
+        assert types == {"share": "float between 0.0 and 1.0",
+                         "pair": "tuple[float, float] (low, high) with 0.0 <= low <= high <= 10.0",
+                         "count": "int at least 1 | None"}
 
 
 def test_options_are_described_without_building():

@@ -54,7 +54,7 @@ def test_transforms_from_a_toml_file_run_in_order(in_tmp):
 
 @pytest.mark.parametrize(("args", "fragments"), [
     (["--transform", "flipp"], ["Unknown transform 'flipp'", "Did you mean 'flip'?", "cv list transform"]),
-    (["--transform", "flip", "--set", "transforms.flip.p=2"], ["p must be between 0.0 and 1.0, got 2"]),
+    (["--transform", "flip", "--set", "transforms.flip.p=2"], ["Option 'p' of transform 'flip' must be between 0.0 and 1.0, got 2."]),
     (["--transform", "flip", "--set", "transforms.flip.q=1"], ["Unknown option 'q' for transform 'flip'"]),
     (["--transform", "flip", "--set", "transforms.flop.p=1"], ["has options for 'flop'", "Did you mean 'flip'?"]),
 ])

@@ -19,6 +19,34 @@ _PARAM_LINE = re.compile(r"^\s*:param\s+(\w+):\s*(.*)$")
 
 
 @attrs.frozen
+class Between:
+    """The range of an option, declared in its annotation so that it is checked with the run's plan,
+    before any data is read: ``p: Annotated[float, Between(0, 1)] = 0.5``. ``low`` or ``high`` may be
+    None (no bound). A sequence option has each item checked; ``ordered``: its items do not decrease,
+    as a (low, high) pair."""
+
+    low: float | None = None
+    high: float | None = None
+    ordered: bool = False
+
+    def __str__(self) -> str:
+        if self.ordered:
+            low = f"{self.low} <= " if self.low is not None else ""
+            high = f" <= {self.high}" if self.high is not None else ""
+            return f"(low, high) with {low}low <= high{high}"
+        if self.low is not None and self.high is not None:
+            return f"between {self.low} and {self.high}"
+        return f"at least {self.low}" if self.low is not None else f"at most {self.high}"
+
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` (a number, or a sequence of numbers) lies in this range."""
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        inside = all((self.low is None or self.low <= item) and (self.high is None or item <= self.high)
+                     for item in items)
+        return inside and (not self.ordered or items == sorted(items))
+
+
+@attrs.frozen
 class Option:
     """One keyword option of a factory: its name, type, default and help text."""
 
@@ -43,12 +71,25 @@ class Option:
                 f"Option '{self.name}' of {owner} must be {self.type_name}, "
                 f"got {value!r} ({type(value).__name__}).{self._closest_choice(value)}"
             )
+        for bound in _bounds(self.type):
+            if converted is not None and not bound.holds(converted):
+                raise OptionError(f"Option '{self.name}' of {owner} must be {bound}, got {value!r}.")
         return converted
 
     def _closest_choice(self, value: Any) -> str:
         """' Did you mean ...?' for a misspelt choice of a Literal option (``cache=memry``)."""
         choices = [arm for arm in _literal_choices(self.type) if isinstance(arm, str)]
         return did_you_mean(value, choices) if isinstance(value, str) and choices else ""
+
+
+def _bounds(tp: Any) -> list[Between]:
+    """The ranges declared in an annotation, also inside an Optional (``Annotated[float, Between(0, 1)] | None``)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return [meta for meta in tp.__metadata__ if isinstance(meta, Between)]
+    if origin in (typing.Union, types.UnionType):
+        return [bound for arm in args for bound in _bounds(arm)]
+    return []
 
 
 def _literal_choices(tp: Any) -> tuple[Any, ...]:
@@ -136,6 +177,8 @@ def type_name(tp: Any) -> str:
     if tp is Any or isinstance(tp, str):
         return "any" if tp is Any else tp
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return " ".join([type_name(args[0]), *(str(bound) for bound in _bounds(tp))])
     if origin is typing.Literal:
         return " | ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
@@ -153,6 +196,8 @@ def _conform(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is Any or isinstance(tp, str):
         return True, value
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _conform(value, args[0])
     if origin in (typing.Union, types.UnionType):
         for arm in args:
             ok, converted = _conform(value, arm)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import cvcore
+from cvcore import Between
+
+Count = Annotated[int, Between(0)]
 
 
 @cvcore.hookimpl
@@ -63,7 +66,7 @@ def predictions(*, count: int = 16):
 
 
 def checkpoint(*, folder: str = "checkpoints", monitor: str | None = None, mode: Literal["min", "max"] | None = None,
-               keep_last: int = 0, every: int = 1):
+               keep_last: Count = 0, every: Annotated[int, Between(1)] = 1):
     """Save last.safetensors each epoch and best.safetensors when the monitored metric improves.
 
     Weights and trainer state (optimizer, schedulers, scaler, counters, RNG states) go into one
@@ -80,14 +83,11 @@ def checkpoint(*, folder: str = "checkpoints", monitor: str | None = None, mode:
 
     if Path(folder).is_absolute() or ".." in Path(folder).parts or not folder.strip():
         raise OptionError(f"checkpoint: folder must be a relative path inside the run directory, got {folder!r}.")
-    if keep_last < 0 or every < 1:
-        raise OptionError(f"keep_last must be 0 or more and every at least 1, got keep_last={keep_last}, "
-                          f"every={every}.")
 
     return CheckpointCallback(folder, monitor, mode, keep_last, every)
 
 
-def early_stopping(*, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+def early_stopping(*, monitor: str = "val_loss", patience: Count = 5, min_delta: Annotated[float, Between(0.0)] = 0.0,
                    mode: Literal["min", "max"] | None = None):
     """Stop training when a monitored metric has not improved for `patience` epochs.
 
@@ -97,9 +97,6 @@ def early_stopping(*, monitor: str = "val_loss", patience: int = 5, min_delta: f
     :param mode: min if lower is better, max if higher is better (default: as the data set's task
         says; min for losses).
     """
-    from cvcore import OptionError
     from cvcore_callbacks.stopping import EarlyStopping
 
-    if patience < 0 or min_delta < 0:
-        raise OptionError(f"patience and min_delta must be 0 or more, got patience={patience}, min_delta={min_delta}.")
     return EarlyStopping(monitor, patience, min_delta, mode)

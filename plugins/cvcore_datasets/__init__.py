@@ -7,12 +7,14 @@ This module is the plugin's table of contents and stays light: torch is imported
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import cvcore
+from cvcore import Between
 
 Pipeline = Literal["tensor", "pil"]
 Cache = Literal["auto", "memory", "mmap", "off"]
+ValFraction = Annotated[float, Between(0.001, 0.999)]  # both splits keep images
 
 
 @cvcore.hookimpl
@@ -29,7 +31,7 @@ def register_datasets(register):
     register("multilabel_csv", multilabel_csv, task="multilabel")
 
 
-def digits(*, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0):
+def digits(*, image_size: int = 32, val_fraction: ValFraction = 0.2, seed: int = 0):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images), offline; upscaled for conv nets.
 
     :param image_size: side the 8x8 images are resized to (LeNet needs at least 16).
@@ -102,7 +104,7 @@ def imagefolder(*, root: Path = Path("data"), image_size: int = 224, resize: int
     return load_imagefolder(root, image_size, resize, augment, skip_unreadable, cache)
 
 
-def shapes(*, count: int = 1200, size: int = 48, val_fraction: float = 0.2, seed: int = 0, augment: bool = True):
+def shapes(*, count: int = 1200, size: int = 48, val_fraction: ValFraction = 0.2, seed: int = 0, augment: bool = True):
     """Segmentation of random circles, squares and triangles on noisy backgrounds; generated, offline.
 
     :param count: number of images (train + validation).
@@ -117,7 +119,7 @@ def shapes(*, count: int = 1200, size: int = 48, val_fraction: float = 0.2, seed
 
 
 def segfolder(*, root: Path = Path("data"), image_size: int = 256, num_classes: int | None = None,
-              class_names: list[str] | None = None, val_fraction: float = 0.2, seed: int = 0,
+              class_names: list[str] | None = None, val_fraction: ValFraction = 0.2, seed: int = 0,
               augment: bool = True, cache: Cache = "auto"):
     """Segmentation from root/images/* and root/masks/*.png with matching names (pixel = class id).
 
@@ -137,7 +139,7 @@ def segfolder(*, root: Path = Path("data"), image_size: int = 256, num_classes: 
     return load_segfolder(root, image_size, num_classes, class_names, val_fraction, seed, augment, cache)
 
 
-def multilabel_shapes(*, count: int = 4000, size: int = 32, val_fraction: float = 0.2, seed: int = 0,
+def multilabel_shapes(*, count: int = 4000, size: int = 32, val_fraction: ValFraction = 0.2, seed: int = 0,
                       augment: bool = True):
     """Multi-label: which of circle, square and triangle each image shows (1 to 3 shapes); generated, offline.
 

@@ -18,8 +18,6 @@ MIN_PIXELS = 12  # a shape hidden behind others but for a few pixels is not labe
 def load_shapes(count: int, size: int, val_fraction: float, seed: int, augment: bool) -> DataSplits:
     """The segmentation shapes with up to three per image; the label of an image is which kinds of
     shape are visible in it (at least MIN_PIXELS pixels)."""
-    if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
     images, masks = draw_shapes(count, size, seed)
     kinds = torch.arange(1, len(SHAPES)).view(1, -1, 1, 1)
     labels = ((masks.unsqueeze(1) == kinds).sum(dim=(2, 3)) >= MIN_PIXELS).float()

@@ -54,8 +54,6 @@ def draw_shapes(count: int, size: int, seed: int, max_shapes: int = 3) -> tuple[
 
 
 def load_shapes(count: int, size: int, val_fraction: float, seed: int, augment: bool) -> DataSplits:
-    if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
     images, masks = draw_shapes(count, size, seed)
     n_val = max(1, int(round(count * val_fraction)))
     scaled = images[n_val:].float() / 255

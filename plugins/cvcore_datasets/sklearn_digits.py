@@ -13,8 +13,6 @@ def load_digits(image_size: int, val_fraction: float, seed: int) -> DataSplits:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError as exc:
         raise DataError("The 'digits' data set needs scikit-learn: pip install 'cvcore[digits]'.") from exc
-    if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
     bunch = sklearn_digits()
     pixels = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
     pixels = F.interpolate(pixels, size=(image_size, image_size), mode="bilinear", align_corners=False)

@@ -5,9 +5,10 @@ Light module: torch is imported inside factories.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import cvcore
+from cvcore import Between
 
 BOTH = ("classification", "segmentation")
 Mode = Literal["binary", "multiclass", "multilabel"]
@@ -28,7 +29,7 @@ def register_losses(register):
     register("dice_bce", dice_bce, tasks=BOTH)
 
 
-def cross_entropy(*, num_classes: int = 0, label_smoothing: float = 0.0,
+def cross_entropy(*, num_classes: int = 0, label_smoothing: Annotated[float, Between(0.0, 1.0)] = 0.0,
                   weight: list[float] | None = None, ignore_index: int | None = None):
     """Softmax cross-entropy over class logits, with label smoothing and class weights.
 
@@ -40,10 +41,9 @@ def cross_entropy(*, num_classes: int = 0, label_smoothing: float = 0.0,
     """
     import torch
 
-    from cvcore_losses.checks import check_range, check_weight
+    from cvcore_losses.checks import check_weight
     from cvcore_losses.classification import CrossEntropy
 
-    check_range("label_smoothing", label_smoothing, 0.0, 1.0)
     check_weight(weight, num_classes)
     tensor = torch.tensor(weight, dtype=torch.float32) if weight else None
     return CrossEntropy(weight=tensor, label_smoothing=label_smoothing,
@@ -146,7 +146,7 @@ def focal(*, mode: Mode | None = None, from_logits: bool = True, alpha: float | 
                      ignore_index=ignore_index, reduction=reduction)
 
 
-def asymmetric(*, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05):
+def asymmetric(*, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: Annotated[float, Between(0.0, 1.0)] = 0.05):
     """Asymmetric loss for multi-label data (Ridnik et al., 2021): focuses on the few positives.
 
     Per class, with p = sigmoid(logit): positives -(1 - p)^gamma_pos log p; negatives, with the
@@ -157,10 +157,8 @@ def asymmetric(*, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 
     :param gamma_neg: focusing of the negatives: easy negatives count less.
     :param clip: probability margin under which negatives cost nothing (0 turns it off).
     """
-    from cvcore_losses.checks import check_range
     from cvcore_losses.classification import AsymmetricLoss
 
-    check_range("clip", clip, 0.0, 1.0)
     return AsymmetricLoss(gamma_pos, gamma_neg, clip)
 
 

@@ -5,11 +5,6 @@ from __future__ import annotations
 from cvcore import OptionError
 
 
-def check_range(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise OptionError(f"{name} must be between {low} and {high}, got {value}.")
-
-
 def check_weight(weight: list[float] | None, num_classes: int) -> None:
     if weight and num_classes and len(weight) != num_classes:
         raise OptionError(f"{len(weight)} class weights given for {num_classes} classes.")

@@ -6,7 +6,10 @@ a per-iteration linear warm-up with per-epoch steps, as in the CIFAR tutorial's 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import cvcore
+from cvcore import Between
 
 
 @cvcore.hookimpl
@@ -91,7 +94,8 @@ def rmsprop(params, *, lr: float = 1e-2, alpha: float = 0.99, momentum: float = 
                                weight_decay=weight_decay, eps=eps)
 
 
-def warmup(optimizer, *, epochs: float = 1.0, iterations: int | None = None, steps_per_epoch: int = 1):
+def warmup(optimizer, *, epochs: Annotated[float, Between(0.01)] = 1.0,
+           iterations: Annotated[int, Between(1)] | None = None, steps_per_epoch: int = 1):
     """Linear warm-up per iteration from lr/N to lr over N iterations (the tutorial's WarmUpLR).
 
     :param epochs: warm-up length in epochs (may be fractional); ignored if iterations is set.
@@ -100,16 +104,11 @@ def warmup(optimizer, *, epochs: float = 1.0, iterations: int | None = None, ste
     """
     import torch
 
-    from cvcore import OptionError
-
-    if epochs <= 0 or (iterations is not None and iterations < 1):
-        raise OptionError(f"the warm-up must last more than 0 epochs (got epochs={epochs}) and at least 1 "
-                          f"iteration (got iterations={iterations}).")
     total = iterations if iterations is not None else max(1, round(epochs * steps_per_epoch))
     return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / total, total_iters=total - 1 or 1)
 
 
-def step(optimizer, *, step_size: int = 30, gamma: float = 0.1):
+def step(optimizer, *, step_size: Annotated[int, Between(1)] = 30, gamma: Annotated[float, Between(0.0)] = 0.1):
     """Multiply the learning rate by gamma every step_size epochs (x0.1 every 30 by default).
 
     :param step_size: epochs between decays.
@@ -117,11 +116,6 @@ def step(optimizer, *, step_size: int = 30, gamma: float = 0.1):
     """
     import torch
 
-    from cvcore import OptionError
-
-    if step_size < 1 or gamma < 0:
-        raise OptionError(f"step_size must be at least 1 epoch and gamma at least 0, got step_size={step_size}, "
-                          f"gamma={gamma}.")
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
 
 

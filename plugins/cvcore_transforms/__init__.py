@@ -8,7 +8,15 @@ few hundred lines. This module is the plugin's table of contents: torch is impor
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import cvcore
+from cvcore import Between
+
+Share = Annotated[float, Between(0.0, 1.0)]  # a probability, or a share of the images
+Alpha = Annotated[float, Between(0.01, 100.0)]  # of a Beta(alpha, alpha)
+Strength = Annotated[float, Between(0.0, 10.0)]  # a factor drawn from [1 - strength, 1 + strength]
+Ratios = Annotated[tuple[float, float], Between(1e-2, 1e2, ordered=True)]
 
 IGNORE_INDEX = 255  # cvcore.IGNORE_INDEX, without importing torch to list the plugin
 ALL_TASKS = ("classification", "segmentation", "multilabel")  # whose targets geometric transforms carry
@@ -27,17 +35,7 @@ def register_transforms(register):
     register("cutmix", cutmix, tasks=("classification",), soft_targets=True)
 
 
-def _check(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise cvcore.OptionError(f"{name} must be between {low} and {high}, got {value}.")
-
-
-def _check_pair(name: str, pair: tuple[float, float], low: float, high: float) -> None:
-    if not low <= pair[0] <= pair[1] <= high:
-        raise cvcore.OptionError(f"{name} must be (low, high) with {low} <= low <= high <= {high}, got {list(pair)}.")
-
-
-def pad_crop(*, padding: int = 4, ignore_index: int | None = None):
+def pad_crop(*, padding: Annotated[int, Between(1, 1024)] = 4, ignore_index: int | None = None):
     """Pad with black, then crop back at a random offset per image (the CIFAR tutorials' RandomCrop).
 
     :param padding: pixels added on every side; each image shifts by up to this much.
@@ -45,11 +43,10 @@ def pad_crop(*, padding: int = 4, ignore_index: int | None = None):
     """
     from cvcore_transforms.geometric import PadCrop
 
-    _check("padding", padding, 1, 1024)
     return PadCrop(padding, IGNORE_INDEX if ignore_index is None else ignore_index)
 
 
-def flip(*, p: float = 0.5, vertical: bool = False):
+def flip(*, p: Share = 0.5, vertical: bool = False):
     """Mirror each image left-right with probability p (its mask with it).
 
     :param p: probability of mirroring each image.
@@ -57,12 +54,12 @@ def flip(*, p: float = 0.5, vertical: bool = False):
     """
     from cvcore_transforms.geometric import Flip
 
-    _check("p", p, 0.0, 1.0)
     return Flip(p, vertical)
 
 
-def random_resized_crop(*, image_size: tuple[int, int] = (224, 224), scale: tuple[float, float] = (0.08, 1.0),
-                        ratio: tuple[float, float] = (0.75, 4 / 3)):
+def random_resized_crop(*, image_size: tuple[int, int] = (224, 224),
+                        scale: Annotated[tuple[float, float], Between(1e-4, 1.0, ordered=True)] = (0.08, 1.0),
+                        ratio: Ratios = (0.75, 4 / 3)):
     """Crop a random part of each image and resize it to the training size (torchvision's RandomResizedCrop).
 
     :param image_size: output height and width (filled in from the data set).
@@ -71,13 +68,11 @@ def random_resized_crop(*, image_size: tuple[int, int] = (224, 224), scale: tupl
     """
     from cvcore_transforms.geometric import RandomResizedCrop
 
-    _check_pair("scale", scale, 1e-4, 1.0)
-    _check_pair("ratio", ratio, 1e-2, 1e2)
     return RandomResizedCrop(image_size, scale, ratio)
 
 
-def color_jitter(*, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.0,
-                 p: float = 1.0):
+def color_jitter(*, brightness: Strength = 0.4, contrast: Strength = 0.4, saturation: Strength = 0.4,
+                 hue: Annotated[float, Between(0.0, 0.5)] = 0.0, p: Share = 1.0):
     """Random brightness, contrast, saturation and hue per image (torchvision's ColorJitter).
 
     :param brightness: factor drawn from [1 - brightness, 1 + brightness].
@@ -88,15 +83,12 @@ def color_jitter(*, brightness: float = 0.4, contrast: float = 0.4, saturation: 
     """
     from cvcore_transforms.photometric import ColorJitter
 
-    for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
-        _check(name, value, 0.0, 10.0)
-    _check("hue", hue, 0.0, 0.5)
-    _check("p", p, 0.0, 1.0)
     return ColorJitter(brightness, contrast, saturation, hue, p)
 
 
-def random_erasing(*, p: float = 0.25, scale: tuple[float, float] = (0.02, 0.33),
-                   ratio: tuple[float, float] = (0.3, 3.3), value: float | None = None):
+def random_erasing(*, p: Share = 0.25,
+                   scale: Annotated[tuple[float, float], Between(0.0, 1.0, ordered=True)] = (0.02, 0.33),
+                   ratio: Ratios = (0.3, 3.3), value: Share | None = None):
     """Erase a random box of each image chosen with probability p (random erasing / cutout).
 
     :param p: probability of erasing a box in each image.
@@ -106,15 +98,10 @@ def random_erasing(*, p: float = 0.25, scale: tuple[float, float] = (0.02, 0.33)
     """
     from cvcore_transforms.photometric import RandomErasing
 
-    _check("p", p, 0.0, 1.0)
-    _check_pair("scale", scale, 0.0, 1.0)
-    _check_pair("ratio", ratio, 1e-2, 1e2)
-    if value is not None:
-        _check("value", value, 0.0, 1.0)
     return RandomErasing(p, scale, ratio, value)
 
 
-def mixup(*, alpha: float = 0.2, p: float = 0.5, num_classes: int = 10):
+def mixup(*, alpha: Alpha = 0.2, p: Share = 0.5, num_classes: int = 10):
     """Blend each image with another of the batch; the target is the same blend of their labels.
 
     :param alpha: the mixing share is drawn from Beta(alpha, alpha), once per image (0.2, as for
@@ -124,12 +111,10 @@ def mixup(*, alpha: float = 0.2, p: float = 0.5, num_classes: int = 10):
     """
     from cvcore_transforms.mixing import Mixup
 
-    _check("alpha", alpha, 0.01, 100.0)
-    _check("p", p, 0.0, 1.0)
     return Mixup(alpha, p, num_classes)
 
 
-def cutmix(*, alpha: float = 1.0, p: float = 0.5, num_classes: int = 10):
+def cutmix(*, alpha: Alpha = 1.0, p: Share = 0.5, num_classes: int = 10):
     """Paste a box from another image of the batch; the target mixes the labels by area.
 
     :param alpha: the kept share of each image is drawn from Beta(alpha, alpha), once per image.
@@ -138,12 +123,10 @@ def cutmix(*, alpha: float = 1.0, p: float = 0.5, num_classes: int = 10):
     """
     from cvcore_transforms.mixing import CutMix
 
-    _check("alpha", alpha, 0.01, 100.0)
-    _check("p", p, 0.0, 1.0)
     return CutMix(alpha, p, num_classes)
 
 
-def trivial_augment(*, bins: int = 31, ignore_index: int | None = None):
+def trivial_augment(*, bins: Annotated[int, Between(2, 1000)] = 31, ignore_index: int | None = None):
     """TrivialAugment: one random operation at a random strength per image (torchvision's TrivialAugmentWide).
 
     :param bins: number of strength levels.
@@ -152,5 +135,4 @@ def trivial_augment(*, bins: int = 31, ignore_index: int | None = None):
     """
     from cvcore_transforms.policies import TrivialAugment
 
-    _check("bins", bins, 2, 1000)
     return TrivialAugment(bins, IGNORE_INDEX if ignore_index is None else ignore_index)

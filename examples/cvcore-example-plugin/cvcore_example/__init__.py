@@ -3,7 +3,10 @@ including a task of its own (regression) with a data set and a loss for it."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import cvcore
+from cvcore import Between
 
 
 @cvcore.hookimpl
@@ -122,15 +125,12 @@ def signsgd(params, *, lr: float = 0.01):
     return SignSGD(params, lr)
 
 
-def halving(optimizer, *, every: int = 2):
+def halving(optimizer, *, every: Annotated[int, Between(1)] = 2):
     """Halve the learning rate every `every` epochs.
 
-    :param every: epochs between halvings (at least 1).
+    :param every: epochs between halvings (its range is checked by cvcore before any data is read).
     """
     import torch
-
-    if every < 1:  # a bad value: cvcore.OptionError, naming the option, the value and what is allowed
-        raise cvcore.OptionError(f"Option 'every' of scheduler 'halving' must be at least 1, got {every}.")
 
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=every, gamma=0.5)
 
