@@ -9,7 +9,7 @@ import pluggy
 
 from cvcore.api import create, create_transforms, get_component, list_components
 from cvcore.callbacks import Callback
-from cvcore.data import DataInfo, DataSplits
+from cvcore.data import DataInfo, DataSplits, Placement
 from cvcore.errors import (
     AmbiguousNameError,
     ConfigError,
@@ -33,8 +33,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "IGNORE_INDEX", "AmbiguousNameError", "Between", "Callback", "ConfigError", "CvcoreError", "DataError",
-    "DataInfo", "DataSplits", "Metrics", "Monitor", "OptionError", "PluginError", "Task", "TensorImages", "Trainer",
-    "TrainerOptions", "Transform", "UnknownNameError", "__version__",
+    "DataInfo", "DataSplits", "Metrics", "Monitor", "OptionError", "Placement", "PluginError", "Task",
+    "TensorImages", "Trainer", "TrainerOptions", "Transform", "UnknownNameError", "__version__",
     "create", "create_transforms", "get_component", "hookimpl", "list_components", "metric_mode", "task_name",
 ]
 

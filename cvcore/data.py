@@ -36,6 +36,30 @@ class DataInfo:
         return attrs.asdict(self, recurse=False)
 
 
+@attrs.frozen(kw_only=True)
+class Placement:
+    """Where a model's input lies in the image file it was made from (resized, centre-cropped, maybe
+    decoded at a reduced scale), so that a task maps what the model says about input pixels back to
+    the photo. Coordinates are continuous: (0, 0) is the top-left corner of the top-left pixel."""
+
+    #: (height, width) of the file's image, upright (after its EXIF orientation).
+    original_size: tuple[int, int] = attrs.field(converter=tuple)
+    #: (height, width) of the model's input.
+    input_size: tuple[int, int] = attrs.field(converter=tuple)
+    #: (x0, y0, x1, y1): the input's extent in the original image's pixels.
+    box: tuple[float, float, float, float] = attrs.field(converter=tuple)
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Original pixels per input pixel, (along x, along y)."""
+        return ((self.box[2] - self.box[0]) / self.input_size[1], (self.box[3] - self.box[1]) / self.input_size[0])
+
+    def to_original(self, x, y):
+        """Input coordinates (numbers or tensors) as (x, y) in the original image's pixels."""
+        scale_x, scale_y = self.scale
+        return self.box[0] + x * scale_x, self.box[1] + y * scale_y
+
+
 @attrs.frozen
 class DataSplits:
     """What a dataset factory returns: training and validation sets, their metadata, and the

@@ -24,18 +24,31 @@ def read_image(path: Path, channels: int = 3, smallest: int | None = None):
         least this long, and of a strip longer than MAX_ASPECT times its width only the centre is
         kept (a 4000 x 1 PNG would otherwise be resized to 1,024,000 x 256 pixels).
     """
+    return read_image_and_extent(path, channels, smallest)[0]
+
+
+def read_image_and_extent(path: Path, channels: int = 3, smallest: int | None = None):
+    """:func:`read_image`, and where its pixels lie in the file's upright image: ((height, width) of
+    the file's image, upright; (x0, y0, x1, y1) of the returned image in its pixels). They differ
+    from the returned image's own size after draft decoding or the cut of a long strip."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as picture:
+                stored = picture.size
                 if smallest is not None:
                     picture.draft("RGB" if channels == 3 else "L", (smallest, smallest))
                 picture.load()
                 upright = _eight_bit(ImageOps.exif_transpose(picture))
-                kept = upright if smallest is None else _central_strip(upright)
-                return kept.convert("L" if channels == 1 else "RGB")
+                turned = upright.size != picture.size  # EXIF orientations 5 to 8 swap the sides
+                width, height = stored[::-1] if turned else stored
+                box = (0, 0, *upright.size) if smallest is None else _central_box(*upright.size)
+                kept = upright.crop(box) if box != (0, 0, *upright.size) else upright
+                scale_x, scale_y = width / upright.size[0], height / upright.size[1]
+                extent = (box[0] * scale_x, box[1] * scale_y, box[2] * scale_x, box[3] * scale_y)
+                return kept.convert("L" if channels == 1 else "RGB"), (height, width), extent
     except FileNotFoundError:
         raise DataError(f"Image '{path}' does not exist.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -46,13 +59,11 @@ def read_image(path: Path, channels: int = 3, smallest: int | None = None):
         raise DataError(f"Image '{path}' cannot be read ({exc}).") from None
 
 
-def _central_strip(picture):
-    width, height = picture.size
-    if max(width, height) <= MAX_ASPECT * min(width, height):
-        return picture
+def _central_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """The box of a picture kept: all of it, or the centre of a strip longer than MAX_ASPECT."""
     keep_width, keep_height = min(width, MAX_ASPECT * height), min(height, MAX_ASPECT * width)
     left, top = (width - keep_width) // 2, (height - keep_height) // 2
-    return picture.crop((left, top, left + keep_width, top + keep_height))
+    return left, top, left + keep_width, top + keep_height
 
 
 def _eight_bit(picture):

@@ -130,8 +130,12 @@ class Task:
         raise NotImplementedError
 
     def predict(self, output, images: list[Path], class_names: list[str], *, topk: int,
-                output_dir: Path) -> list[dict[str, Any]]:
-        """What `cv predict` reports for each image, as JSON-able dicts with an ``image`` key."""
+                output_dir: Path, placements: list | None = None) -> list[dict[str, Any]]:
+        """What `cv predict` reports for each image, as JSON-able dicts with an ``image`` key.
+
+        ``placements`` (a :class:`cvcore.Placement` per image) say where each input lies in its
+        photo, to map outputs about input pixels (a mask, points, boxes) back onto it. A task whose
+        ``predict`` has no ``placements`` parameter is called without it."""
         raise NotImplementedError
 
     def describe(self, result: dict[str, Any]) -> str:

@@ -87,6 +87,52 @@ def test_predict_reads_a_large_jpeg_as_the_cache_does(tmp_path):
     data = cvcore.create("dataset", "imagefolder", root=tmp_path / "data", image_size=224, resize=256)
     cached = data.val.images[0].float() / 255
     info = {"image_size": [224, 224], "eval_resize": 256, "mean": [0.0] * 3, "std": [1.0] * 3, "in_channels": 3}
-    predicted = preprocess([tmp_path / "data" / "val" / "a" / "0.jpg"], info)[0]
+    predicted = preprocess([tmp_path / "data" / "val" / "a" / "0.jpg"], info)[0][0]
     top = (256 - 224) // 2
     assert (predicted - cached[:, top:top + 224, top:top + 224]).abs().max() <= 1.5 / 255
+
+
+def _edge_photo(path, width, height, edge_x, edge_y, **save):
+    """White where x >= edge_x or y >= edge_y, black elsewhere: two edges at known photo pixels."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[:, edge_x:] = 255
+    pixels[edge_y:, :] = 255
+    Image.fromarray(pixels).save(path, **save)
+
+
+def _edges_in_input(image) -> tuple[float, float]:
+    """Where the input's first row and first column turn white, at sub-pixel precision (the middle
+    of the ramp, in continuous coordinates)."""
+    brightness = image.mean(0)
+    return (float((brightness[0] < 0.5).sum()), float((brightness[:, 0] < 0.5).sum()))
+
+
+@pytest.mark.parametrize(("size", "edges", "info_size", "eval_resize", "save"), [
+    ((64, 40), (30, 25), (32, 32), None, {}),  # landscape, centre crop of the long side
+    ((40, 64), (22, 41), (32, 32), None, {}),  # portrait
+    ((1200, 900), (700, 500), (224, 224), 256, {"quality": 95}),  # a JPEG decoded at half size (draft)
+    ((900, 30), (450, 10), (24, 24), None, {}),  # a strip longer than MAX_ASPECT: only its centre is read
+])
+def test_placements_map_input_pixels_back_to_the_photo(tmp_path, size, edges, info_size, eval_resize, save):
+    suffix = ".jpg" if save else ".png"
+    _edge_photo(tmp_path / f"p{suffix}", *size, *edges, **save)
+    info = {"image_size": list(info_size), "eval_resize": eval_resize, "mean": [0.0] * 3, "std": [1.0] * 3,
+            "in_channels": 3}
+    inputs, (placement,) = preprocess([tmp_path / f"p{suffix}"], info)
+    assert placement.original_size == (size[1], size[0]) and placement.input_size == tuple(info_size)
+    found_x, found_y = placement.to_original(*_edges_in_input(inputs[0]))
+    scale_x, scale_y = placement.scale
+    assert abs(found_x - edges[0]) <= max(1.0, scale_x)  # within one input pixel, as a photo pixel
+    assert abs(found_y - edges[1]) <= max(1.0, scale_y)
+
+
+def test_a_turned_phone_photo_is_placed_upright(tmp_path):
+    stored = np.zeros((30, 50, 3), np.uint8)
+    picture = Image.fromarray(stored)
+    exif = picture.getexif()
+    exif[0x0112] = 6  # stored landscape, viewed portrait
+    picture.save(tmp_path / "portrait.png", exif=exif)
+    info = {"image_size": [24, 24], "eval_resize": None, "mean": [0.0] * 3, "std": [1.0] * 3, "in_channels": 3}
+    _, (placement,) = preprocess([tmp_path / "portrait.png"], info)
+    assert placement.original_size == (50, 30)  # as viewed: 50 high, 30 wide
+    assert placement.box == pytest.approx((0.0, 10.0, 30.0, 40.0), abs=0.01)  # the centre 30 x 30

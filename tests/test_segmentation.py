@@ -14,7 +14,7 @@ from torchvision.models import _api as torchvision_weights
 
 import cvcore
 from cvcore.commands.cli import cli
-from cvcore_tasks.segmentation import SegmentationMetrics
+from cvcore_tasks.segmentation import SegmentationMetrics, mask_over_photo
 from cvcore.testing import check_component
 from cvcore.training.preparation import Preparation
 from fixtures import augmented
@@ -160,6 +160,29 @@ def test_predict_writes_masks_from_checkpoint_and_onnx(tmp_path):
         masks.append(np.array(Image.open(report["mask"])))
     assert masks[0].shape == (32, 32) and masks[0].max() < 4
     assert (masks[0] == masks[1]).mean() > 0.99  # onnxruntime and PyTorch agree pixel for pixel (ties aside)
+    wide = tmp_path / "wide.png"  # a photo that is not square: 40 high, 64 wide, for a 32 x 32 model
+    Image.fromarray(splits.val.images[0].permute(1, 2, 0).numpy()).resize((64, 40)).save(wide)
+    out = CliRunner().invoke(cli, ["predict", str(run), str(wide), "--output-dir", str(tmp_path / "w"), "--json"])
+    report = json.loads(out.output)[0]
+    mask = np.array(Image.open(report["mask"]))
+    # resized to 51 x 32, centre crop from column 10: photo columns 12.5 to 52.7 were seen
+    assert mask.shape == (40, 64) and report["predicted_box"] == pytest.approx([12.55, 0.0, 52.71, 40.0], abs=0.01)
+    assert (mask[:, :12] == 255).all() and (mask[:, 53:] == 255).all() and (mask[:, 13:52] < 4).all()
+    assert sum(report["pixels"].values()) == pytest.approx(1.0)
+
+
+def test_a_mask_lies_over_the_photo_where_the_model_saw_it():
+    """Logits whose class changes at input column 10 and row 20 give a photo mask that changes at the
+    photo pixels those input pixels came from."""
+    placement = cvcore.Placement(original_size=(90, 200), input_size=(32, 32), box=(40.0, 5.0, 130.0, 85.0))
+    columns, rows = torch.arange(32).view(1, -1).expand(32, 32), torch.arange(32).view(-1, 1).expand(32, 32)
+    classes = (columns >= 10).long() + 2 * (rows >= 20).long()
+    mask = mask_over_photo(torch.nn.functional.one_hot(classes, 4).permute(2, 0, 1).float() * 10, placement)
+    edge_x, edge_y = placement.to_original(10, 20)  # 68.125, 55.0
+    assert mask.shape == (90, 200)
+    assert (mask[:, :40] == 255).all() and (mask[:, 130:] == 255).all() and (mask[:5] == 255).all()
+    assert (mask[6:84, 41:int(edge_x) - 2] % 2 == 0).all() and (mask[6:84, int(edge_x) + 2:129] % 2 == 1).all()
+    assert (mask[6:int(edge_y) - 2, 41:129] < 2).all() and (mask[int(edge_y) + 2:84, 41:129] >= 2).all()
 
 
 def test_segfolder_masks_with_ignored_pixels_train_with_the_default_loss(in_tmp):

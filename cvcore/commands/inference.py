@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,8 @@ import torch
 
 from cvcore.errors import ConfigError, DataError, one_line
 from cvcore.export import LoadedModel, load_model
-from cvcore.images import IMAGE_SUFFIXES, read_image
+from cvcore.data import Placement
+from cvcore.images import IMAGE_SUFFIXES, read_image_and_extent
 from cvcore.runs import config as cfg
 from cvcore.tasks import task_for, task_name
 
@@ -106,16 +108,30 @@ def image_files(paths: list[Path]) -> list[Path]:
     return found
 
 
-def preprocess(paths: list[Path], info: dict[str, Any]) -> torch.Tensor:
+def preprocess(paths: list[Path], info: dict[str, Any]) -> tuple[torch.Tensor, list[Placement]]:
     """As validation does: resize the shorter side (to ``eval_resize``, else to the training size;
-    torch's resize, as the folder cache's), center-crop to the training size, scale to [0, 1] and normalise."""
-    from torchvision.transforms import v2
+    torch's resize, as the folder cache's), center-crop to the training size, scale to [0, 1] and
+    normalise. Also where each input lies in its file's image."""
+    inputs, placements = zip(*(_prepared(path, info) for path in paths))
+    return torch.stack(inputs), list(placements)
+
+
+def _prepared(path: Path, info: dict[str, Any]) -> tuple[torch.Tensor, Placement]:
+    from torchvision.transforms.v2 import functional as F
 
     height, width = info["image_size"]
     resize = info.get("eval_resize") or min(height, width)
-    transform = v2.Compose([v2.PILToTensor(), v2.Resize(resize, antialias=True), v2.CenterCrop((height, width)),
-                            v2.ToDtype(torch.float32, scale=True), v2.Normalize(info["mean"], info["std"])])
-    return torch.stack([transform(read_image(path, info["in_channels"], resize)) for path in paths])
+    picture, original_size, (x0, y0, x1, y1) = read_image_and_extent(path, info["in_channels"], resize)
+    pixels = F.pil_to_tensor(picture)
+    short, long = sorted(pixels.shape[-2:])
+    resized = (resize, int(resize * long / short))  # torchvision's Resize(int): the longer side truncated
+    resized_height, resized_width = resized if pixels.shape[-2] <= pixels.shape[-1] else resized[::-1]
+    top, left = int(round((resized_height - height) / 2.0)), int(round((resized_width - width) / 2.0))
+    pixels = F.center_crop(F.resize(pixels, [resized_height, resized_width], antialias=True), [height, width])
+    pixels = F.normalize(F.to_dtype(pixels, torch.float32, scale=True), info["mean"], info["std"])
+    scale_x, scale_y = (x1 - x0) / resized_width, (y1 - y0) / resized_height
+    box = (x0 + left * scale_x, y0 + top * scale_y, x0 + (left + width) * scale_x, y0 + (top + height) * scale_y)
+    return pixels, Placement(original_size=original_size, input_size=(height, width), box=box)
 
 
 def onnx_info(props: dict[str, str], path: Path) -> dict[str, Any]:
@@ -191,8 +207,14 @@ def predict(path: Path, images: list[Path], topk: int, output_dir: Path | None =
     stand for the image files in them; ``which`` checkpoint of a run directory."""
     predictor = Predictor(path, which)
     images = image_files(images)
-    logits = torch.cat([predictor.logits(preprocess(images[start:start + PREDICT_BATCH], predictor.info)).float()
-                        for start in range(0, len(images), PREDICT_BATCH)])
+    outputs, placements = [], []
+    for start in range(0, len(images), PREDICT_BATCH):
+        inputs, placed = preprocess(images[start:start + PREDICT_BATCH], predictor.info)
+        outputs.append(predictor.logits(inputs).float())
+        placements += placed
     task = task_for(predictor.info["task"])
-    results = task.predict(logits, images, predictor.info["class_names"], topk=topk, output_dir=output_dir or Path("."))
+    # A task's predict written before placements existed takes no such argument: it is not given one.
+    where = {"placements": placements} if "placements" in inspect.signature(task.predict).parameters else {}
+    results = task.predict(torch.cat(outputs), images, predictor.info["class_names"], topk=topk,
+                           output_dir=output_dir or Path("."), **where)
     return results, [task.describe(result) for result in results]
