@@ -10,6 +10,7 @@ import pluggy
 from cvcore.api import create, create_transforms, get_component, list_components
 from cvcore.callbacks import Callback
 from cvcore.data import DataInfo, DataSplits, Placement
+from cvcore.deprecations import CvcoreDeprecationWarning
 from cvcore.errors import (
     AmbiguousNameError,
     ConfigError,
@@ -32,9 +33,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
-    "IGNORE_INDEX", "AmbiguousNameError", "Between", "Callback", "ConfigError", "CvcoreError", "DataError",
-    "DataInfo", "DataSplits", "Metrics", "Monitor", "OptionError", "Placement", "PluginError", "Task",
-    "TensorImages", "Trainer", "TrainerOptions", "Transform", "UnknownNameError", "__version__",
+    "IGNORE_INDEX", "AmbiguousNameError", "Between", "Callback", "ConfigError", "CvcoreDeprecationWarning",
+    "CvcoreError", "DataError", "DataInfo", "DataSplits", "Metrics", "Monitor", "OptionError", "Placement",
+    "PluginError", "Task", "TensorImages", "Trainer", "TrainerOptions", "Transform", "UnknownNameError", "__version__",
     "create", "create_transforms", "get_component", "hookimpl", "list_components", "metric_mode", "task_name",
 ]
 

@@ -69,4 +69,9 @@ class DataSplits:
     train: Any
     val: Any
     info: DataInfo
-    transforms: tuple[str | tuple[str, dict[str, Any]], ...] = attrs.field(default=(), converter=tuple, kw_only=True)
+    transforms: tuple[str | tuple[str, dict[str, Any]], ...] = attrs.field(converter=tuple, kw_only=True)
+
+    @transforms.default
+    def _asked_of_the_training_set(self) -> tuple:
+        """What a 0.1 TensorImages asked for with ``crop_padding`` / ``flip`` (deprecated), else none."""
+        return tuple(getattr(self.train, "suggested_transforms", ()))

@@ -460,6 +460,12 @@ def plot(run_dirs: tuple[Path, ...], output: Path | None) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    if not sys.warnoptions:  # a plugin using a deprecated API is told so, unless the user chose filters
+        import warnings
+
+        from cvcore.deprecations import CvcoreDeprecationWarning
+
+        warnings.simplefilter("default", CvcoreDeprecationWarning)
     try:
         cli(prog_name="cv")
     except SystemExit as leaving:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset
 
+from cvcore import deprecations
 from cvcore.training.distributed import shard
 
 IGNORE_INDEX = 255  # the mask value that losses and metrics leave out; transforms fill with it
@@ -27,14 +28,24 @@ class TensorImages(Dataset):
     Images may be stored larger than the data set's ``image_size`` (the folder cache keeps a
     margin for random crops): batches are centre-cropped after the transforms. A memory-mapped
     ``images`` tensor (a cache larger than memory) stays on the host and batches are copied over.
+
+    ``mean``, ``std``, ``crop_padding`` and ``flip`` are the 0.1 form, deprecated: see
+    :mod:`cvcore.deprecations`. ``suggested_transforms`` is what the last two ask for.
     """
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, *, mapped: bool = False) -> None:
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, mean=None, std=None, *, mapped: bool = False,
+                 crop_padding: int = 0, flip: bool = False) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if len(targets) != len(images):
             raise ValueError(f"{len(images)} images but {len(targets)} targets")
         self.images, self.targets, self.mapped = images, targets, mapped
+        if mean is not None or std is not None:
+            deprecations.TENSOR_IMAGES_NORMALISATION.warn()
+        if crop_padding or flip:
+            deprecations.TENSOR_IMAGES_AUGMENTATION.warn()
+        self.suggested_transforms = ((("pad_crop", {"padding": crop_padding}),) if crop_padding else ()) + (
+            ("flip",) if flip else ())
 
     def __len__(self) -> int:
         return len(self.images)
