@@ -121,6 +121,13 @@ class Task:
         """The output shape of a batch of two images, and how to say it (``(N, 10)``)."""
         raise NotImplementedError
 
+    def output_size(self, info) -> int:
+        """The length of the vector a model outputs (per image, or per pixel): what a model's
+        ``num_classes`` option is filled with. The data's items (``num_classes``, ``class_names``:
+        classes, keypoints, ...) are what metrics report on; a task whose model outputs several
+        numbers per item says so here (K keypoints: 2K)."""
+        return info.num_classes
+
     def check_target(self, target, info) -> str | None:
         """What is wrong with one data set item's target, or None (used by cvcore.testing)."""
         return None

@@ -277,7 +277,7 @@ def test_a_dry_run_of_a_resume_loads_the_checkpoint_and_checks_what_the_resume_c
 def test_a_transform_size_that_contradicts_the_data_is_refused(in_tmp):
     refused(cv("train", *QUICK, "--dataset", "multilabel_shapes", "--set", "dataset.count=40", "--loss", "bce",
                "--transform", "random_resized_crop", "--set", "transforms.random_resized_crop.image_size=[64, 64]"),
-            "transform 'random_resized_crop' is set to image_size=(64, 64)", "has image_size=(32, 32)")
+            "transform 'random_resized_crop' is set to image_size=(64, 64)", "needs image_size=(32, 32)")
 
 
 def test_focal_on_multilabel_data_takes_the_multilabel_mode_by_itself(in_tmp):
@@ -314,4 +314,4 @@ def test_a_monitor_is_checked_against_the_data_sets_own_task_before_its_data(in_
                      "which no epoch logs for task classification", "'val_acc1'")
     assert "val_map" not in output and "val_miou" not in output and "val_f1" not in output
     refused(cv("train", *QUICK, "--set", "trainer.monitor=val_map"), "which no epoch logs for task classification")
-    refused(cv("train", *QUICK, "--model", "unet"), "model 'unet' supports segmentation, but data set 'digits'")
+    refused(cv("train", *QUICK, "--model", "unet"), "model 'unet' serves tasks that need a vector per pixel (output form 'map'), but data set 'digits'")

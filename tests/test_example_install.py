@@ -54,3 +54,15 @@ def test_example_plugin_own_test_suite_passes(venv):
     done = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            str(EXAMPLE / "tests")], capture_output=True, text=True, cwd=EXAMPLE)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("model", ["lenet", "resnet18", "tv/resnet18"])
+def test_its_regression_task_trains_with_built_in_models_and_its_suggested_loss(venv, tmp_path, model):
+    """The task needs a vector per image: every built-in classifier gives one, sized by the task."""
+    done = cv_in(venv, "train", "--dataset", "stripe_period", "--model", model, "--epochs", "1",
+                 "--set", "dataset.size=64", "--run-dir", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert "val_mae" in row and "val_acc1" not in row
+    config = (tmp_path / "run" / "config.toml").read_text()
+    assert 'name = "example:huber"' in config  # the task's suggested loss, recorded for a resume

@@ -123,9 +123,11 @@ def test_trainer_logs_segmentation_metrics(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--dataset", "shapes", "--model", "lenet"], "model 'lenet' supports classification and multilabel, but data set 'shapes' is a segmentation task"),
-    (["--model", "unet"], "model 'unet' supports segmentation, but data set 'digits' is a classification task"),
-    (["--dataset", "shapes", "--model", "unet", "--loss", "bce"], "loss 'bce' supports classification and multilabel, but data set 'shapes'"),
+    (["--dataset", "shapes", "--model", "lenet"], "model 'lenet' serves tasks that need a vector per image (output form 'vector'), but data set 'shapes' "
+                                           "is a segmentation task, which needs a vector per pixel (output form 'map')"),
+    (["--model", "unet"], "model 'unet' serves tasks that need a vector per pixel (output form 'map'), but data set 'digits' "
+                                  "is a classification task, which needs a vector per image"),
+    (["--dataset", "shapes", "--model", "unet", "--loss", "bce"], "loss 'bce' serves classification and multilabel, but data set 'shapes'"),
 ])
 def test_task_mismatch_is_refused(args, message):
     result = CliRunner().invoke(cli, ["train", *args, "--epochs", "1"])

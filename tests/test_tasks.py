@@ -170,3 +170,33 @@ def test_a_task_says_which_of_its_metrics_are_better_lower():
 
     task = Regression()
     assert [task.mode(m) for m in ("val_mae", "train_mae", "val_loss", "val_r2")] == ["min", "min", "min", "max"]
+
+
+@pytest.mark.parametrize(("dataset", "model", "loss"), [("digits", "lenet", "losses:cross_entropy"),
+                                                        ("shapes", "unet", "losses:cross_entropy"),
+                                                        ("multilabel_shapes", "lenet", "losses:bce")])
+def test_each_task_suggests_its_loss_and_the_config_records_it(dataset, model, loss):
+    import tomllib
+
+    result = cv("train", "--dataset", dataset, "--model", model, "--print-config")
+    assert result.exit_code == 0, result.output
+    assert tomllib.loads(result.output)["loss"] == {"name": loss}
+    chosen = cv("train", "--dataset", dataset, "--model", model, "--loss", "focal", "--print-config")
+    assert tomllib.loads(chosen.output)["loss"] == {"name": "focal"}  # a chosen loss is kept
+
+
+def test_a_data_set_that_does_not_declare_its_task_gets_its_tasks_loss_once_read(in_tmp):
+    """Registered without task=: before its data the default task's loss is planned; its data says
+    multilabel, so the run trains with bce, and config.toml says so."""
+    from cvcore.testing import plugin_registered
+    from cvcore_datasets import multilabel_shapes
+    from plugins_for_tests import plugin
+
+    def register_datasets(register):
+        register("undeclared", lambda: multilabel_shapes(count=96, size=16))
+
+    with plugin_registered(plugin(register_datasets=register_datasets), name="quiet"):
+        result = cv("train", "--dataset", "undeclared", "--epochs", "1", "--run-dir", "run")
+    assert result.exit_code == 0, result.output
+    assert 'name = "losses:bce"' in (in_tmp / "run" / "config.toml").read_text()
+    assert "val_map" in (in_tmp / "run" / "metrics.jsonl").read_text()

@@ -63,7 +63,7 @@ def test_dry_run_reports_providers_parameters_and_one_batch():
     (["--set", "lr"], "--set expects SECTION.OPTION=VALUE"),
     (["--set", "optimizer.lr=fast"], "Option 'lr' of optimizer 'optim:adam' must be float, got 'fast'"),
     (["-c", "missing.toml"], "Configuration file 'missing.toml' does not exist."),
-    (["--set", "model.num_classes=5"], "model 'lenet' is set to num_classes=5, but data set 'digits' has num_classes=10"),
+    (["--set", "model.num_classes=5"], "model 'lenet' is set to num_classes=5, but data set 'digits' needs num_classes=10"),
     (["--model", "tv/alexnet"], "model 'tv/alexnet' cannot take inputs of shape (2, 1, 32, 32)"),
     (["--dataset", "cifar10", "--data-dir", "nowhere"], "expected nowhere/cifar-10-batches-py/data_batch_1..5"),
     (["--scheduler", "warmup", "--set", "scheduler.cosine.min_lr=0"], "[scheduler] has options for 'cosine', which is not in its name list ['warmup']"),

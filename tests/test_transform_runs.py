@@ -70,7 +70,7 @@ def test_mixing_is_refused_for_segmentation(in_tmp):
     result = cv("train", "--dataset", "shapes", "--set", "dataset.count=40", "--model", "unet", "--transform", "mixup",
                 "--epochs", "1", "--run-dir", "r")
     assert result.exit_code != 0
-    assert "transform 'mixup' supports classification, but data set 'shapes' is a segmentation task" in result.output
+    assert "transform 'mixup' serves classification, but data set 'shapes' is a segmentation task" in result.output
 
 
 def test_mixup_trains_with_soft_targets_and_measures_accuracy_on_the_labels(in_tmp):

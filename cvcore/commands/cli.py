@@ -269,7 +269,7 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
         config = resumed.continued(config)
     checked = plan(config)
     if print_config:
-        click.echo(cfg.to_toml(config), nl=False)
+        click.echo(cfg.to_toml(checked.config), nl=False)
     elif dry_run:
         for line in job.dry_run(checked, resumed):
             click.echo(line)

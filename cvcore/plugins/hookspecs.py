@@ -46,7 +46,10 @@ hookspec = pluggy.HookspecMarker("cvcore")
 def register_tasks(register: Register) -> None:
     """Register tasks: kinds of problem (classification, segmentation, multi-label, ...).
 
-    :param register: call ``register(name, factory, default=False)`` once per task.
+    :param register: call ``register(name, factory, default=False, output=..., loss=...)`` once
+        per task: ``output`` is the form of model output it needs (``"vector"`` per image,
+        ``"map"`` per pixel: models registered with that form serve it), ``loss`` the loss a run
+        gets unless it chooses one (qualified, ``"plugin:name"``).
 
     The factory takes no options and returns a :class:`cvcore.Task`: the output shape it expects
     of a model, the metrics it computes on the device (summed across processes), their per-class
@@ -76,7 +79,8 @@ def register_datasets(register: Register) -> None:
 
     :param register: call ``register(name, factory, summary=...)`` once per data set; with
         ``task="name"`` (the task its DataInfo will name) a run's monitor and components are
-        checked against that task's metrics before any data is read.
+        checked against that task's metrics before any data is read; with ``loss="plugin:name"``
+        a run gets that loss unless it chooses one (else its task's suggested loss).
 
     The factory is called with keyword options only (``root`` receives ``--data-dir`` when the
     factory declares it) and returns a :class:`cvcore.DataSplits`: the training set, the
@@ -134,12 +138,15 @@ def register_transforms(register: Register) -> None:
 def register_models(register: Register) -> None:
     """Register models by name.
 
-    :param register: call ``register(name, factory, summary=..., tasks=(...))`` once per model.
+    :param register: call ``register(name, factory, summary=..., output="vector")`` once per model:
+        ``output`` is the form of its output (``"vector"``: ``(N, num_classes)``, one vector per
+        image; ``"map"``: ``(N, num_classes, H, W)``, one per pixel), and the model serves every task
+        registered as needing that form; or ``tasks=(...)`` names the tasks it serves.
 
     The factory is called with keyword options only and returns a ``torch.nn.Module`` that maps
-    a float batch ``(N, C, H, W)`` to logits ``(N, num_classes)`` (classification) or
-    ``(N, num_classes, H, W)`` (segmentation). Declare ``num_classes`` and ``in_channels`` (and
-    ``image_size`` if the architecture needs it) to have them filled from the data set.
+    a float batch ``(N, C, H, W)`` to its output. Declare ``num_classes`` (filled with the output
+    size the task asks for: the number of classes, or, say, 2 per keypoint) and ``in_channels``
+    (and ``image_size`` if the architecture needs it) to have them filled from the data set.
 
     Example::
 

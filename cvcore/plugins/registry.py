@@ -41,6 +41,10 @@ def _flag(value: Any) -> bool:
     return isinstance(value, bool)
 
 
+def _word(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
 def _task_names(value: Any) -> bool:
     return isinstance(value, tuple) and bool(value) and all(isinstance(v, str) for v in value)
 
@@ -48,11 +52,12 @@ def _task_names(value: Any) -> bool:
 # kind -> register() keyword -> (check, what it must be); task names are checked against the
 # registered tasks when a run is planned, since plugins load in any order
 _METADATA = {
-    "dataset": {"task": (lambda v: isinstance(v, str) and bool(v), "a task name")},
+    "dataset": {"task": (_word, "a task name"), "loss": (_word, "a loss name")},
     "scheduler": {"interval": (lambda v: v in ("step", "epoch"), "one of ('step', 'epoch')")},
-    "model": {"tasks": (_task_names, "a non-empty tuple of task names")},
+    "model": {"tasks": (_task_names, "a non-empty tuple of task names"), "output": (_word, "an output form")},
     "loss": {"tasks": (_task_names, "a non-empty tuple of task names"), "soft_targets": (_flag, "True or False")},
-    "task": {"default": (_flag, "True or False")},
+    "task": {"default": (_flag, "True or False"), "output": (_word, "an output form"),
+             "loss": (_word, "a loss name")},
     "transform": {"tasks": (_task_names, "a non-empty tuple of task names"), "soft_targets": (_flag, "True or False")},
 }
 # kind -> (module, class) that what its factory returns must be an instance of, and how to say it

@@ -10,7 +10,7 @@ import attrs
 
 from cvcore.errors import ConfigError
 from cvcore.runs.plan import (Part, Plan, check_monitors, check_soft_targets, check_supports, filled, providers,
-                              with_default_transforms)
+                              with_data_task_loss, with_default_transforms)
 from cvcore.training.options import TrainerOptions
 
 # Model options that load start weights. A model rebuilt to receive a checkpoint's weights is built
@@ -18,9 +18,17 @@ from cvcore.training.options import TrainerOptions
 START_WEIGHTS = {"pretrained": False, "weights": None}
 
 
+def model_context(info) -> dict[str, Any]:
+    """What a model's options are filled from: the data's fields, with ``num_classes`` the output
+    size the task asks of a model (:meth:`cvcore.Task.output_size`)."""
+    from cvcore.tasks import task_for
+
+    return {**info.fill(), "num_classes": task_for(info.task).output_size(info)}
+
+
 def build_model(part: Part, info, *, from_checkpoint: bool = False):
     """The model of ``part`` sized to the data; ``from_checkpoint``: without its start weights."""
-    options = filled(part, info.fill())
+    options = filled(part, model_context(info))
     if from_checkpoint:
         declared = {opt.name for opt in part.component.options}
         options.update({k: v for k, v in START_WEIGHTS.items() if k in declared})
@@ -35,12 +43,13 @@ def check_fit(plan: Plan, info) -> None:
     for part in plan.parts:
         if part.section == "dataset":  # its options are what the data is made from
             continue
+        wanted = model_context(info) if part.section == "model" else info.fill()
         for field in ("num_classes", "in_channels", "image_size"):
             value = part.options.get(field)
-            if value is not None and _comparable(field, value) != _comparable(field, getattr(info, field)):
+            if value is not None and _comparable(field, value) != _comparable(field, wanted[field]):
                 raise ConfigError(
                     f"{part.component.kind} '{part.component.name}' is set to {field}={value}, but data set "
-                    f"'{data_name}' has {field}={getattr(info, field)}. "
+                    f"'{data_name}' needs {field}={wanted[field]}. "
                     f"Remove the option to take it from the data."
                 )
 
@@ -68,6 +77,7 @@ class Built:
         dataset = plan.part("dataset")
         with distributed.main_first():  # a download (or a cache) is written once, by the main process
             self.data = dataset.component.build(**dataset.options)
+        plan = with_data_task_loss(plan, self.data.info.task)
         self.plan = plan = with_default_transforms(plan, self.data.transforms)
         check_fit(plan, self.data.info)
         check_monitors(plan, self.data.info)

@@ -29,7 +29,8 @@ SECTIONS = ("trainer", *SINGLE, *CHAINED)
 # Names that cvcore itself chooses are qualified (PLUGIN:NAME) with the built-in plugin, so that a
 # plugin registering the same short name never makes the defaults ambiguous.
 # Under every configuration: what a run has unless its file or flags say otherwise.
-BASE: dict[str, Any] = {"loss": {"name": "losses:cross_entropy"}, "scheduler": {"name": []},
+# The loss is the one the data set or its task suggests (plan.with_suggested_loss) unless chosen.
+BASE: dict[str, Any] = {"scheduler": {"name": []},
                         "callbacks": {"name": ["callbacks:checkpoint"]}}
 
 # The default job (`cv train` with no file): real handwritten digits, offline, in seconds.

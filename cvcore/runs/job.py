@@ -46,7 +46,7 @@ def train(config: dict[str, Any], resume: Resume | None = None) -> tuple[dict[st
     checked = plan(config)
     claim = RunDir.claim(config, resuming=resume and resume.run_dir) if distributed.is_main() else None
     run_dir = claim.path if claim else None
-    resolved = cfg.merge(config, {"trainer": {"run_dir": str(run_dir)}}) if run_dir else config
+    resolved = cfg.merge(checked.config, {"trainer": {"run_dir": str(run_dir)}}) if run_dir else checked.config
     try:
         built = Built(attrs.evolve(checked, config=resolved), run_dir, resuming=bool(resume and resume.checkpoint),
                       seed=resume.seed if resume else None)

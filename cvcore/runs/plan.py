@@ -34,6 +34,9 @@ class Plan:
     config: dict[str, Any]
     trainer: dict[str, Any]
     parts: tuple[Part, ...]
+    #: False when the loss is the one suggested before the data was read (its task then unknown
+    #: or the default): the data's own task may then suggest another (:func:`with_data_task_loss`).
+    loss_chosen: bool = True
 
     def part(self, section: str) -> Part:
         return next(p for p in self.parts if p.section == section)
@@ -46,6 +49,8 @@ def plan(config: dict[str, Any]) -> Plan:
     """Resolve every component name and validate every option against its declaration."""
     cfg.check_sections(config, "the configuration")
     check_root(config)
+    loss_chosen = "name" in config.get("loss", {})
+    config = with_suggested_loss(config)
     parts = []
     for section in cfg.SINGLE:
         name = config.get(section, {}).get("name")
@@ -59,7 +64,7 @@ def plan(config: dict[str, Any]) -> Plan:
         TrainerOptions(**trainer)  # the ranges: epochs >= 1, batch_size >= 1, ...
     except ValueError as exc:
         raise ConfigError(f"[trainer] {_range_message(exc)}") from None
-    checked = Plan(config, trainer, tuple(parts))
+    checked = Plan(config, trainer, tuple(parts), loss_chosen)
     declared = declared_task(checked)
     if declared:  # the data set says its task: components made for another are refused before its data
         for part in checked.parts:
@@ -69,6 +74,39 @@ def plan(config: dict[str, Any]) -> Plan:
                        [(p.component.name, p.component.metadata.get("soft_targets", False))
                         for p in checked.chained("transforms")])
     return checked
+
+
+def with_suggested_loss(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with a loss named: the user's, else the one its data set suggests when registered
+    (``loss="..."``), else its task's, else the default task's. Known before any data is read; the
+    run's config.toml records it, so the run runs again as it was."""
+    from cvcore.tasks import task_component
+
+    if "name" in config.get("loss", {}):
+        return config
+    dataset = config.get("dataset", {}).get("name")
+    metadata = registry().get("dataset", dataset).metadata if isinstance(dataset, str) else {}
+    try:
+        suggested = metadata.get("loss") or task_component(metadata.get("task")).metadata.get("loss")
+    except CvcoreError:  # its task's plugin is not loaded: the data set's build will say so
+        suggested = None
+    if suggested is None:
+        return config  # planning asks for a loss by name
+    return {**config, "loss": {**config.get("loss", {}), "name": suggested}}
+
+
+def with_data_task_loss(plan: Plan, task: str | None) -> Plan:
+    """``plan`` with the loss that the data's task suggests, when the loss was not chosen and the
+    data set did not say its task before its data was read."""
+    from cvcore.tasks import task_component
+
+    suggested = task_component(task).metadata.get("loss")
+    current = plan.part("loss").component
+    if plan.loss_chosen or suggested is None or current.is_named(suggested):
+        return plan
+    part = _part("loss", suggested, plan.part("loss").options)
+    config = {**plan.config, "loss": {**plan.config["loss"], "name": suggested}}
+    return attrs.evolve(plan, config=config, parts=tuple(part if p.section == "loss" else p for p in plan.parts))
 
 
 def check_soft_targets(loss: Component, transforms: list[tuple[str, bool]]) -> None:
@@ -107,17 +145,27 @@ def declared_task(plan: Plan) -> str | None:
 
 
 def check_supports(component: Component, task: str | None, data: str) -> None:
-    """Refuse ``component`` when it declares tasks and ``task`` (None: the default task) is not among them."""
+    """Refuse ``component`` when it declares what it serves and ``task`` (None: the default task)
+    is not of it: a model serves the tasks it names and every task that needs the output form it
+    gives (``output="vector"``), a loss or a transform the tasks it names."""
     from cvcore.tasks import check_task_names, task_component
 
-    tasks = component.metadata.get("tasks")
-    if not tasks:
+    tasks, output = component.metadata.get("tasks", ()), component.metadata.get("output")
+    if not tasks and not output:
         return
     check_task_names(tasks, f"{component.kind} '{component.qualified_name}'")
     kind = task_component(task)
-    if not any(kind.is_named(name) for name in tasks):
-        raise ConfigError(f"{component.kind} '{component.name}' supports {' and '.join(tasks)}, but "
-                          f"{data} is a {kind.name} task. See 'cv list {component.kind}'.")
+    needed = kind.metadata.get("output")
+    if any(kind.is_named(name) for name in tasks) or (output is not None and output == needed):
+        return
+    serves = [*tasks, *([f"tasks that need {_FORMS.get(output, output)}"] if output else [])]
+    needs = f", which needs {_FORMS.get(needed, needed)}" if needed else ""
+    raise ConfigError(f"{component.kind} '{component.name}' serves {' and '.join(serves)}, but {data} is a "
+                      f"{kind.name} task{needs}. See 'cv list {component.kind}'.")
+
+
+# How to say the output forms that the built-in tasks and models declare; a plugin may name others.
+_FORMS = {"vector": "a vector per image (output form 'vector')", "map": "a vector per pixel (output form 'map')"}
 
 
 def check_monitors(plan: Plan, info=None) -> None:
@@ -177,7 +225,7 @@ def with_default_transforms(plan: Plan, suggested) -> Plan:
     parts = tuple(_part("transforms", name, dict(options)) for name, options in pairs)
     section = {"name": [p.component.qualified_name for p in parts]}
     section.update({p.component.qualified_name: p.options for p in parts if p.options})
-    return Plan({**plan.config, "transforms": section}, plan.trainer, plan.parts + parts)
+    return attrs.evolve(plan, config={**plan.config, "transforms": section}, parts=plan.parts + parts)
 
 
 def _part(section: str, name: str, options: dict[str, Any]) -> Part:

@@ -11,21 +11,22 @@ from pathlib import Path
 import cvcore
 from cvcore_models.torchvision_names import CLASSIFICATION_MODELS, SEGMENTATION_MODELS
 
-# An image-level logit per class serves single- and multi-label classification alike.
-CLASSIFY, SEGMENT = ("classification", "multilabel"), ("segmentation",)
+# The output form a model gives: "vector" (one per image: classification, multi-label and any
+# task of a vector per image), "map" (a vector per pixel: segmentation).
+VECTOR, MAP = "vector", "map"
 
 
 @cvcore.hookimpl
 def register_models(register):
-    register("lenet", lenet, tasks=CLASSIFY)
-    register("mlp", mlp, tasks=CLASSIFY)
-    register("resnet18", resnet18, tasks=CLASSIFY)
-    register("unet", unet, tasks=SEGMENT)
+    register("lenet", lenet, output=VECTOR)
+    register("mlp", mlp, output=VECTOR)
+    register("resnet18", resnet18, output=VECTOR)
+    register("unet", unet, output=MAP)
     for name in CLASSIFICATION_MODELS:
-        register(f"tv/{name}", _torchvision_factory(name, "classification"), tasks=CLASSIFY,
+        register(f"tv/{name}", _torchvision_factory(name, "classification"), output=VECTOR,
                  summary=f"torchvision {name}, head sized to the data")
     for name in SEGMENTATION_MODELS:
-        register(f"tv/{name}", _torchvision_factory(name, "segmentation"), tasks=SEGMENT,
+        register(f"tv/{name}", _torchvision_factory(name, "segmentation"), output=MAP,
                  summary=f"torchvision {name} segmentation, head sized to the data")
 
 

@@ -7,9 +7,10 @@ import cvcore
 
 @cvcore.hookimpl
 def register_tasks(register):
-    register("classification", classification_task, default=True)
-    register("segmentation", segmentation_task)
-    register("multilabel", multilabel_task)
+    # output: the form of a model's output the task needs; loss: the loss a run gets unless it chooses
+    register("classification", classification_task, default=True, output="vector", loss="losses:cross_entropy")
+    register("segmentation", segmentation_task, output="map", loss="losses:cross_entropy")
+    register("multilabel", multilabel_task, output="vector", loss="losses:bce")
 
 
 def classification_task():

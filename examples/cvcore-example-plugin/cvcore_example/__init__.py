@@ -11,13 +11,15 @@ from cvcore import Between
 
 @cvcore.hookimpl
 def register_tasks(register):
-    register("regression", regression)
+    # output="vector": a model's output is one vector per image, so every built-in classifier
+    # (lenet, resnet18, tv/...) serves it, sized by Regression.output_size; loss: the default loss
+    register("regression", regression, output="vector", loss="example:huber")
 
 
 @cvcore.hookimpl
 def register_datasets(register):
     register("stripes", stripes)
-    register("stripe_period", stripe_period)
+    register("stripe_period", stripe_period, task="regression")
 
 
 @cvcore.hookimpl
