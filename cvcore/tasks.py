@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cvcore.errors import ConfigError, PluginError, did_you_mean
+from cvcore.errors import ConfigError, CvcoreError, PluginError, did_you_mean, one_line
 
 
 def metric_mode(name: str) -> str:
@@ -55,10 +55,23 @@ class Monitor:
 class Metrics:
     """Sums kept on the device during an epoch and read back once at its end (no per-step sync).
 
-    A task's ``metrics()`` returns one of these. ``tensors()`` are summed across processes before
-    ``compute()``; ``rows()`` (for metrics that need every prediction, such as exact average
-    precision) are concatenated across processes. Per-class detail and a confusion matrix are asked
-    for only when ``detailed``."""
+    A task's ``metrics()`` returns one of these; the Trainer and `cv eval` use exactly this:
+
+    - ``update(output, target, loss)`` after every step (training: the model's output detached;
+      validation: under ``torch.inference_mode``), on the training device: add to tensors there,
+      never read one back to the host (``.item()``, ``.tolist()``, ``bool(tensor)``).
+    - ``seen``: add the batch's image count (a host int); the Trainer reads it for images/s.
+    - ``running()`` on the progress bar (every few steps, on the main process): may sync.
+    - ``tensors()`` once after the epoch: tensors summed in place across processes. Use float32,
+      float64 or int64 (the dtypes every backend sums, NCCL and gloo alike), not bool or uint8.
+    - ``rows()`` once after that: tensors with one row per image, concatenated across processes.
+    - ``compute(prefix)`` once after that: the logged numbers, as plain floats (NaN where undefined).
+    - ``per_class()``, ``per_class_name``, ``confusion_matrix()``: validation detail, read after
+      ``compute``; ``headline``: the name of ``running()``'s second number.
+
+    Per-class detail and a confusion matrix are asked for only when ``detailed``. Any other
+    attribute is yours: the Trainer reads nothing else. An exception raised in these methods is
+    reported as one paragraph naming the task's plugin (:func:`guarded_metrics`)."""
 
     per_class_name = "score"
     headline = "score"  # what the second number of running() is, on the progress bar
@@ -92,6 +105,43 @@ class Metrics:
     def confusion_matrix(self) -> list[list[int]] | None:
         """Counts by (true class, predicted class), or None where the task has no such matrix."""
         return None
+
+
+class GuardedMetrics:
+    """A task's :class:`Metrics`, whose own exceptions become one paragraph naming its plugin."""
+
+    def __init__(self, metrics: Metrics, owner: str) -> None:
+        self._metrics, self._owner = metrics, owner
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._metrics, name)
+        if not callable(value):
+            return value
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            except CvcoreError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"{self._owner} failed in Metrics.{name}(): {one_line(exc)}. "
+                                  f"Set CVCORE_DEBUG=1 for the traceback.") from exc
+
+        return guarded
+
+
+def guarded_metrics(task: str | None, num_classes: int, device, detailed: bool) -> Metrics:
+    """The metrics of ``task``, their exceptions told as the task plugin's (not a traceback deep in
+    the Trainer after a whole epoch)."""
+    component = task_component(task)
+    owner = f"task '{component.qualified_name}' ({component.plugin.provider})"
+    try:
+        metrics = component.build().metrics(num_classes, device, detailed)
+    except CvcoreError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{owner} failed in Task.metrics(): {one_line(exc)}.") from exc
+    return GuardedMetrics(metrics, owner)  # type: ignore[return-value]
 
 
 class Task:

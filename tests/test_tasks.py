@@ -200,3 +200,86 @@ def test_a_data_set_that_does_not_declare_its_task_gets_its_tasks_loss_once_read
     assert result.exit_code == 0, result.output
     assert 'name = "losses:bce"' in (in_tmp / "run" / "config.toml").read_text()
     assert "val_map" in (in_tmp / "run" / "metrics.jsonl").read_text()
+
+
+def _recounting_task():
+    """A task whose metrics call their own attribute `count` (not a tensor), as a plugin may."""
+    from cvcore_tasks.classification import Classification
+
+    class LossOnly(cvcore.Metrics):
+        def __init__(self, device):
+            self.count = "mine"  # the Trainer once read metrics.count as the image count
+            self.sums = torch.zeros(2, device=device)  # loss sum, images
+
+        def update(self, output, target, loss):
+            self.seen += len(target)
+            self.sums += torch.stack([loss.detach().float() * len(target), loss.new_tensor(float(len(target)))])
+
+        def running(self):
+            loss, images = self.sums.tolist()
+            return loss / max(images, 1), 0.0
+
+        def tensors(self):
+            return [self.sums]
+
+        def compute(self, prefix):
+            loss, images = self.sums.tolist()
+            return {f"{prefix}_loss": loss / max(images, 1)}
+
+    class Recounting(Classification):
+        default_monitor = "val_loss"
+
+        def metric_names(self, num_classes, detailed):
+            return ["loss"]
+
+        def metrics(self, num_classes, device, detailed):
+            return LossOnly(device)
+
+    return Recounting()
+
+
+def _failing_task():
+    """Classification whose metrics' update raises: the plugin's bug."""
+    from cvcore_tasks.classification import Classification
+
+    class Failing(Classification):
+        def metrics(self, num_classes, device, detailed):
+            metrics = super().metrics(num_classes, device, detailed)
+            metrics.update = lambda *args: {}["no such key"]
+            return metrics
+
+    return Failing()
+
+
+@pytest.mark.parametrize(("factory", "fragments"), [
+    (_recounting_task, None),
+    (_failing_task, ["task 'mytasks:clf' (", "failed in Metrics.update(): KeyError: 'no such key'", "CVCORE_DEBUG=1"]),
+])
+def test_metrics_attributes_are_the_tasks_own_and_their_errors_name_the_plugin(in_tmp, factory, fragments):
+    from cvcore.testing import plugin_registered
+    from plugins_for_tests import plugin
+
+    def register_tasks(register):
+        register("clf", factory, output="vector", loss="mytasks:ce")
+
+    def register_datasets(register):
+        register("digits_as_clf", lambda: _digits_of_task("mytasks:clf"))
+
+    def register_losses(register):
+        register("ce", lambda: torch.nn.CrossEntropyLoss(), summary="cross-entropy")
+
+    with plugin_registered(plugin(register_tasks=register_tasks, register_datasets=register_datasets,
+                                  register_losses=register_losses), name="mytasks"):
+        result = cv("train", "--dataset", "digits_as_clf", "--epochs", "1", "--run-dir", "run")
+    if fragments is None:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 1 and all(f in result.output for f in fragments), result.output
+    assert "Traceback" not in result.output
+
+
+def _digits_of_task(task: str):
+    import attrs
+
+    data = cvcore.create("dataset", "digits")
+    return cvcore.DataSplits(data.train, data.val, attrs.evolve(data.info, task=task), transforms=data.transforms)

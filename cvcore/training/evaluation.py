@@ -7,7 +7,7 @@ import contextlib
 import torch
 from torch import nn
 
-from cvcore.tasks import Metrics, task_for
+from cvcore.tasks import Metrics, guarded_metrics
 from cvcore.training import distributed
 
 
@@ -16,7 +16,7 @@ def evaluate(model: nn.Module, loss_fn, batches, info, device: torch.device,
     """Validation metrics (with per-class scores, and a confusion matrix where the task has one) of
     ``model`` over ``batches``; used by the Trainer every epoch and by `cv eval`."""
     model.eval()
-    metrics = task_for(info.task).metrics(info.num_classes, device, detailed=True)
+    metrics = guarded_metrics(info.task, info.num_classes, device, detailed=True)
     with torch.inference_mode(), autocast():
         for images, target in batches:
             logits = model(images)

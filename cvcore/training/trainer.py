@@ -17,7 +17,7 @@ from cvcore.api import create_transforms
 from cvcore.callbacks import Callback
 from cvcore.data import DataSplits
 from cvcore.errors import ConfigError, CvcoreError
-from cvcore.tasks import Monitor, task_for
+from cvcore.tasks import Monitor, guarded_metrics, task_for
 from cvcore.training import distributed
 from cvcore.training.batching import (DeviceLoader, batches_of, data_loader, num_batches, set_epoch,
                                      shutdown_workers)
@@ -309,7 +309,7 @@ class Trainer:
         val = self._validate()
         metrics = {"epoch": self.epoch + 1, **train.compute("train"), **val.compute("val"), "lr": self.lr,
                    "seconds": time.perf_counter() - start,
-                   "images_per_second": train.count.item() / max(train_seconds, 1e-9)}
+                   "images_per_second": train.seen * distributed.world_size() / max(train_seconds, 1e-9)}
         self._last_per_class, self._per_class_name = val.per_class(), val.per_class_name
         for scheduler, interval in self.schedulers:
             if interval == "epoch":
@@ -333,7 +333,7 @@ class Trainer:
 
     def _train_epoch(self):
         self.model.train()
-        metrics = self.task.metrics(self.data.info.num_classes, self.device, detailed=False)
+        metrics = guarded_metrics(self.data.info.task, self.data.info.num_classes, self.device, detailed=False)
         total = num_batches(self.train_loader, self.options.limit_train_batches)
         accumulate = self.options.accumulate
         with EpochProgress(self, total) as progress:
