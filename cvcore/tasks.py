@@ -154,6 +154,16 @@ class Task:
     default_monitor = "val_loss"
     output_name = "logits"
     minimized: tuple[str, ...] = ()  # metrics besides losses where lower is better ("mae")
+    #: True when targets hold pixel coordinates (points, boxes) that :meth:`move_targets` moves:
+    #: a geometric transform that does not report its affine map is then refused.
+    targets_have_coordinates = False
+
+    def move_targets(self, targets, matrices, info):
+        """``targets`` after a geometric transform (or the centre crop) whose ``(N, 3, 3)``
+        matrices take each image's input pixel coordinates to its output's (see
+        :meth:`cvcore.Transform.moved`; :func:`cvcore.transforms.move_points` applies them).
+        Default: unchanged (class ids do not move; masks are moved by the transform itself)."""
+        return targets
 
     def mode(self, metric: str) -> str:
         """'min' if lower is better for ``metric`` (a loss, or one of ``minimized``), else 'max'."""
@@ -183,8 +193,16 @@ class Task:
         return None
 
     def example_target(self, info, batch: int):
-        """A valid target batch for ``info`` (used by cvcore.testing to check losses)."""
+        """A valid target batch for ``info`` (used by cvcore.testing to check losses and transforms)."""
         raise NotImplementedError
+
+    def example_info(self):
+        """A small :class:`cvcore.DataInfo` of this task, with which cvcore.testing checks the losses
+        and transforms that serve it (default: 3 items, 3 channels, 16 x 16 pixels)."""
+        from cvcore.data import DataInfo
+
+        return DataInfo(num_classes=3, class_names=["a", "b", "c"], in_channels=3, image_size=(16, 16),
+                        mean=(0.0,) * 3, std=(1.0,) * 3)
 
     def predict(self, output, images: list[Path], class_names: list[str], *, topk: int,
                 output_dir: Path, placements: list | None = None) -> list[dict[str, Any]]:

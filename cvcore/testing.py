@@ -86,25 +86,34 @@ def _check_model(component: Component, options: dict[str, Any]) -> Any:
     return model
 
 
+def _served_tasks(component: Component) -> list[tuple[str, Any, Any]]:
+    """(name, task, its sample DataInfo) for each task ``component`` declares (none: the default task)."""
+    import attrs
+
+    from cvcore.tasks import task_component
+
+    served = []
+    for name in component.metadata.get("tasks") or (None,):
+        registered = task_component(name)
+        task = registered.build()
+        served.append((registered.name, task, attrs.evolve(task.example_info(), task=registered.qualified_name)))
+    return served
+
+
 def _check_loss(component: Component, options: dict[str, Any]) -> Any:
     import torch
 
-    from cvcore.data import DataInfo
-    from cvcore.tasks import task_for
-
-    loss_fn = component.build(**options)
-    classes = options.get("num_classes", 3)
-    info = DataInfo(num_classes=classes, class_names=[str(i) for i in range(classes)], in_channels=3,
-                    image_size=(8, 8), mean=(0.0,) * 3, std=(1.0,) * 3)
-    task = task_for((component.metadata.get("tasks") or (None,))[0])  # a loss is checked on its first task
-    shape, _ = task.expected_output(info)
-    logits = torch.randn(shape, requires_grad=True)
-    value = loss_fn(logits, task.example_target(info, shape[0]))
-    label = f"loss '{component.name}'"
-    assert value.dim() == 0, f"{label} returned shape {tuple(value.shape)}, not a scalar"
-    assert torch.isfinite(value), f"{label} returned {value.item()}"
-    value.backward()
-    assert logits.grad is not None and torch.isfinite(logits.grad).all(), f"{label} gives no finite gradient"
+    for task_label, task, info in _served_tasks(component):
+        declared = {opt.name for opt in component.options}
+        loss_fn = component.build(**{**{k: v for k, v in info.fill().items() if k in declared}, **options})
+        shape, _ = task.expected_output(info)
+        logits = torch.randn(shape, requires_grad=True)
+        value = loss_fn(logits, task.example_target(info, shape[0]))
+        label = f"loss '{component.name}' on task '{task_label}'"
+        assert value.dim() == 0, f"{label} returned shape {tuple(value.shape)}, not a scalar"
+        assert torch.isfinite(value), f"{label} returned {value.item()}"
+        value.backward()
+        assert logits.grad is not None and torch.isfinite(logits.grad).all(), f"{label} gives no finite gradient"
     return loss_fn
 
 
@@ -159,23 +168,34 @@ def _check_task(component: Component, options: dict[str, Any]) -> Any:
 
 
 def _check_transform(component: Component, options: dict[str, Any]) -> Any:
+    """On each task it serves: the task's own sample targets (class ids, rows, masks, ...) come back
+    of the same shape, unchanged by a transform that moves no pixel; a geometric one also takes
+    and returns uint8 batches."""
     import torch
 
     from cvcore.transforms import Transform
 
-    transform = component.build(**options)
-    label = f"transform '{component.name}'"
-    assert isinstance(transform, Transform), f"{label} is not a cvcore.Transform"
-    classes = options.get("num_classes", 3)
-    images, labels = torch.rand(4, 3, 32, 32), torch.arange(4) % classes
-    out, targets = transform(images.clone(), labels.clone(), torch.Generator().manual_seed(0))
-    assert out.dtype == torch.float32 and out.dim() == 4 and len(out) == 4, f"{label} returned {out.dtype} {tuple(out.shape)}"
-    assert torch.isfinite(out).all(), f"{label} returned non-finite pixels"
-    if transform.soft_targets:
-        assert tuple(targets.shape) == (4, classes), f"{label}: soft targets of shape {tuple(targets.shape)}"
-        assert torch.allclose(targets.sum(1), torch.ones(4)), f"{label}: soft targets do not sum to 1"
-    else:
-        assert torch.equal(targets, labels), f"{label} changed class ids"
+    for task_label, task, info in _served_tasks(component):
+        declared = {opt.name for opt in component.options}
+        transform = component.build(**{**{k: v for k, v in info.fill().items() if k in declared}, **options})
+        label = f"transform '{component.name}' on task '{task_label}'"
+        assert isinstance(transform, Transform), f"{label} is not a cvcore.Transform"
+        images = torch.rand(4, info.in_channels, *info.image_size)
+        batches = [images, (images * 255).round().to(torch.uint8)] if transform.geometric else [images]
+        for pixels in batches:
+            targets = task.example_target(info, 4)
+            out, moved = transform(pixels.clone(), targets.clone(), torch.Generator().manual_seed(0))
+            assert out.dtype == pixels.dtype and out.dim() == 4 and len(out) == 4, \
+                f"{label} returned {out.dtype} {tuple(out.shape)} for {pixels.dtype} {tuple(pixels.shape)}"
+            assert out.dtype == torch.uint8 or torch.isfinite(out).all(), f"{label} returned non-finite pixels"
+            if transform.soft_targets:
+                assert tuple(moved.shape) == (4, info.num_classes), f"{label}: soft targets {tuple(moved.shape)}"
+                assert torch.allclose(moved.sum(1), torch.ones(4)), f"{label}: soft targets do not sum to 1"
+            elif transform.geometric:
+                assert moved.shape[1:] == targets.shape[1:] or moved.dim() == targets.dim(), \
+                    f"{label} turned targets {tuple(targets.shape)} into {tuple(moved.shape)}"
+            else:
+                assert torch.equal(moved, targets), f"{label} changed the targets, though it moves no pixel"
     return transform
 
 

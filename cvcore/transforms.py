@@ -11,6 +11,11 @@ Targets come as the task made them: class ids ``(N,)``, multi-hot rows ``(N, K)`
 pixels set to the data's ignore value). A transform that mixes images (mixup, cutmix) returns
 class probabilities ``(N, num_classes)`` and sets ``soft_targets``; metrics are then measured
 against the labels the batch had before it.
+
+A transform that moves pixels by an affine map per image says so (``reports_affine``) and returns
+the maps from :meth:`Transform.moved`; the task then moves targets that hold coordinates (points,
+boxes) with them (:meth:`cvcore.Task.move_targets`), so such a task works with every transform that
+reports, and a transform that reports works with every such task.
 """
 
 from __future__ import annotations
@@ -31,10 +36,28 @@ class Transform:
     #: times less memory traffic than floats. The batch is made float before the first transform
     #: that is not geometric.
     geometric: bool = False
+    #: True when :meth:`moved` is implemented: the transform says, per image, the affine map by
+    #: which it moved pixels (identity for an image it left in place). A task whose targets hold
+    #: coordinates refuses a geometric transform that does not report.
+    reports_affine: bool = False
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor,
                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.reports_affine:
+            return self.moved(images, targets, generator)[:2]
         raise NotImplementedError
+
+    def moved(self, images: torch.Tensor, targets: torch.Tensor,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What ``__call__`` returns, plus ``(N, 3, 3)`` float32 matrices taking each input image's
+        pixel coordinates ``(x, y, 1)`` to its output's. Coordinates are continuous: (0, 0) is the
+        top-left corner of the top-left pixel, (W, H) the bottom-right corner of the image."""
+        raise NotImplementedError
+
+
+def move_points(points: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """Points ``(N, K, 2)`` (x, y per point) of each image moved by its ``(N, 3, 3)`` matrix."""
+    return points @ matrices[:, :2, :2].transpose(1, 2) + matrices[:, None, :2, 2]
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

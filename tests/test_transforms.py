@@ -165,7 +165,7 @@ def test_trivial_augment_gives_each_operation_to_a_fair_share_of_the_images(monk
 
     def counted(self, name, images, masks, magnitude):
         seen[name] = seen.get(name, 0) + len(images)
-        return images, masks
+        return images, masks, None
 
     monkeypatch.setattr(TrivialAugment, "_apply", counted)
     run(build("trivial_augment"), torch.rand(COUNT * 2, 3, 4, 4), torch.zeros(COUNT * 2, dtype=torch.long))
@@ -180,7 +180,7 @@ def test_trivial_augment_moves_masks_with_geometric_operations(operation):
     images = (masks.float() / 2).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
     policy = build("trivial_augment", ignore_index=255)
     magnitude = torch.linspace(-SPACE[operation][0], SPACE[operation][0], 16) * 0.5
-    out, moved = policy._apply(operation, images, masks, magnitude)
+    out, moved, _ = policy._apply(operation, images, masks, magnitude)
     inside = moved != 255
     assert (~inside).any() and inside.float().mean() > 0.5
     assert torch.equal((out[:, 0] * 2).round().long()[inside], moved[inside])

@@ -50,7 +50,7 @@ def test_trivial_augment_operations_equal_torchvisions(name, level, sign):
     largest, signed = SPACE[name]
     pixels = photo()
     magnitude = torch.full((len(pixels),), level / (BINS - 1) * largest * (sign if signed else 1.0))
-    ours, _ = TrivialAugment(BINS, 255)._apply(name, pixels.float() / 255, None, magnitude)
+    ours = TrivialAugment(BINS, 255)._apply(name, pixels.float() / 255, None, magnitude)[0]
     their_magnitudes = v2.TrivialAugmentWide._AUGMENTATION_SPACE[THEIRS[name]][0](BINS, *pixels.shape[-2:])
     their_magnitude = 0.0 if their_magnitudes is None else float(their_magnitudes[level])
     their_magnitude *= sign if signed else 1.0

@@ -22,8 +22,17 @@ class Preparation:
 
     def __init__(self, info, device: torch.device, transforms: Sequence[Transform] = (),
                  generator: torch.Generator | None = None) -> None:
-        self.size, self.device = tuple(info.image_size), device
+        from cvcore.tasks import task_for
+
+        self.size, self.device, self.info = tuple(info.image_size), device, info
         self.transforms, self.generator = list(transforms), generator
+        self.task = task_for(info.task)
+        if self.task.targets_have_coordinates:  # their points would silently stay where they were
+            for transform in self.transforms:
+                if transform.geometric and not transform.reports_affine:
+                    raise ConfigError(f"Transform {type(transform).__name__} moves pixels without reporting how "
+                                      f"(Transform.reports_affine), so the targets of task "
+                                      f"'{info.task}' (coordinates) cannot move with them: drop it.")
         std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
         mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
         self.std, self.mean = std, mean
@@ -53,7 +62,11 @@ class Preparation:
                     pixels = pixels.float().div_(255)
             if transform.soft_targets and labels is None:
                 labels = targets
-            pixels, targets = transform(pixels, targets, self.generator)
+            if transform.reports_affine:
+                pixels, targets, matrices = transform.moved(pixels, targets, self.generator)
+                targets = self.task.move_targets(targets, matrices, self.info)
+            else:
+                pixels, targets = transform(pixels, targets, self.generator)
         pixels, targets = self._center_crop(pixels, targets)
         return self._normalised(pixels), targets, targets if labels is None else labels
 
@@ -75,5 +88,10 @@ class Preparation:
                               f"transform that shrinks them) image_size=[{self.size[0]}, {self.size[1]}].")
         top, left = (height - self.size[0]) // 2, (width - self.size[1]) // 2
         window = (..., slice(top, top + self.size[0]), slice(left, left + self.size[1]))
-        is_mask = targets.dim() == 3 and tuple(targets.shape[-2:]) == (height, width)
-        return images[window], targets[window] if is_mask else targets
+        if targets.dim() == 3 and tuple(targets.shape[-2:]) == (height, width):  # masks
+            return images[window], targets[window]
+        if self.task.targets_have_coordinates:
+            shift = torch.eye(3, device=images.device).repeat(len(images), 1, 1)
+            shift[:, 0, 2], shift[:, 1, 2] = -left, -top
+            targets = self.task.move_targets(targets, shift, self.info)
+        return images[window], targets

@@ -141,7 +141,7 @@ def focal(*, mode: Mode | None = None, from_logits: bool = True, alpha: float | 
     """
     from cvcore_losses.overlap import FocalLoss
 
-    mode = mode or ("multilabel" if task == "multilabel" else "multiclass")
+    mode = mode or ("multilabel" if task and cvcore.task_name(task) == "multilabel" else "multiclass")
     return FocalLoss(mode=mode, from_logits=from_logits, alpha=alpha, gamma=gamma,
                      ignore_index=ignore_index, reduction=reduction)
 

@@ -19,15 +19,16 @@ Strength = Annotated[float, Between(0.0, 10.0)]  # a factor drawn from [1 - stre
 Ratios = Annotated[tuple[float, float], Between(1e-2, 1e2, ordered=True)]
 
 IGNORE_INDEX = 255  # cvcore.IGNORE_INDEX, without importing torch to list the plugin
-ALL_TASKS = ("classification", "segmentation", "multilabel")  # whose targets geometric transforms carry
 
 
 @cvcore.hookimpl
 def register_transforms(register):
-    register("pad_crop", pad_crop, tasks=ALL_TASKS)
-    register("flip", flip, tasks=ALL_TASKS)
-    register("random_resized_crop", random_resized_crop, tasks=ALL_TASKS)
-    register("trivial_augment", trivial_augment, tasks=ALL_TASKS)
+    # Geometric transforms serve every task: they move masks themselves and report their affine
+    # map per image (Transform.moved), with which a task moves targets that hold coordinates.
+    register("pad_crop", pad_crop)
+    register("flip", flip)
+    register("random_resized_crop", random_resized_crop)
+    register("trivial_augment", trivial_augment)
     register("color_jitter", color_jitter)
     register("random_erasing", random_erasing)
     # soft_targets: makes class probabilities, which only losses registered with soft_targets take

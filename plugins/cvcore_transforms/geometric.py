@@ -16,22 +16,29 @@ def is_mask(targets: torch.Tensor, images: torch.Tensor) -> bool:
     return targets.dim() == 3 and targets.shape[-2:] == images.shape[-2:]
 
 
+def identities(count: int, like: torch.Tensor) -> torch.Tensor:
+    """(count, 3, 3) identity matrices on ``like``'s device: the affine maps of images left in place."""
+    return torch.eye(3, device=like.device).repeat(count, 1, 1)
+
+
 class PadCrop(cvcore.Transform):
     """Pad every side, then crop back to the original size at a random offset per image."""
 
-    geometric = True
+    geometric = reports_affine = True
 
     def __init__(self, padding: int, ignore_index: int) -> None:
         self.padding, self.ignore_index = padding, ignore_index
 
-    def __call__(self, images, targets, generator):
+    def moved(self, images, targets, generator):
         count, pad = len(images), self.padding
         shifts = torch.randint(0, 2 * pad + 1, (2, count), device=images.device, generator=generator)
         crops = shifted_windows(F.pad(images, (pad,) * 4), shifts, images.shape[-2:])
         if is_mask(targets, images):
             padded = F.pad(targets.unsqueeze(1), (pad,) * 4, value=self.ignore_index)
             targets = shifted_windows(padded, shifts, images.shape[-2:]).squeeze(1)
-        return crops, targets
+        matrices = identities(count, images)
+        matrices[:, :2, 2] = pad - shifts.T.flip(1).float()  # (x, y) move by padding minus (dx, dy)
+        return crops, targets, matrices
 
 
 def shifted_windows(batch: torch.Tensor, shifts: torch.Tensor, size) -> torch.Tensor:
@@ -43,19 +50,23 @@ def shifted_windows(batch: torch.Tensor, shifts: torch.Tensor, size) -> torch.Te
 class Flip(cvcore.Transform):
     """Mirror each image with probability ``p``, left-right (or upside down)."""
 
-    geometric = True
+    geometric = reports_affine = True
 
     def __init__(self, p: float, vertical: bool) -> None:
         self.p, self.vertical = p, vertical
 
-    def __call__(self, images, targets, generator):
+    def moved(self, images, targets, generator):
         flipped = chance(self.p, len(images), images, generator)
         # Each image is read from the batch or its mirror: one index_select, faster than a where.
         pick = torch.arange(len(images), device=images.device) + flipped * len(images)
         axis = -2 if self.vertical else -1
         if is_mask(targets, images):
             targets = torch.cat([targets, targets.flip(axis)]).index_select(0, pick)
-        return torch.cat([images, images.flip(axis)]).index_select(0, pick), targets
+        matrices = identities(len(images), images)
+        row = 1 if self.vertical else 0  # x' = W - x (or y' = H - y) for the mirrored images
+        matrices[:, row, row] = 1 - 2 * flipped.float()
+        matrices[:, row, 2] = flipped.float() * images.shape[axis]
+        return torch.cat([images, images.flip(axis)]).index_select(0, pick), targets, matrices
 
 
 class RandomResizedCrop(cvcore.Transform):
@@ -63,13 +74,14 @@ class RandomResizedCrop(cvcore.Transform):
     aspect ratio (ten tries, then the largest centred box within the ratios), resized to ``size``
     (bilinear with antialiasing; masks: nearest-exact, which keeps pixel centres aligned)."""
 
-    geometric = True
+    geometric = reports_affine = True
 
     def __init__(self, size: tuple[int, int], scale: tuple[float, float], ratio: tuple[float, float]) -> None:
         self.size, self.scale, self.ratio = tuple(size), tuple(scale), tuple(ratio)
 
-    def __call__(self, images, targets, generator):
-        crops = torch.stack(self.draw(images, generator), 1).int().tolist()  # one copy to the host
+    def moved(self, images, targets, generator):
+        drawn = torch.stack(self.draw(images, generator), 1)  # (top, left, height, width) per image
+        crops = drawn.int().tolist()  # one copy to the host
         out = images.new_empty((len(images), images.shape[1], *self.size))
         masks = is_mask(targets, images)
         moved = targets.new_empty((len(images), *self.size)) if masks else targets
@@ -78,7 +90,15 @@ class RandomResizedCrop(cvcore.Transform):
             if masks:
                 crop = targets[i:i + 1, y:y + h, x:x + w].unsqueeze(1).float()
                 moved[i] = F.interpolate(crop, self.size, mode="nearest-exact")[0, 0].to(targets.dtype)
-        return out, moved
+        return out, moved, self._matrices(drawn.float())
+
+    def _matrices(self, drawn: torch.Tensor) -> torch.Tensor:
+        """x' = (x - left) * W' / width, y' = (y - top) * H' / height, per image."""
+        matrices = identities(len(drawn), drawn)
+        scale = torch.tensor(self.size[::-1], device=drawn.device) / drawn[:, [3, 2]]  # (x, y) scales
+        matrices[:, 0, 0], matrices[:, 1, 1] = scale[:, 0], scale[:, 1]
+        matrices[:, :2, 2] = -drawn[:, [1, 0]] * scale
+        return matrices
 
     def draw(self, images, generator, tries: int = 10):
         """(top, left, height, width) of one box per image, as torchvision draws them."""

@@ -10,7 +10,7 @@ import torch
 import cvcore
 from cvcore_transforms import photometric as ph
 from cvcore_transforms.draws import chance
-from cvcore_transforms.geometric import is_mask, warp
+from cvcore_transforms.geometric import identities, is_mask, warp
 
 
 def _affine(kind: str, magnitude: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -44,18 +44,30 @@ SPACE = {
 _BLENDS = {"brightness": ph.brightness, "color": ph.saturation, "contrast": ph.contrast, "sharpness": ph.sharpness}
 
 
+def pixel_matrices(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N, 3, 3) maps from input to output pixel coordinates of grid_sample's ``theta`` (N, 2, 3),
+    which maps output to input in [-1, 1] coordinates (align_corners=False)."""
+    to_unit = torch.tensor([[2 / width, 0, -1], [0, 2 / height, -1], [0, 0, 1]], device=theta.device,
+                           dtype=torch.float64)
+    sampled = torch.cat([theta.double(), to_unit[2:].expand(len(theta), 1, 3)], 1)
+    return torch.linalg.inv(torch.linalg.inv(to_unit) @ sampled @ to_unit).float()
+
+
 class TrivialAugment(cvcore.Transform):
     """One of ``SPACE``'s operations per image, at a magnitude drawn from ``bins`` levels."""
+
+    reports_affine = True  # its shears, translations and rotations (identity for the others)
 
     def __init__(self, bins: int, ignore_index: int) -> None:
         self.bins, self.ignore_index = bins, ignore_index
 
-    def __call__(self, images, targets, generator):
+    def moved(self, images, targets, generator):
         count, device = len(images), images.device
         chosen = torch.randint(0, len(SPACE), (count,), device=device, generator=generator)
         level = torch.randint(0, self.bins, (count,), device=device, generator=generator).float() / (self.bins - 1)
         sign = torch.where(chance(0.5, count, images, generator), -1.0, 1.0)
         images, targets = images.clone(), targets.clone()
+        matrices = identities(count, images)
         # The images of each operation, grouped with one copy to the host (not one per operation).
         order, counts = chosen.argsort(), torch.bincount(chosen, minlength=len(SPACE)).tolist()
         starts = [sum(counts[:index]) for index in range(len(SPACE))]
@@ -65,24 +77,27 @@ class TrivialAugment(cvcore.Transform):
                 continue
             magnitude = level[picked] * largest * (sign[picked] if signed else 1)
             mask = targets[picked] if is_mask(targets, images) else None
-            out, moved = self._apply(name, images[picked], mask, magnitude)
+            out, moved, theta = self._apply(name, images[picked], mask, magnitude)
             images[picked] = out
             if moved is not None:
                 targets[picked] = moved
-        return images, targets
+            if theta is not None:
+                matrices[picked] = pixel_matrices(theta, *images.shape[-2:])
+        return images, targets, matrices
 
     def _apply(self, name, images, masks, magnitude):
+        """(images, masks, the affine theta or None) after operation ``name``."""
         if name in _BLENDS:
-            return _BLENDS[name](images, 1 + magnitude), masks
+            return _BLENDS[name](images, 1 + magnitude), masks, None
         if name == "posterize":
-            return ph.posterize(images, 8 - magnitude.round()), masks
+            return ph.posterize(images, 8 - magnitude.round()), masks, None
         if name == "solarize":
-            return ph.solarize(images, 1 - magnitude), masks
+            return ph.solarize(images, 1 - magnitude), masks, None
         if name == "autocontrast":
-            return ph.autocontrast(images), masks
+            return ph.autocontrast(images), masks, None
         if name == "equalize":
-            return ph.equalize(images), masks
+            return ph.equalize(images), masks, None
         theta = _affine(name, magnitude, *images.shape[-2:])
         targets = masks if masks is not None else torch.zeros(len(images), device=images.device)
         warped, moved = warp(images, targets, theta, self.ignore_index)
-        return warped, moved if masks is not None else None
+        return warped, moved if masks is not None else None, theta
