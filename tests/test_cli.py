@@ -114,7 +114,7 @@ def test_debug_env_shows_the_traceback():
     assert isinstance(result.exception, cvcore.UnknownNameError)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--json"], ["plugins"]])
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--json"], ["plugins"], ["info", "flip", "--json"]])
 def test_listing_never_imports_torch(args):
     code = ("import sys; from cvcore.commands.cli import cli\n"
             f"try: cli({args!r})\nexcept SystemExit: pass\n"

@@ -151,3 +151,18 @@ def test_plot_draws_each_tasks_own_scores():
     shown = dict(panels(multilabel))
     assert shown["scores"] == ["train_f1", "val_f1", "val_map"] and shown["loss"] == ["train_loss", "val_loss"]
     assert dict(panels([{"epoch": 1, "val_loss": 1.0, "val_mae": 0.2, "lr": 0.1}]))["scores"] == ["val_mae"]
+
+
+def test_json_documents_carry_their_format_version(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["format"] == "cvcore-summary/1" and summary["metrics_format"] == "cvcore-metrics/1"
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(isinstance(value, (int, float)) for row in rows for value in row.values())  # numbers only
+    listing = json.loads(CliRunner().invoke(cli, ["list", "--json"]).output)
+    assert listing["format"] == "cvcore-list/1" and listing["components"]
+    info = json.loads(CliRunner().invoke(cli, ["info", "random_resized_crop", "--json"]).output)
+    assert info["format"] == "cvcore-component/1" and info["qualified_name"] == "transforms:random_resized_crop"
+    scale = next(option for option in info["options"] if option["name"] == "scale")
+    assert scale == {"name": "scale", "type": "tuple[float, float] (low, high) with 0.0001 <= low <= high <= 1.0",
+                     "required": False, "default": [0.08, 1.0],
+                     "help": "share of the image's area that the crop covers, drawn uniformly from (low, high)."}

@@ -75,13 +75,13 @@ def list_command(kind: str | None, pattern: str | None, as_json: bool) -> None:
         kind, pattern = None, kind  # `cv list 'res*'`: one argument that is not a kind
     components = cvcore.list_components(kind, pattern)
     if as_json:
-        from cvcore.commands.report import plugin_json
+        from cvcore.commands.report import LIST_FORMAT, plugin_json
 
         reg = registry()
         failed = [plugin_json(p, reg) for p in reg.failures]
         listing = [component_json(c, reg.conflicts()) for c in components]
-        click.echo(json.dumps({"components": listing, "failed_plugins": failed, "warnings": list(reg.warnings)},
-                              indent=2))
+        click.echo(json.dumps({"format": LIST_FORMAT, "components": listing, "failed_plugins": failed,
+                               "warnings": list(reg.warnings)}, indent=2))
         return
     if not components:
         from cvcore.errors import did_you_mean
@@ -95,11 +95,15 @@ def list_command(kind: str | None, pattern: str | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("name")
-def info(name: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def info(name: str, as_json: bool) -> None:
     """Show the documentation and options of one component: NAME, KIND/NAME or PLUGIN:NAME."""
-    from cvcore.commands.report import print_component
+    from cvcore.commands.report import component_detail_json, print_component
 
-    print_component(_console(), find_any_kind(name))
+    if as_json:
+        click.echo(json.dumps(component_detail_json(find_any_kind(name)), indent=2))
+    else:
+        print_component(_console(), find_any_kind(name))
 
 
 def find_any_kind(name: str):

@@ -17,6 +17,27 @@ from cvcore.runs.config import toml_value
 PLURALS = {kind: kind + "es" if kind.endswith("s") else kind + "s" for kind in KINDS}
 
 
+# Versions of the JSON documents cvcore prints and writes. Their keys are only ever added to; a
+# change that removes or changes the meaning of one is a new version.
+LIST_FORMAT, COMPONENT_FORMAT = "cvcore-list/1", "cvcore-component/1"
+
+
+def component_detail_json(comp: Component) -> dict[str, Any]:
+    """`cv info --json`: the listing's fields, the description, registration metadata and options."""
+    options = [{"name": opt.name, "type": opt.type_name, "required": opt.required,
+                "default": None if opt.required else _json_value(opt.default), "help": opt.help}
+               for opt in comp.options]
+    return {"format": COMPONENT_FORMAT, **component_json(comp, set()), "description": description(comp.factory),
+            "metadata": {key: _json_value(value) for key, value in comp.metadata.items()}, "options": options}
+
+
+def _json_value(value: Any) -> Any:
+    """Tuples as lists, paths and other objects as text: what JSON can hold."""
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
 def component_json(comp: Component, conflicts: set[tuple[str, str]]) -> dict[str, Any]:
     return {
         "kind": comp.kind,

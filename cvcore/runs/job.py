@@ -14,6 +14,10 @@ from cvcore.runs.build import Built
 from cvcore.runs.plan import Plan, describe_parts, plan
 from cvcore.runs.resume import Resume
 
+# Versions of summary.json and of the rows of metrics.jsonl (stated in summary.json: a row holds
+# only numbers). Keys are only ever added; removing or changing one is a new version.
+SUMMARY_FORMAT, METRICS_FORMAT = "cvcore-summary/1", "cvcore-metrics/1"
+
 
 def dry_run(plan: Plan, resume: Resume | None = None) -> list[str]:
     """Build everything, check that it fits (and, resuming, what the resume checks and loads), run
@@ -63,7 +67,8 @@ def train(config: dict[str, Any], resume: Resume | None = None) -> tuple[dict[st
             write_text(run_dir / "config.toml", cfg.to_toml(built.plan.config))
         summary = built.trainer.fit(resume.checkpoint if resume else None)
         if claim:
-            write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+            document = {"format": SUMMARY_FORMAT, "metrics_format": METRICS_FORMAT, **summary}
+            write_text(run_dir / "summary.json", json.dumps(document, indent=2) + "\n")
     finally:
         if claim:
             claim.release()
