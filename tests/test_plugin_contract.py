@@ -7,6 +7,22 @@ import tomllib
 import pytest
 from venvs import make_venv, run_cv, write_project
 
+CURRENT = """\
+    import cvcore
+
+
+    @cvcore.hookimpl
+    def register_optimizers(register):
+        register("current_sgd", current_sgd)
+
+
+    def current_sgd(params, *, lr: float = 0.1):
+        '''Plain SGD, from a plugin that needs cvcore>=0.1.'''
+        import torch
+
+        return torch.optim.SGD(params, lr=lr)
+"""
+
 ACME = """\
     import cvcore
 
@@ -192,6 +208,10 @@ def venv(tmp_path_factory):
         write_project(root, "dup-two", "dup", "dup_two", SAME_NAME.format(name="two")),
         write_project(root, "broken-import", "brokenimp", "broken_import", "import not_installed_anywhere\n"),
         write_project(root, "undecorated", "undecorated", "undecorated_plugin", UNDECORATED),
+        write_project(root, "from-the-future", "future", "future_plugin", "raise RuntimeError('imported')\n",
+                      dependencies=("cvcore>=99", "numpy")),
+        write_project(root, "for-this-one", "current", "current_plugin", CURRENT,
+                      dependencies=("cvcore>=0.1", "cvcore-extra>=1; extra == 'more'")),
     ]
     return make_venv(tmp_path_factory.mktemp("venv"), *projects)
 
@@ -245,6 +265,16 @@ def test_list_json_carries_load_failures(venv):
     assert "ModuleNotFoundError" in failed["brokenimp"]
     assert "without @cvcore.hookimpl" in failed["undecorated"]
     assert set(failed) >= {"dup", "brokenimp", "undecorated"}
+
+
+def test_a_plugin_for_another_cvcore_is_reported_without_being_imported(venv):
+    listing = json.loads(run_cv(venv, "list", "--json").stdout)
+    failed = {p["name"]: p["error"] for p in listing["failed_plugins"]}
+    assert "it needs cvcore>=99, and this is cvcore " in failed["future"]
+    assert "imported" not in failed["future"]  # its module never ran
+    assert "current" not in failed  # a plugin whose requirement this cvcore meets loads
+    table = run_cv(venv, "plugins", env={"COLUMNS": "250"}).stdout
+    assert "needs cvcore>=99" in table
 
 
 def test_info_on_a_broken_plugin_says_why(venv):

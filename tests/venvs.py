@@ -28,7 +28,8 @@ def make_venv(path: Path, *projects: Path) -> Path:
     return path
 
 
-def write_project(root: Path, distribution: str, entry_point: str, module: str, source: str) -> Path:
+def write_project(root: Path, distribution: str, entry_point: str, module: str, source: str,
+                  dependencies: tuple[str, ...] = ()) -> Path:
     """A one-module plugin distribution: pyproject.toml naming ``entry_point`` and ``module``.py."""
     project = root / distribution
     project.mkdir(parents=True)
@@ -40,6 +41,7 @@ def write_project(root: Path, distribution: str, entry_point: str, module: str, 
         [project]
         name = "{distribution}"
         version = "1.0"
+        dependencies = {list(dependencies)!r}
 
         [project.entry-points."cvcore.plugins"]
         {entry_point} = "{module}"

@@ -99,7 +99,8 @@ def load_registry() -> Registry:
         if len(eps) > 1:  # two distributions claim one name: PLUGIN:NAME could mean either
             clashing += _name_clash([_plugin_info(ep) for ep in eps])
         else:
-            plugins[name] = _add(manager, _plugin_info(eps[0]), eps[0].load)
+            info = _plugin_info(eps[0])
+            plugins[name] = info if info.error else _add(manager, info, eps[0].load)
     for name, obj in _extra_plugins:
         if manager.is_registered(obj):  # installed too: the test's registration takes its place
             del plugins[manager.get_name(obj)]
@@ -116,7 +117,29 @@ def load_registry() -> Registry:
 
 def _plugin_info(ep: EntryPoint) -> Plugin:
     dist = ep.dist
-    return Plugin(ep.name, dist.name if dist else None, dist.version if dist else None)
+    info = Plugin(ep.name, dist.name if dist else None, dist.version if dist else None)
+    return attrs.evolve(info, error=_other_cvcore_needed(dist.requires or ())) if dist else info
+
+
+def _other_cvcore_needed(requires) -> str | None:
+    """Why a distribution's ``Requires-Dist: cvcore...`` excludes this cvcore, or None: read from its
+    metadata, so a plugin written for another release is reported without being imported."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from cvcore import __version__
+
+    for line in requires:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        applies = requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+        if requirement.name.lower() != "cvcore" or not applies:
+            continue
+        if not requirement.specifier.contains(__version__, prereleases=True):
+            return (f"PluginError: it needs cvcore{requirement.specifier}, and this is cvcore {__version__}: "
+                    f"install a release of the plugin made for it, or the cvcore it needs.")
+    return None
 
 
 def _name_clash(infos: list[Plugin]) -> list[Plugin]:
