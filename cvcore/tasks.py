@@ -154,6 +154,9 @@ class Task:
     default_monitor = "val_loss"
     output_name = "logits"
     minimized: tuple[str, ...] = ()  # metrics besides losses where lower is better ("mae")
+    #: What the data's items (``num_classes``, ``class_names``) are, in the plural: "classes",
+    #: "keypoints", "outputs"; said in run descriptions ("10 classes").
+    items = "classes"
     #: True when targets hold pixel coordinates (points, boxes) that :meth:`move_targets` moves:
     #: a geometric transform that does not report its affine map is then refused.
     targets_have_coordinates = False

@@ -110,6 +110,7 @@ class Shift(cvcore.Transform):
 
 class Keypoints(cvcore.Task):
     default_monitor = "val_pck"
+    items = "keypoints"
     minimized = ("nme",)
     targets_have_coordinates = True
     PCK_SHARE = 0.1  # a point is correct within 10% of the image side

@@ -104,3 +104,9 @@ def test_lenet_learns_the_points_with_flips_and_crops(in_tmp):
     assert result.exit_code == 0, result.output
     best = max(json.loads(line)["val_pck"] for line in (in_tmp / "run" / "metrics.jsonl").read_text().splitlines())
     assert best >= 0.8
+
+
+def test_a_dry_run_names_the_items_as_the_task_does():
+    result = CliRunner().invoke(cli, ["train", "--dataset", "kp_dots", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "2 keypoints, 3x32x32" in result.output

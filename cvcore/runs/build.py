@@ -131,4 +131,4 @@ def check_output_shape(model, info, name: str) -> None:
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
         found = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ConfigError(f"model '{name}' outputs {found}, but the data set needs "
-                          f"{wanted} for its {info.num_classes} classes.")
+                          f"{wanted} for its {info.num_classes} {task_for(info.task).items}.")

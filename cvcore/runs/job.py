@@ -33,7 +33,8 @@ def dry_run(plan: Plan, resume: Resume | None = None) -> list[str]:
     info = built.data.info
     return [*describe_parts(built.plan),
             f"data      {len(built.data.train)} train / {len(built.data.val)} val images, "
-            f"{info.num_classes} classes, {info.in_channels}x{info.image_size[0]}x{info.image_size[1]}",
+            f"{info.num_classes} {trainer.task.items}, {info.in_channels}x{info.image_size[0]}x"
+            f"{info.image_size[1]}",
             f"model     {params:,} parameters ({trainable:,} trainable)",
             *([f"resume    from epoch {trainer.epoch} of '{resume.path}'"] if checkpoint is not None else []),
             f"one batch of {batch_size}: loss {loss:.4f}, backward ok on {trainer.device}"]
