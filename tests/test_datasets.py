@@ -80,3 +80,23 @@ def test_imagefolder_without_splits_says_what_is_missing(tmp_path):
     (tmp_path / "train").mkdir()
     with pytest.raises(cvcore.DataError, match="needs sub-folders train/ and val/.*missing: val/"):
         cvcore.create("dataset", "imagefolder", root=tmp_path)
+
+
+@pytest.mark.parametrize(("name", "options"), [("shapes", {"count": 40, "size": 16}),
+                                               ("multilabel_shapes", {"count": 40, "size": 16}),
+                                               ("imagefolder", {"image_size": 24, "resize": 28}),
+                                               ("digits", {})])
+def test_cv_info_shows_the_transforms_a_data_set_suggests(tmp_path, name, options):
+    from click.testing import CliRunner
+
+    from cvcore.commands.cli import cli
+    from fixtures import write_image_folder
+
+    if name == "imagefolder":
+        write_image_folder(tmp_path / "data")
+        options = {**options, "root": tmp_path / "data"}
+    component = cvcore.get_component("dataset", name)
+    built = cvcore.create("dataset", name, **options).transforms
+    assert component.metadata.get("transforms", ()) == built  # what cv info says is what a run gets
+    shown = CliRunner().invoke(cli, ["info", name]).output
+    assert ("transforms: " in shown) == bool(built)

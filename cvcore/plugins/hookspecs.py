@@ -80,7 +80,8 @@ def register_datasets(register: Register) -> None:
     :param register: call ``register(name, factory, summary=...)`` once per data set; with
         ``task="name"`` (the task its DataInfo will name) a run's monitor and components are
         checked against that task's metrics before any data is read; with ``loss="plugin:name"``
-        a run gets that loss unless it chooses one (else its task's suggested loss).
+        a run gets that loss unless it chooses one (else its task's suggested loss); with
+        ``transforms=(...)`` `cv info` shows the transforms its DataSplits suggest by default.
 
     The factory is called with keyword options only (``root`` receives ``--data-dir`` when the
     factory declares it) and returns a :class:`cvcore.DataSplits`: the training set, the

@@ -45,6 +45,12 @@ def _word(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
 
+def _suggestions(value: Any) -> bool:
+    return isinstance(value, tuple) and all(
+        isinstance(v, str) or (isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], dict))
+        for v in value)
+
+
 def _task_names(value: Any) -> bool:
     return isinstance(value, tuple) and bool(value) and all(isinstance(v, str) for v in value)
 
@@ -52,7 +58,8 @@ def _task_names(value: Any) -> bool:
 # kind -> register() keyword -> (check, what it must be); task names are checked against the
 # registered tasks when a run is planned, since plugins load in any order
 _METADATA = {
-    "dataset": {"task": (_word, "a task name"), "loss": (_word, "a loss name")},
+    "dataset": {"task": (_word, "a task name"), "loss": (_word, "a loss name"),
+                "transforms": (_suggestions, "a tuple of transform names or (name, options) pairs")},
     "scheduler": {"interval": (lambda v: v in ("step", "epoch"), "one of ('step', 'epoch')")},
     "model": {"tasks": (_task_names, "a non-empty tuple of task names"), "output": (_word, "an output form")},
     "loss": {"tasks": (_task_names, "a non-empty tuple of task names"), "soft_targets": (_flag, "True or False")},

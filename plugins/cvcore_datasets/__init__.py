@@ -16,19 +16,26 @@ Pipeline = Literal["tensor", "pil"]
 Cache = Literal["auto", "memory", "mmap", "off"]
 ValFraction = Annotated[float, Between(0.001, 0.999)]  # both splits keep images
 
+# The transforms each data set suggests (with augment=true, the default): its DataSplits carry
+# them, and its registration says them for `cv info`.
+FLIP = ("transforms:flip",)
+FLIP_AND_SHIFT = ("transforms:flip", ("transforms:pad_crop", {"padding": 4}))
+CROP_AND_FLIP = ("transforms:random_resized_crop", "transforms:flip")  # the ImageNet tutorials' augmentation
+LARGE_CROP_AND_FLIP = (("transforms:random_resized_crop", {"scale": [0.5, 1.0]}), "transforms:flip")
+
 
 @cvcore.hookimpl
 def register_datasets(register):
     # task: what DataInfo.task will say, known before any data is read (for planning's checks)
     register("digits", digits, task="classification")
-    register("cifar10", cifar10, task="classification")
+    register("cifar10", cifar10, task="classification", transforms=FLIP_AND_SHIFT)
     register("mnist", mnist, task="classification")
     register("fashion_mnist", fashion_mnist, task="classification")
-    register("imagefolder", imagefolder, task="classification")
-    register("shapes", shapes, task="segmentation")
-    register("segfolder", segfolder, task="segmentation")
-    register("multilabel_shapes", multilabel_shapes, task="multilabel")
-    register("multilabel_csv", multilabel_csv, task="multilabel")
+    register("imagefolder", imagefolder, task="classification", transforms=CROP_AND_FLIP)
+    register("shapes", shapes, task="segmentation", transforms=FLIP)
+    register("segfolder", segfolder, task="segmentation", transforms=LARGE_CROP_AND_FLIP)
+    register("multilabel_shapes", multilabel_shapes, task="multilabel", transforms=FLIP_AND_SHIFT)
+    register("multilabel_csv", multilabel_csv, task="multilabel", transforms=CROP_AND_FLIP)
 
 
 def digits(*, image_size: int = 32, val_fraction: ValFraction = 0.2, seed: int = 0):

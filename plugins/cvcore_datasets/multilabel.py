@@ -10,7 +10,8 @@ import torch
 from cvcore import DataError, DataInfo, DataSplits, TensorImages
 from cvcore_datasets.segmentation import SHAPES, draw_shapes
 from cvcore_datasets.folder_cache import stored_split
-from cvcore_datasets.vision import CROP_AND_FLIP, FLIP_AND_SHIFT, IMAGENET_MEAN, IMAGENET_STD
+from cvcore_datasets import CROP_AND_FLIP, FLIP_AND_SHIFT
+from cvcore_datasets.vision import IMAGENET_MEAN, IMAGENET_STD
 
 MIN_PIXELS = 12  # a shape hidden behind others but for a few pixels is not labelled
 

@@ -11,12 +11,12 @@ import torch
 
 from cvcore import IGNORE_INDEX as IGNORE
 from cvcore import DataError, DataInfo, DataSplits, TensorImages
+from cvcore_datasets import FLIP, LARGE_CROP_AND_FLIP
 from cvcore_datasets.folder_cache import read_mask, stored_split
 from cvcore.images import IMAGE_SUFFIXES
 from cvcore_datasets.vision import IMAGENET_MEAN, IMAGENET_STD, image_files_in
 
 SHAPES = ("background", "circle", "square", "triangle")
-LARGE_CROP_AND_FLIP = (("transforms:random_resized_crop", {"scale": [0.5, 1.0]}), "transforms:flip")
 
 
 def _uniform(low, high, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -62,7 +62,7 @@ def load_shapes(count: int, size: int, val_fraction: float, seed: int, augment: 
     info = DataInfo(task="segmentation", num_classes=len(SHAPES), class_names=SHAPES, in_channels=3,
                     image_size=(size, size), mean=mean, std=std, ignore_index=IGNORE)
     return DataSplits(TensorImages(images[n_val:], masks[n_val:]), TensorImages(images[:n_val], masks[:n_val]), info,
-                      transforms=("transforms:flip",) if augment else ())
+                      transforms=FLIP if augment else ())
 
 
 def find_pairs(root: Path) -> list[tuple[Path, Path]]:

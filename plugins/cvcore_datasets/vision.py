@@ -13,13 +13,12 @@ import torchvision
 from torchvision import transforms as T
 
 from cvcore import DataError, DataInfo, DataSplits, TensorImages
+from cvcore_datasets import CROP_AND_FLIP, FLIP_AND_SHIFT
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The CIFAR tutorials' augmentation; flipping first keeps the order of random draws, and so the
 # results, of the releases whose data sets augmented by themselves.
-FLIP_AND_SHIFT = ("transforms:flip", ("transforms:pad_crop", {"padding": 4}))
-CROP_AND_FLIP = ("transforms:random_resized_crop", "transforms:flip")  # the ImageNet tutorials' augmentation
 _MNISTS = {
     "mnist": (torchvision.datasets.MNIST, "MNIST", (0.1307,), (0.3081,)),
     "fashion_mnist": (torchvision.datasets.FashionMNIST, "FashionMNIST", (0.2860,), (0.3530,)),
