@@ -31,7 +31,8 @@ def register_losses(register):
 
 @cvcore.hookimpl
 def register_transforms(register):
-    register("shift", shift)
+    # It moves no masks (a geometric transform must, for segmentation): it says which task it serves.
+    register("shift", shift, tasks=("kp:keypoints",))
 
 
 def kp_dots(*, count: int = 256, size: int = 32, margin: int = 0, seed: int = 0):
@@ -159,14 +160,16 @@ class Keypoints(cvcore.Task):
 
 
 class PointMetrics(cvcore.Metrics):
-    """Sums of loss, normalised error and correct points, on the device."""
+    """Sums of loss, normalised error and correct points (in all, and per point), on the device."""
 
     headline = "pck"
+    per_class_name = "PCK"  # per point: the data's items are the points, the output has 2 numbers each
 
     def __init__(self, device) -> None:
         import torch
 
-        self.sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss, nme, correct, images
+        # loss, nme, correct, images, then correct per point
+        self.sums = torch.zeros(4 + len(POINTS), device=device, dtype=torch.float64)
 
     def update(self, output, target, loss) -> None:
         import torch
@@ -174,18 +177,22 @@ class PointMetrics(cvcore.Metrics):
         self.seen += len(target)
         side = 32.0  # the images' side: errors are normalised by it
         error = (output.float().view_as(target) - target).norm(dim=-1) / side
-        self.sums += torch.stack([loss.detach().double() * len(target), error.mean(1).sum().double(),
-                                  (error < Keypoints.PCK_SHARE).double().mean(1).sum(),
-                                  error.new_tensor(float(len(target)), dtype=torch.float64)])
+        correct = (error < Keypoints.PCK_SHARE).double()
+        self.sums += torch.cat([torch.stack([loss.detach().double() * len(target), error.mean(1).sum().double(),
+                                             correct.mean(1).sum(), correct.new_tensor(float(len(target)))]),
+                                correct.sum(0)])
 
     def running(self) -> tuple[float, float]:
-        loss, _, correct, images = self.sums.tolist()
+        loss, _, correct, images = self.sums[:4].tolist()
         return loss / max(images, 1), correct / max(images, 1)
 
     def tensors(self):
         return [self.sums]
 
     def compute(self, prefix: str) -> dict[str, float]:
-        loss, nme, correct, images = self.sums.tolist()
+        loss, nme, correct, images = self.sums[:4].tolist()
         images = max(images, 1)
         return {f"{prefix}_loss": loss / images, f"{prefix}_nme": nme / images, f"{prefix}_pck": correct / images}
+
+    def per_class(self) -> list[float | None]:
+        return (self.sums[4:] / self.sums[3].clamp_min(1)).tolist()

@@ -94,6 +94,8 @@ def test_built_in_models_train_the_task_with_its_suggested_loss(in_tmp, model):
     row = json.loads((in_tmp / "run" / "metrics.jsonl").read_text())
     assert {"val_nme", "val_pck"} <= set(row)
     assert 'name = "kp:wing"' in (in_tmp / "run" / "config.toml").read_text()
+    summary = json.loads((in_tmp / "run" / "summary.json").read_text())
+    assert summary["per_class_metric"] == "PCK" and set(summary["per_class"]) == {"red", "green"}  # per point
 
 
 @pytest.mark.slow
