@@ -161,10 +161,11 @@ class Task:
     #: a geometric transform that does not report its affine map is then refused.
     targets_have_coordinates = False
 
-    def move_targets(self, targets, matrices, info):
+    def move_targets(self, targets, matrices, size, info):
         """``targets`` after a geometric transform (or the centre crop) whose ``(N, 3, 3)``
         matrices take each image's input pixel coordinates to its output's (see
-        :meth:`cvcore.Transform.moved`; :func:`cvcore.transforms.move_points` applies them).
+        :meth:`cvcore.Transform.moved`; :func:`cvcore.transforms.move_points` applies them);
+        ``size``: (height, width) of the output images, to clip boxes or mark points outside.
         Default: unchanged (class ids do not move; masks are moved by the transform itself)."""
         return targets
 

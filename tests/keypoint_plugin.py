@@ -138,7 +138,7 @@ class Keypoints(cvcore.Task):
             return f"target {tuple(target.shape)}, expected ({info.num_classes}, 2)"
         return None
 
-    def move_targets(self, targets, matrices, info):
+    def move_targets(self, targets, matrices, size, info):
         return cvcore.transforms.move_points(targets, matrices)
 
     def predict(self, output, images: list[Path], class_names: list[str], *, topk: int, output_dir: Path,

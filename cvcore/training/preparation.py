@@ -64,7 +64,7 @@ class Preparation:
                 labels = targets
             if transform.reports_affine:
                 pixels, targets, matrices = transform.moved(pixels, targets, self.generator)
-                targets = self.task.move_targets(targets, matrices, self.info)
+                targets = self.task.move_targets(targets, matrices, tuple(pixels.shape[-2:]), self.info)
             else:
                 pixels, targets = transform(pixels, targets, self.generator)
         pixels, targets = self._center_crop(pixels, targets)
@@ -93,5 +93,5 @@ class Preparation:
         if self.task.targets_have_coordinates:
             shift = torch.eye(3, device=images.device).repeat(len(images), 1, 1)
             shift[:, 0, 2], shift[:, 1, 2] = -left, -top
-            targets = self.task.move_targets(targets, shift, self.info)
+            targets = self.task.move_targets(targets, shift, self.size, self.info)
         return images[window], targets
