@@ -181,9 +181,25 @@ class Task:
     def metrics(self, num_classes: int, device, detailed: bool) -> Metrics:
         raise NotImplementedError
 
-    def expected_output(self, info) -> tuple[tuple[int, ...], str]:
-        """The output shape of a batch of two images, and how to say it (``(N, 10)``)."""
+    def expected_output(self, info) -> tuple[tuple[int, ...], str] | None:
+        """The output shape of a batch of two images, and how to say it (``(N, 10)``): `cv train`
+        checks a model with one forward pass in eval mode. None: the output is not one tensor
+        (detections per image), and the pass only checks that the model runs."""
         raise NotImplementedError
+
+    def training_step(self, model, images, targets, loss_fn):
+        """One training batch: (the loss to back-propagate, what ``Metrics.update`` receives as the
+        output). Default: ``loss_fn(model(images), targets)``. A task whose models compute their
+        own losses in training (detectors: ``model(images, targets)`` gives a dict of them)
+        calls them here; the Trainer keeps AMP, gradient accumulation and DDP around it."""
+        output = model(images)
+        return loss_fn(output, targets), output
+
+    def validation_step(self, model, images, targets, loss_fn):
+        """:meth:`training_step` for a validation batch: the model in eval mode, under
+        ``torch.inference_mode``. Default: the same as training."""
+        output = model(images)
+        return loss_fn(output, targets), output
 
     def output_size(self, info) -> int:
         """The length of the vector a model outputs (per image, or per pixel): what a model's

@@ -283,3 +283,109 @@ def _digits_of_task(task: str):
 
     data = cvcore.create("dataset", "digits")
     return cvcore.DataSplits(data.train, data.val, attrs.evolve(data.info, task=task), transforms=data.transforms)
+
+
+def _self_loss_task():
+    """A task whose model computes its own losses in training (as detectors do) and gives logits in
+    evaluation: the training step is the task's, and each loss term is logged."""
+    import torch.nn.functional as F
+
+    class Terms(cvcore.Metrics):
+        def __init__(self, device, detailed):
+            self.detailed = detailed
+            self.sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss, ce, l2 or hits, images
+
+        def update(self, output, target, loss):
+            self.seen += len(target)
+            if isinstance(output, dict):  # training: the model's loss terms
+                parts = [output["loss_ce"], output["loss_l2"]]
+            else:  # validation: logits
+                parts = [output.argmax(1).eq(target).sum() / len(target), torch.zeros((), device=target.device)]
+            self.sums += torch.stack([loss.double(), *(p.double() for p in parts),
+                                      torch.ones((), dtype=torch.float64, device=target.device)]) * torch.tensor(
+                [len(target)] * 3 + [len(target)], dtype=torch.float64, device=target.device)
+
+        def running(self):
+            loss, first, _, images = self.sums.tolist()
+            return loss / max(images, 1), first / max(images, 1)
+
+        def tensors(self):
+            return [self.sums]
+
+        def compute(self, prefix):
+            loss, first, second, images = (self.sums / self.sums[3].clamp_min(1)).tolist()
+            if self.detailed:
+                return {f"{prefix}_loss": loss, f"{prefix}_acc": first}
+            return {f"{prefix}_loss": loss, f"{prefix}_loss_ce": first, f"{prefix}_loss_l2": second}
+
+    class SelfLoss(cvcore.Task):
+        default_monitor = "val_acc"
+
+        def metric_names(self, num_classes, detailed):
+            return ["loss", "acc"] if detailed else ["loss", "loss_ce", "loss_l2"]
+
+        def metrics(self, num_classes, device, detailed):
+            return Terms(device, detailed)
+
+        def expected_output(self, info):
+            return None  # checked by running it only
+
+        def example_target(self, info, batch):
+            return torch.arange(batch) % info.num_classes
+
+        def training_step(self, model, images, targets, loss_fn):
+            terms = model(images, targets)
+            return loss_fn(terms, targets), terms
+
+        def validation_step(self, model, images, targets, loss_fn):
+            logits = model(images)
+            return F.cross_entropy(logits, targets), logits
+
+    return SelfLoss()
+
+
+class _LossComputingNet(torch.nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.net = cvcore.create("model", "lenet", num_classes=num_classes, in_channels=1)
+
+    def forward(self, images, targets=None):
+        logits = self.net(images)
+        if self.training and targets is not None:
+            return {"loss_ce": torch.nn.functional.cross_entropy(logits, targets), "loss_l2": 1e-3 * logits.pow(2).mean()}
+        return logits
+
+
+def test_a_task_owns_its_training_step_and_logs_each_loss_term(in_tmp):
+    from cvcore.testing import plugin_registered
+    from plugins_for_tests import plugin
+
+    def summed(*, num_classes: int = 10):
+        """The sum of the loss terms the model computed."""
+        return lambda terms, targets: sum(terms.values())
+
+    def register_tasks(register):
+        register("selfloss", _self_loss_task, loss="own:summed")
+
+    def register_models(register):
+        register("losing_lenet", lambda *, num_classes=10: _LossComputingNet(num_classes), tasks=("own:selfloss",),
+                 summary="lenet computing its own losses")
+
+    def register_losses(register):
+        register("summed", summed, tasks=("own:selfloss",))
+
+    def register_datasets(register):
+        register("digits_selfloss", lambda: _digits_of_task("own:selfloss"), task="own:selfloss")
+
+    hooks = plugin(register_tasks=register_tasks, register_models=register_models, register_losses=register_losses,
+                   register_datasets=register_datasets)
+    with plugin_registered(hooks, name="own"):
+        dry = cv("train", "--dataset", "digits_selfloss", "--model", "losing_lenet", "--dry-run")
+        result = cv("train", "--dataset", "digits_selfloss", "--model", "losing_lenet", "--epochs", "2",
+                    "--run-dir", "run")
+    assert dry.exit_code == 0 and "backward ok" in dry.output, dry.output
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (in_tmp / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {"train_loss_ce", "train_loss_l2", "val_acc"} <= set(rows[-1])
+    assert rows[-1]["train_loss"] == pytest.approx(rows[-1]["train_loss_ce"] + rows[-1]["train_loss_l2"], rel=1e-4)
+    assert rows[-1]["val_acc"] > 0.5

@@ -7,7 +7,7 @@ import contextlib
 import torch
 from torch import nn
 
-from cvcore.tasks import Metrics, guarded_metrics
+from cvcore.tasks import Metrics, guarded_metrics, task_for
 from cvcore.training import distributed
 
 
@@ -17,10 +17,11 @@ def evaluate(model: nn.Module, loss_fn, batches, info, device: torch.device,
     ``model`` over ``batches``; used by the Trainer every epoch and by `cv eval`."""
     model.eval()
     metrics = guarded_metrics(info.task, info.num_classes, device, detailed=True)
+    task = task_for(info.task)
     with torch.inference_mode(), autocast():
         for images, target in batches:
-            logits = model(images)
-            metrics.update(logits, target, loss_fn(logits, target))
+            loss, output = task.validation_step(model, images, target, loss_fn)
+            metrics.update(output, target, loss)
     return combined(metrics)
 
 

@@ -117,6 +117,18 @@ def apply_optimizer_options(optimizer: torch.optim.Optimizer, built: list[dict[s
     return changes
 
 
+def detached(output: Any) -> Any:
+    """A step's output without its graph: a tensor, or the dicts, lists and tuples of tensors that
+    models computing their own losses or detections return."""
+    if isinstance(output, torch.Tensor):
+        return output.detach()
+    if isinstance(output, dict):
+        return {key: detached(value) for key, value in output.items()}
+    if isinstance(output, (list, tuple)):
+        return type(output)(detached(value) for value in output)
+    return output
+
+
 def steps_per_epoch(num_train: int, options: TrainerOptions) -> int:
     """Optimizer steps in one epoch (what per-step schedulers are sized with)."""
     batches = math.ceil(num_train / (options.batch_size * distributed.world_size()))
@@ -233,7 +245,7 @@ class Trainer:
             self.load_state_dict(checkpoint.state())
         images, target, _ = next(self._batches(self.train_loader, 1, train=True))
         with self._autocast():
-            loss = self.loss_fn(self.model(images), target)
+            loss, _ = self.task.training_step(self.model, images, target, self.loss_fn)
         loss.backward()
         self.optimizer.zero_grad(set_to_none=True)
         return len(images), loss.item()
@@ -344,13 +356,12 @@ class Trainer:
                 sync = self.ddp.no_sync() if self.ddp and not stepping else contextlib.nullcontext()
                 with sync:
                     with self._autocast():
-                        logits = self.model(images)
-                        loss = self.loss_fn(logits, target)
+                        loss, output = self.task.training_step(self.model, images, target, self.loss_fn)
                     self.scaler.scale(loss / group if group > 1 else loss).backward()
                 self._check_finite(loss, index)
                 if stepping:
                     self._optimizer_step()
-                metrics.update(logits.detach(), labels, loss)
+                metrics.update(detached(output), labels, loss)
                 for callback in self.callbacks:
                     callback.on_batch_end(self, loss)
                 progress.advance(metrics)
