@@ -216,12 +216,20 @@ class Task:
         """A valid target batch for ``info`` (used by cvcore.testing to check losses and transforms)."""
         raise NotImplementedError
 
+    def example_output(self, info, batch: int):
+        """What a model gives in training for ``batch`` images, as leaves that require grad, to
+        check losses with (default: random values of :meth:`expected_output`'s shape)."""
+        import torch
+
+        shape, _ = self.expected_output(info)
+        return torch.randn(batch, *shape[1:], requires_grad=True)
+
     def example_info(self):
         """A small :class:`cvcore.DataInfo` of this task, with which cvcore.testing checks the losses
-        and transforms that serve it (default: 3 items, 3 channels, 16 x 16 pixels)."""
+        and transforms that serve it (default: 3 items, 3 channels, 32 x 32 pixels)."""
         from cvcore.data import DataInfo
 
-        return DataInfo(num_classes=3, class_names=["a", "b", "c"], in_channels=3, image_size=(16, 16),
+        return DataInfo(num_classes=3, class_names=["a", "b", "c"], in_channels=3, image_size=(32, 32),
                         mean=(0.0,) * 3, std=(1.0,) * 3)
 
     def predict(self, output, images: list[Path], class_names: list[str], *, topk: int,

@@ -75,15 +75,64 @@ def _check_dataset(component: Component, options: dict[str, Any]) -> Any:
 
 
 def _check_model(component: Component, options: dict[str, Any]) -> Any:
+    """On the first task the model serves (by name, or by its output form; none: the default
+    task), with that task's samples: the task's training step gives a finite loss with gradients,
+    its validation step runs, and the output has the shape the task expects."""
     import torch
 
-    model = component.build(**options)
-    classes, channels = options.get("num_classes", 3), options.get("in_channels", 3)
-    images = torch.randn(2, channels, *options.get("image_size", (32, 32)))
-    out = model(images)
-    assert out.shape[:2] == (2, classes), f"model '{component.name}' output {tuple(out.shape)}, expected (2, {classes})"
-    out.float().sum().backward()
+    from cvcore.runs.build import model_context
+
+    import attrs
+
+    name, task, info = _model_task(component)
+    given = {k: options[k] for k in ("num_classes", "in_channels", "image_size") if k in options}
+    if isinstance(given.get("image_size"), int):
+        given["image_size"] = (given["image_size"],) * 2
+    if "num_classes" in given:
+        given["class_names"] = [str(i) for i in range(given["num_classes"])]
+    info = attrs.evolve(info, **given)  # the caller's sizes: the sample data follows them
+    declared = {opt.name for opt in component.options}
+    sample = {**SAMPLE, **{k: v for k, v in model_context(info).items() if k in declared}}
+    model = component.build(**{**{k: v for k, v in sample.items() if k in declared}, **options})
+    images = torch.randn(2, info.in_channels, *info.image_size)
+    targets = task.example_target(info, 2)
+    label = f"model '{component.name}' on task '{name}'"
+    loss, _ = task.training_step(model.train(), images, targets, _sample_loss(name, info))
+    assert loss.dim() == 0 and torch.isfinite(loss), f"{label}: training loss {loss}"
+    loss.backward()
+    with torch.no_grad():
+        _, output = task.validation_step(model.eval(), images, targets, _sample_loss(name, info))
+    expectation = task.expected_output(info)
+    if expectation is not None:
+        shape, wanted = expectation
+        assert tuple(output.shape) == shape, f"{label} output {tuple(output.shape)}, expected {wanted}"
     return model
+
+
+def _model_task(component: Component) -> tuple[str, Any, Any]:
+    """(name, task, sample DataInfo) of the first task a model serves."""
+    import attrs
+
+    from cvcore.tasks import task_component
+
+    output = component.metadata.get("output")
+    named = component.metadata.get("tasks") or ()
+    by_form = [c.qualified_name for c in registry().of_kind("task") if output and c.metadata.get("output") == output]
+    registered = task_component((*named, *by_form, None)[0])
+    task = registered.build()
+    return registered.name, task, attrs.evolve(task.example_info(), task=registered.qualified_name)
+
+
+def _sample_loss(task: str, info) -> Any:
+    """The loss the task suggests, built for ``info``; without one, the sum of the output."""
+    from cvcore.tasks import task_component
+
+    suggested = task_component(task).metadata.get("loss")
+    if suggested is None:
+        return lambda output, targets: output.float().sum()
+    component = registry().get("loss", suggested)
+    declared = {opt.name for opt in component.options}
+    return component.build(**{k: v for k, v in info.fill().items() if k in declared})
 
 
 def _served_tasks(component: Component) -> list[tuple[str, Any, Any]]:
@@ -106,14 +155,15 @@ def _check_loss(component: Component, options: dict[str, Any]) -> Any:
     for task_label, task, info in _served_tasks(component):
         declared = {opt.name for opt in component.options}
         loss_fn = component.build(**{**{k: v for k, v in info.fill().items() if k in declared}, **options})
-        shape, _ = task.expected_output(info)
-        logits = torch.randn(shape, requires_grad=True)
-        value = loss_fn(logits, task.example_target(info, shape[0]))
+        output = task.example_output(info, 2)
+        leaves = [t for t in (output.values() if isinstance(output, dict) else [output]) if t.requires_grad]
+        value = loss_fn(output, task.example_target(info, 2))
         label = f"loss '{component.name}' on task '{task_label}'"
         assert value.dim() == 0, f"{label} returned shape {tuple(value.shape)}, not a scalar"
         assert torch.isfinite(value), f"{label} returned {value.item()}"
         value.backward()
-        assert logits.grad is not None and torch.isfinite(logits.grad).all(), f"{label} gives no finite gradient"
+        assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in leaves), \
+            f"{label} gives no finite gradient"
     return loss_fn
 
 

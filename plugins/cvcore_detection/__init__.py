@@ -1,0 +1,108 @@
+"""Object detection as a plugin task: boxes per image, models that compute their own losses in
+training and give detections in evaluation, COCO's mAP (pycocotools, the `detection` extra).
+
+Targets are one float tensor per image of ``(M, 5)`` rows ``(x0, y0, x1, y1, class)`` in pixels,
+padded to the data set's most boxes per image with rows of class -1: one tensor for the whole
+batch, so batches stay on the device and go through the transforms like any target.
+
+This module is the plugin's table of contents and stays light: torch is imported in factories.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import cvcore
+from cvcore import Between
+
+FLIP_AND_SHIFT = ("transforms:flip", ("transforms:pad_crop", {"padding": 4}))  # what shapes_boxes suggests
+
+
+@cvcore.hookimpl
+def register_tasks(register):
+    register("detection", detection_task, output="detections", loss="detection:model_losses")
+
+
+@cvcore.hookimpl
+def register_losses(register):
+    register("model_losses", model_losses, tasks=("detection:detection",))
+
+
+# torchvision's detectors that build without downloading anything (no weights asked for)
+TORCHVISION_DETECTORS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn",
+                         "fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn",
+                         "ssdlite320_mobilenet_v3_large")
+
+
+@cvcore.hookimpl
+def register_models(register):
+    register("tiny_fcos", tiny_fcos, output="detections")
+    for name in TORCHVISION_DETECTORS:
+        register(f"tv/{name}", _torchvision_factory(name), output="detections",
+                 summary=f"torchvision {name}, classes from the data, trained from scratch")
+
+
+def tiny_fcos(*, num_classes: int = 3, in_channels: int = 3, image_size: tuple[int, int] = (64, 64),
+              width: Annotated[int, Between(8, 512)] = 32):
+    """A small FCOS (anchor-free, two feature maps at strides 8 and 16) that trains on the CPU.
+
+    :param num_classes: object classes (from the data set; the background is added inside).
+    :param in_channels: image channels (from the data set).
+    :param image_size: image height and width (from the data set).
+    :param width: channels of the backbone and heads.
+    """
+    from cvcore_detection.models import tiny_fcos as build
+
+    return build(num_classes, in_channels, tuple(image_size), width)
+
+
+def _torchvision_factory(name: str):
+    def factory(*, num_classes: int = 3, in_channels: int = 3, image_size: tuple[int, int] = (320, 320)):
+        """torchvision's detector of that name, from scratch, sized to the data.
+
+        :param num_classes: object classes (from the data set; the background is added inside).
+        :param in_channels: image channels (from the data set; 3).
+        :param image_size: image height and width (from the data set).
+        """
+        from cvcore_detection.models import torchvision_detector
+
+        return torchvision_detector(name, num_classes, in_channels, tuple(image_size))
+
+    return factory
+
+
+@cvcore.hookimpl
+def register_datasets(register):
+    register("shapes_boxes", shapes_boxes, task="detection:detection", transforms=FLIP_AND_SHIFT)
+
+
+def detection_task():
+    """Boxes and classes per image: COCO mAP@[.5:.95], AP50, AP75, AP and AR by size, per-class AP."""
+    from cvcore_detection.task import Detection
+
+    return Detection()
+
+
+def model_losses(*, weights: dict[str, float] | None = None):
+    """The sum of the losses a detector computes itself (torchvision's: classifier, box regression, ...).
+
+    :param weights: a factor per loss term by name (e.g. {"loss_box_reg": 2.0}); others count once.
+    """
+    from cvcore_detection.task import WeightedSum
+
+    return WeightedSum(dict(weights or {}))
+
+
+def shapes_boxes(*, count: Annotated[int, Between(8)] = 1200, size: Annotated[int, Between(32, 1024)] = 64,
+                 val_fraction: Annotated[float, Between(0.001, 0.999)] = 0.2, seed: int = 0, augment: bool = True):
+    """1 to 3 shapes per image (circle, square, triangle) on noise, with their exact boxes; offline.
+
+    :param count: number of images (train and validation).
+    :param size: side of the images.
+    :param val_fraction: share of the images held out for validation.
+    :param seed: seed of the drawing and the split.
+    :param augment: suggest flips and shifts for training.
+    """
+    from cvcore_detection.shapes import load_shapes_boxes
+
+    return load_shapes_boxes(count, size, val_fraction, seed, augment)

@@ -1,0 +1,183 @@
+"""Detection, a built-in plugin task: COCO numbers equal pycocotools' own on the same detections,
+boxes move with every geometric transform as their pixels do, and a small detector trains offline."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+import cvcore
+from cvcore.commands.cli import cli
+from cvcore.testing import check_plugin
+from cvcore.transforms import move_points
+from cvcore_detection.metrics import COCO_NAMES, DetectionMetrics
+from cvcore_detection.task import Detection
+
+CLASSES = 4  # class 3 never has a box: its detections are all false positives
+
+
+def scene(seed: int, confident: bool):
+    """Ground truth of 30 images (one with no box) and detections: shifted copies of the boxes with
+    scores (tied in groups, or near 1 for a confident model), missed boxes, wrong classes, and
+    false positives, some of a class with no box anywhere."""
+    rng = np.random.default_rng(seed)
+    truth, found = [], []
+    for image in range(30):
+        boxes = []
+        for _ in range(0 if image == 7 else rng.integers(1, 6)):
+            x0, y0 = rng.uniform(0, 200, 2)
+            w, h = rng.uniform(4, 120, 2)  # small, medium and large objects
+            boxes.append([x0, y0, x0 + w, y0 + h, rng.integers(0, CLASSES - 1)])
+        truth.append(boxes)
+        detections = []
+        for x0, y0, x1, y1, label in boxes:
+            if rng.random() < 0.8:
+                shift = rng.normal(0, 0.08 * (x1 - x0), 4)
+                score = 0.999 + rng.random() * 1e-4 if confident else round(rng.random(), 1)  # ties
+                label = label if rng.random() < 0.85 else rng.integers(0, CLASSES)
+                detections.append([x0 + shift[0], y0 + shift[1], x1 + shift[2], y1 + shift[3], score, label])
+        for _ in range(rng.integers(0, 3)):
+            x0, y0 = rng.uniform(0, 200, 2)
+            detections.append([x0, y0, x0 + 30, y0 + 20, rng.random() * 0.5, rng.integers(0, CLASSES)])
+        found.append(detections)
+    return truth, found
+
+
+def padded(rows: list[list[list[float]]], width: int, length: int) -> torch.Tensor:
+    out = torch.full((len(rows), length, width), -1.0, dtype=torch.float64)
+    for index, boxes in enumerate(rows):
+        if boxes:
+            out[index, :len(boxes)] = torch.tensor(boxes, dtype=torch.float64)
+    return out.float()
+
+
+def reference(truth, found) -> tuple[list[float], COCOeval]:
+    """pycocotools on COCO documents written the way COCO files are: 1-based category ids, ids of
+    our own, boxes as (x, y, w, h)."""
+    images = [{"id": 1000 + index, "height": 256, "width": 256} for index in range(len(truth))]
+    boxes = [(index, box) for index, boxes in enumerate(truth) for box in boxes]
+    annotations = [{"id": 1 + number, "image_id": 1000 + index, "category_id": int(label) + 1, "iscrowd": 0,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0)}
+                   for number, (index, (x0, y0, x1, y1, label)) in enumerate(boxes)]
+    ground = COCO()
+    ground.dataset = {"images": images, "annotations": annotations,
+                      "categories": [{"id": c + 1, "name": str(c)} for c in range(CLASSES)]}
+    ground.createIndex()
+    results = [{"image_id": 1000 + index, "category_id": int(label) + 1, "score": score,
+                "bbox": [x0, y0, x1 - x0, y1 - y0]}
+               for index, detections in enumerate(found) for x0, y0, x1, y1, score, label in detections]
+    evaluation = COCOeval(ground, ground.loadRes(results), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    return list(evaluation.stats), evaluation
+
+
+@pytest.mark.parametrize("confident", [False, True])
+@pytest.mark.parametrize("batch", [7, 30])
+def test_coco_numbers_equal_pycocotools_on_the_same_detections(confident, batch):
+    truth, found = scene(seed=3 if confident else 4, confident=confident)
+    expected, evaluation = reference(truth, found)
+    metrics = DetectionMetrics(CLASSES, torch.device("cpu"), detailed=True)
+    targets, detections = padded(truth, 5, 5), padded(found, 6, Detection.DETECTIONS)
+    for start in range(0, len(truth), batch):  # in batches, as validation feeds them
+        metrics.update(detections[start:start + batch], targets[start:start + batch], torch.tensor(float("nan")))
+    metrics.rows()
+    values = metrics.compute("val")
+    assert [values[f"val_{name}"] for name in COCO_NAMES] == pytest.approx(
+        [np.nan if v < 0 else v for v in expected], abs=1e-4, nan_ok=True)
+    precision = evaluation.eval["precision"][:, :, :, 0, -1]
+    for index, ap in enumerate(metrics.per_class()):
+        kept = precision[:, :, index][precision[:, :, index] > -1]
+        assert (ap is None and kept.size == 0) or ap == pytest.approx(kept.mean(), abs=1e-6)
+    assert metrics.per_class()[CLASSES - 1] is None  # no box of the last class anywhere
+
+
+def test_no_detection_at_all_scores_zero_and_no_box_at_all_is_nan():
+    metrics = DetectionMetrics(2, torch.device("cpu"), detailed=True)
+    metrics.update(padded([[]], 6, 3), padded([[[1, 1, 9, 9, 0]]], 5, 2), torch.tensor(0.0))
+    metrics.rows()
+    assert metrics.compute("val")["val_map"] == 0.0 and metrics.per_class() == [0.0, None]
+    empty = DetectionMetrics(2, torch.device("cpu"), detailed=True)
+    empty.update(padded([[[1, 1, 9, 9, 0.9, 0]]], 6, 3), padded([[]], 5, 2), torch.tensor(0.0))
+    empty.rows()
+    assert np.isnan(empty.compute("val")["val_map"])
+
+
+def rectangles(count: int = 48, size: int = 48, seed: int = 0):
+    """One bright rectangle per image, on black, and its exact box."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.zeros(count, 3, size, size, dtype=torch.uint8)
+    targets = torch.full((count, 2, 5), -1.0)
+    for index in range(count):
+        x0, y0 = torch.randint(4, size // 2, (2,), generator=generator).tolist()
+        w, h = torch.randint(6, size // 2 - 4, (2,), generator=generator).tolist()
+        images[index, :, y0:y0 + h, x0:x0 + w] = 255
+        targets[index, 0] = torch.tensor([x0, y0, x0 + w, y0 + h, 1.0])
+    return images, targets
+
+
+def bright_boxes(images: torch.Tensor) -> torch.Tensor:
+    """(N, 4) bounding box of the pixels brighter than half, per image (NaN where none)."""
+    bright = images.float().mean(1) > 127
+    ys, xs = bright.any(2), bright.any(1)
+    first = lambda axis: axis.float().argmax(1).float()  # noqa: E731
+    last = lambda axis: axis.shape[1] - axis.flip(1).float().argmax(1).float()  # noqa: E731
+    boxes = torch.stack([first(xs), first(ys), last(xs), last(ys)], 1)
+    return torch.where(bright.flatten(1).any(1, keepdim=True), boxes, float("nan"))
+
+
+@pytest.mark.parametrize(("name", "options"), [("flip", {"p": 0.5}), ("flip", {"p": 1.0, "vertical": True}),
+                                               ("pad_crop", {"padding": 6}),
+                                               ("random_resized_crop", {"scale": [0.4, 1.0], "image_size": [40, 56]}),
+                                               ("trivial_augment", {})])
+def test_boxes_move_where_their_pixels_go(name, options):
+    images, targets = rectangles()
+    info = cvcore.DataInfo(task="detection", num_classes=2, class_names=["a", "b"], in_channels=3,
+                           image_size=(48, 48), mean=(0.0,) * 3, std=(1.0,) * 3)
+    (transform,) = cvcore.create_transforms([(name, options)], info)
+    given = images if transform.geometric else images.float() / 255
+    out, _, matrices = transform.moved(given, targets.clone(), torch.Generator().manual_seed(2))
+    moved = Detection().move_targets(targets, matrices, tuple(out.shape[-2:]), info)
+    moved_any = ~torch.isclose(matrices, torch.eye(3)).all(dim=(1, 2))
+    pixels = bright_boxes(out if out.dtype == torch.uint8 else out * 255)
+    x0, y0, x1, y1 = targets[:, 0, :4].unbind(-1)
+    corners = move_points(torch.stack([x0, y0, x1, y0, x0, y1, x1, y1], -1).view(-1, 4, 2), matrices)
+    inside = ((corners >= 0) & (corners <= torch.tensor(out.shape[-2:][::-1]).float())).all(-1).all(-1)
+    scale = matrices[:, :2, :2].abs().sum(-1).amax(-1, keepdim=True)
+    # A box partly pushed out by a shear or a rotation is clipped as a box (torchvision does the
+    # same): wider than the pixels left inside, so only boxes whose corners stay in are compared.
+    check = (moved[:, 0, 4] == 1) & moved_any & inside & ~pixels.isnan().any(1)
+    assert check.sum() >= 10
+    error = (pixels - moved[:, 0, :4]).abs()[check]
+    assert (error <= 1.0 + scale.expand_as(pixels)[check]).all(), error.max()
+    assert (moved[:, 1, 4] == -1).all()  # padding stays padding
+
+
+def test_a_box_pushed_out_of_the_image_is_dropped():
+    targets = torch.tensor([[[2.0, 2.0, 10.0, 10.0, 0.0], [20.0, 20.0, 30.0, 30.0, 1.0]]])
+    shift = torch.eye(3)[None].clone()
+    shift[0, 0, 2] = -12.0  # everything moves 12 pixels left: the first box leaves, the second is kept
+    moved = Detection().move_targets(targets, shift, (32, 32), None)
+    assert moved[0, 0, 4] == -1 and moved[0, 1].tolist() == [8.0, 20.0, 18.0, 30.0, 1.0]
+
+
+def test_the_test_kit_checks_the_detection_plugin():
+    kinds = {component.kind for component in check_plugin("detection", skip=tuple(
+        f"tv/{name}" for name in ("fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn",
+                                  "fasterrcnn_mobilenet_v3_large_fpn")))}  # large: built in test_models' time
+    assert kinds == {"task", "loss", "dataset", "model"}
+
+
+def test_a_small_detector_trains_and_logs_each_loss_term(in_tmp):
+    result = CliRunner().invoke(cli, ["train", "--dataset", "shapes_boxes", "--set", "dataset.count=96",
+                                      "--model", "tiny_fcos", "--epochs", "2", "--run-dir", "run"])
+    assert result.exit_code == 0, result.output
+    row = json.loads((in_tmp / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"train_loss", "train_classification", "train_bbox_regression", "train_bbox_ctrness"} <= set(row)
+    assert {f"val_{name}" for name in COCO_NAMES} <= set(row) and "val_loss" not in row
+    assert 'name = "detection:model_losses"' in (in_tmp / "run" / "config.toml").read_text()
