@@ -21,9 +21,9 @@ from cvcore.errors import (
     UnknownNameError,
 )
 from cvcore.plugins.options import Between
-from cvcore.tasks import Metrics, Monitor, Task, metric_mode, task_name
+from cvcore.tasks import Metrics, Monitor, Task, metric_mode, task_for, task_name
 from cvcore.training.options import TrainerOptions
-from cvcore.transforms import Transform
+from cvcore.transforms import Transform, move_points
 
 hookimpl = pluggy.HookimplMarker("cvcore")
 
@@ -36,7 +36,8 @@ __all__ = [
     "IGNORE_INDEX", "AmbiguousNameError", "Between", "Callback", "ConfigError", "CvcoreDeprecationWarning",
     "CvcoreError", "DataError", "DataInfo", "DataSplits", "Metrics", "Monitor", "OptionError", "Placement",
     "PluginError", "Task", "TensorImages", "Trainer", "TrainerOptions", "Transform", "UnknownNameError", "__version__",
-    "create", "create_transforms", "get_component", "hookimpl", "list_components", "metric_mode", "task_name",
+    "create", "create_transforms", "get_component", "hookimpl", "list_components", "metric_mode", "move_points",
+    "task_for", "task_name",
 ]
 
 

@@ -14,7 +14,7 @@ import torch
 
 from cvcore import checkpoint as ckpt
 from cvcore.data import DataInfo
-from cvcore.errors import CvcoreError
+from cvcore.errors import ConfigError, CvcoreError
 from cvcore.files import write_atomically
 from cvcore.tasks import task_for, task_name
 
@@ -91,6 +91,9 @@ def export_onnx(loaded: LoadedModel, output: Path, opset: int | None = None) -> 
     import onnx
 
     info = loaded.info
+    refusal = task_for(info.task).onnx_refusal
+    if refusal:
+        raise ConfigError(f"'{loaded.name}' is not exported to ONNX: {refusal}")
     sample = torch.randn(2, info.in_channels, *info.image_size, device=device_of(loaded.model))
     try:
         with quiet_exporter():

@@ -154,6 +154,8 @@ class Task:
     default_monitor = "val_loss"
     output_name = "logits"
     minimized: tuple[str, ...] = ()  # metrics besides losses where lower is better ("mae")
+    #: Why models of this task cannot be exported to ONNX (said by `cv export`), or None.
+    onnx_refusal: str | None = None
     #: What the data's items (``num_classes``, ``class_names``) are, in the plural: "classes",
     #: "keypoints", "outputs"; said in run descriptions ("10 classes").
     items = "classes"
@@ -164,7 +166,7 @@ class Task:
     def move_targets(self, targets, matrices, size, info):
         """``targets`` after a geometric transform (or the centre crop) whose ``(N, 3, 3)``
         matrices take each image's input pixel coordinates to its output's (see
-        :meth:`cvcore.Transform.moved`; :func:`cvcore.transforms.move_points` applies them);
+        :meth:`cvcore.Transform.moved`; :func:`cvcore.move_points` applies them);
         ``size``: (height, width) of the output images, to clip boxes or mark points outside.
         Default: unchanged (class ids do not move; masks are moved by the transform itself)."""
         return targets

@@ -139,7 +139,7 @@ class Keypoints(cvcore.Task):
         return None
 
     def move_targets(self, targets, matrices, size, info):
-        return cvcore.transforms.move_points(targets, matrices)
+        return cvcore.move_points(targets, matrices)
 
     def predict(self, output, images: list[Path], class_names: list[str], *, topk: int, output_dir: Path,
                 placements=None) -> list[dict[str, Any]]:

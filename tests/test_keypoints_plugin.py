@@ -14,7 +14,7 @@ import keypoint_plugin
 from cvcore.commands.cli import cli
 from cvcore.testing import check_plugin, plugin_registered
 from cvcore.training.preparation import Preparation
-from cvcore.transforms import move_points
+from cvcore import move_points
 
 TRANSFORMS = [("flip", {"p": 0.5}), ("flip", {"p": 1.0, "vertical": True}), ("pad_crop", {"padding": 4}),
               ("random_resized_crop", {"scale": [0.3, 1.0], "image_size": [24, 40]}), ("trivial_augment", {}),

@@ -432,21 +432,25 @@ def eval_command(checkpoint: Path, dataset, data_dir, batch_size: int, device: s
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes to show per image.")
-@click.option("--output-dir", type=click.Path(path_type=Path), help="Segmentation: where the masks go (default: here).")
+@click.option("--output-dir", type=click.Path(path_type=Path),
+              help="Segmentation masks, detection pictures: where they go (default: here).")
+@click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Detection: the boxes scoring at least this are reported.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_WHICH
-def predict(model: Path, images: tuple[Path, ...], topk: int, output_dir: Path | None, as_json: bool,
-            which: str) -> None:
+def predict(model: Path, images: tuple[Path, ...], topk: int, output_dir: Path | None, min_score: float,
+            as_json: bool, which: str) -> None:
     """Predict IMAGES (files, or folders of them) with MODEL: a checkpoint, a run directory or an
     exported .onnx file.
 
     Each task reports in its own way: classifiers print the top-k classes, segmentation models
-    write IMAGE.mask.png (class ids), multi-label models print the classes scored at least 0.5.
+    write IMAGE.mask.png (class ids), multi-label models print the classes scored at least 0.5,
+    detectors give boxes in the photo's pixels and write IMAGE.boxes.png.
     """
     from cvcore.commands.inference import predict as run_predict
 
     _which_applies(model)
-    results, lines = run_predict(model, list(images), topk, output_dir, which)
+    results, lines = run_predict(model, list(images), topk, output_dir, which, min_score)
     click.echo(json.dumps(results, indent=2) if as_json else "\n".join(lines))
 
 

@@ -201,20 +201,25 @@ PREDICT_BATCH = 64
 
 
 def predict(path: Path, images: list[Path], topk: int, output_dir: Path | None = None,
-            which: str = "best") -> tuple[list[dict[str, Any]], list[str]]:
+            which: str = "best", min_score: float = 0.5) -> tuple[list[dict[str, Any]], list[str]]:
     """What the model's task reports per image (classification: the top-k classes; segmentation: a
-    mask PNG in ``output_dir``), as JSON-able results and as text lines. Folders among ``images``
-    stand for the image files in them; ``which`` checkpoint of a run directory."""
+    mask PNG in ``output_dir``; detection: boxes scoring at least ``min_score`` and a PNG of them),
+    as JSON-able results and as text lines. Folders among ``images`` stand for the image files in
+    them; ``which`` checkpoint of a run directory."""
     predictor = Predictor(path, which)
     images = image_files(images)
-    outputs, placements = [], []
+    outputs, placements, batched = [], [], True
     for start in range(0, len(images), PREDICT_BATCH):
         inputs, placed = preprocess(images[start:start + PREDICT_BATCH], predictor.info)
-        outputs.append(predictor.logits(inputs).float())
+        found = predictor.logits(inputs)
+        batched = isinstance(found, torch.Tensor)  # else one item per image (a detector's dicts)
+        outputs += [found.float()] if batched else list(found)
         placements += placed
     task = task_for(predictor.info["task"])
-    # A task's predict written before placements existed takes no such argument: it is not given one.
-    where = {"placements": placements} if "placements" in inspect.signature(task.predict).parameters else {}
-    results = task.predict(torch.cat(outputs), images, predictor.info["class_names"], topk=topk,
-                           output_dir=output_dir or Path("."), **where)
+    # A task's predict written before these arguments existed takes none of them: it is given what it takes.
+    taken = inspect.signature(task.predict).parameters
+    extra = {key: value for key, value in (("placements", placements), ("min_score", min_score)) if key in taken}
+    output = torch.cat(outputs) if batched else outputs
+    results = task.predict(output, images, predictor.info["class_names"], topk=topk,
+                           output_dir=output_dir or Path("."), **extra)
     return results, [task.describe(result) for result in results]

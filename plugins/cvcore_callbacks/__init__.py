@@ -45,13 +45,17 @@ def tensorboard():
     return TensorBoardLogger()
 
 
-def onnx_export(*, opset: int | None = None):
+def onnx_export(*, opset: int | None = None, task: str | None = None):
     """Export the final (best) model to RUN_DIR/model.onnx, checked, and verified with onnxruntime if installed.
 
     :param opset: ONNX opset version (default: the exporter's).
+    :param task: the data's task (filled in): one whose models cannot be exported is refused before training.
     """
     from cvcore_callbacks.writers import OnnxExport
 
+    refusal = cvcore.task_for(task).onnx_refusal if task is not None else None
+    if refusal:
+        raise cvcore.OptionError(f"callback 'onnx' cannot export this run's model: {refusal}")
     return OnnxExport(opset)
 
 

@@ -43,15 +43,18 @@ def register_models(register):
 
 
 def tiny_fcos(*, num_classes: int = 3, in_channels: int = 3, image_size: tuple[int, int] = (64, 64),
-              width: Annotated[int, Between(8, 512)] = 32):
+              width: Annotated[int, Between(32, 512)] = 32):
     """A small FCOS (anchor-free, two feature maps at strides 8 and 16) that trains on the CPU.
 
     :param num_classes: object classes (from the data set; the background is added inside).
     :param in_channels: image channels (from the data set).
     :param image_size: image height and width (from the data set).
-    :param width: channels of the backbone and heads.
+    :param width: channels of the backbone and heads, a multiple of 32 (the heads' GroupNorm).
     """
     from cvcore_detection.models import tiny_fcos as build
+
+    if width % 32:
+        raise cvcore.OptionError(f"Option 'width' of model 'tiny_fcos' must be a multiple of 32, got {width}.")
 
     return build(num_classes, in_channels, tuple(image_size), width)
 

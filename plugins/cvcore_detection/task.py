@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 import cvcore
-from cvcore.transforms import move_points
+from cvcore import move_points
 from cvcore_detection.metrics import DetectionMetrics
 
 PADDING = -1  # the class of the rows that pad an image's boxes to the batch's count
@@ -47,6 +47,11 @@ class WeightedSum:
 class Detection(cvcore.Task):
     default_monitor = "val_map"
     targets_have_coordinates = True
+    items = "object classes"
+    onnx_refusal = ("torch.export cannot trace torchvision's detection post-processing yet (its number of "
+                    "boxes per image depends on the data: torch 2.15 stops at a data-dependent shape in the "
+                    "score filtering and NMS). Export the weights with --format safetensors, or keep the "
+                    "checkpoint for cv predict.")
     DETECTIONS = 100  # kept per image for the metrics, as COCO counts them (AR@100)
 
     def metric_names(self, num_classes: int, detailed: bool) -> list[str]:
@@ -109,8 +114,41 @@ class Detection(cvcore.Task):
         return torch.full((), float("nan"), device=images.device), padded_detections(found, self.DETECTIONS)
 
     def predict(self, output, images: list[Path], class_names: list[str], *, topk: int, output_dir: Path,
-                placements=None) -> list[dict[str, Any]]:
-        raise cvcore.ConfigError("cv predict for detection is not written yet (issue 19 is open).")
+                placements=None, min_score: float = 0.5) -> list[dict[str, Any]]:
+        """Per image the boxes scoring at least ``min_score``, in the photo's pixels, with their
+        classes and scores, and a PNG of the photo with them drawn in ``output_dir``."""
+        from cvcore.files import make_directory
+
+        make_directory(output_dir)
+        results = []
+        for index, (image, found) in enumerate(zip(images, output)):
+            kept = found["scores"] >= min_score
+            boxes = found["boxes"][kept].float()
+            if placements:
+                (x0, y0), (x1, y1) = (placements[index].to_original(boxes[:, i], boxes[:, i + 1]) for i in (0, 2))
+                boxes = torch.stack([x0, y0, x1, y1], 1)
+            names = [class_names[int(label) - 1] for label in found["labels"][kept]]
+            picture = output_dir / f"{Path(image).stem}.boxes.png"
+            _draw(image, boxes, names, picture)
+            results.append({"image": str(image), "boxes": [[round(v, 2) for v in box] for box in boxes.tolist()],
+                             "labels": names, "scores": [round(v, 4) for v in found["scores"][kept].tolist()],
+                             "picture": str(picture)})
+        return results
 
     def describe(self, result: dict[str, Any]) -> str:
-        return f"{result['image']}: {len(result.get('boxes', []))} boxes"
+        found = ", ".join(f"{name} {score:.2f}" for name, score in zip(result["labels"], result["scores"]))
+        return f"{result['image']}: {len(result['boxes'])} boxes ({found or 'none'}); drew {result['picture']}"
+
+
+def _draw(image: Path, boxes: torch.Tensor, names: list[str], target: Path) -> None:
+    """The photo, read as cv predict reads it, with the boxes and their class names drawn."""
+    from PIL import Image
+    from torchvision.transforms.v2.functional import pil_to_tensor
+    from torchvision.utils import draw_bounding_boxes
+
+    from cvcore.files import save_image
+    from cvcore.images import read_image
+
+    photo = pil_to_tensor(read_image(image, 3))
+    drawn = draw_bounding_boxes(photo, boxes, labels=names, colors="red", width=2) if len(boxes) else photo
+    save_image(Image.fromarray(drawn.permute(1, 2, 0).numpy()), target)
