@@ -14,9 +14,14 @@ from typing import Any
 from cvcore.errors import ConfigError, CvcoreError, PluginError, did_you_mean, one_line
 
 
+def is_loss(name: str) -> bool:
+    """Whether a logged metric is a loss: ``val_loss``, ``train_loss``, a term ``train_loss_box_reg``."""
+    return name.endswith("loss") or "loss_" in name
+
+
 def metric_mode(name: str) -> str:
     """'min' for a metric where lower is better (a loss), else 'max': the one rule for monitors."""
-    return "min" if name.endswith("loss") else "max"
+    return "min" if is_loss(name) else "max"
 
 
 class Monitor:

@@ -179,7 +179,7 @@ def test_a_small_detector_trains_and_logs_each_loss_term(in_tmp):
                                       "--model", "tiny_fcos", "--epochs", "2", "--run-dir", "run"])
     assert result.exit_code == 0, result.output
     row = json.loads((in_tmp / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert {"train_loss", "train_classification", "train_bbox_regression", "train_bbox_ctrness"} <= set(row)
+    assert {"train_loss", "train_loss_classification", "train_loss_bbox_regression", "train_loss_bbox_ctrness"} <= set(row)
     assert {f"val_{name}" for name in COCO_NAMES} <= set(row) and "val_loss" not in row
     assert 'name = "detection:model_losses"' in (in_tmp / "run" / "config.toml").read_text()
 
@@ -257,3 +257,12 @@ def test_the_detection_recipe_reaches_its_documented_map(in_tmp):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (in_tmp / "run" / "metrics.jsonl").read_text().splitlines()]
     assert max(row["val_map50"] for row in rows) >= 0.85  # README: 0.918-0.933 over three seeds
+
+
+def test_each_loss_term_is_a_loss_for_monitors_and_plots():
+    from cvcore.commands.plot import panels
+
+    assert cvcore.metric_mode("train_loss_bbox_regression") == "min" and cvcore.metric_mode("val_map50") == "max"
+    (_, losses), (_, scores), _ = panels([{"epoch": 1, "train_loss": 1.0, "train_loss_classification": 0.5,
+                                           "val_map": 0.3, "lr": 0.1}])
+    assert losses == ["train_loss", "train_loss_classification"] and scores == ["val_map"]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from cvcore.errors import DataError
+from cvcore.tasks import is_loss
 
 BOOKKEEPING = {"epoch", "lr", "seconds", "images_per_second"}
 
@@ -14,7 +15,7 @@ def panels(rows: list[dict]) -> tuple[tuple[str, list[str]], ...]:
     """Losses, the task's own scores (whatever else each epoch logs: accuracy, mIoU, mAP, MAE, ...)
     and the learning rate: the kernel names no task's metrics."""
     keys = list(dict.fromkeys(key for row in rows for key in row if key not in BOOKKEEPING))
-    return (("loss", [k for k in keys if k.endswith("loss")]), ("scores", [k for k in keys if not k.endswith("loss")]),
+    return (("loss", [k for k in keys if is_loss(k)]), ("scores", [k for k in keys if not is_loss(k)]),
             ("learning rate", ["lr"]))
 
 

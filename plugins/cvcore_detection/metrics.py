@@ -47,6 +47,7 @@ class DetectionMetrics(cvcore.Metrics):
             return
         self.loss_sum += loss.detach().double() * count
         for name, value in output.items():
+            name = name if name.startswith("loss") else f"loss_{name}"  # FCOS says "classification"
             self.terms.setdefault(name, torch.zeros((), device=self.device, dtype=torch.float64))
             self.terms[name] += value.detach().double() * count
 
