@@ -167,11 +167,15 @@ def test_a_box_pushed_out_of_the_image_is_dropped():
     assert moved[0, 0, 4] == -1 and moved[0, 1].tolist() == [8.0, 20.0, 18.0, 30.0, 1.0]
 
 
-def test_the_test_kit_checks_the_detection_plugin():
-    kinds = {component.kind for component in check_plugin("detection", skip=tuple(
-        f"tv/{name}" for name in ("fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn",
-                                  "fasterrcnn_mobilenet_v3_large_fpn")))}  # large: built in test_models' time
+def test_the_test_kit_checks_the_detection_plugin(tmp_path):
+    from cvcore.testing import check_component
+
+    large = tuple(f"tv/{name}" for name in ("fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn",
+                                            "fasterrcnn_mobilenet_v3_large_fpn"))  # each seconds to build
+    kinds = {component.kind for component in check_plugin("detection", skip=(*large, "coco", "yolo"))}
     assert kinds == {"task", "loss", "dataset", "model"}
+    check_component("dataset", "coco", root=write_coco(tmp_path / "coco"), image_size=48)  # they need files
+    check_component("dataset", "yolo", root=write_yolo(tmp_path / "yolo"), image_size=48)
 
 
 def test_a_small_detector_trains_and_logs_each_loss_term(in_tmp):
@@ -179,7 +183,8 @@ def test_a_small_detector_trains_and_logs_each_loss_term(in_tmp):
                                       "--model", "tiny_fcos", "--epochs", "2", "--run-dir", "run"])
     assert result.exit_code == 0, result.output
     row = json.loads((in_tmp / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert {"train_loss", "train_loss_classification", "train_loss_bbox_regression", "train_loss_bbox_ctrness"} <= set(row)
+    terms = {"train_loss_classification", "train_loss_bbox_regression", "train_loss_bbox_ctrness"}
+    assert {"train_loss", *terms} <= set(row)
     assert {f"val_{name}" for name in COCO_NAMES} <= set(row) and "val_loss" not in row
     assert 'name = "detection:model_losses"' in (in_tmp / "run" / "config.toml").read_text()
 
@@ -266,3 +271,115 @@ def test_each_loss_term_is_a_loss_for_monitors_and_plots():
     (_, losses), (_, scores), _ = panels([{"epoch": 1, "train_loss": 1.0, "train_loss_classification": 0.5,
                                            "val_map": 0.3, "lr": 0.1}])
     assert losses == ["train_loss", "train_loss_classification"] and scores == ["val_map"]
+
+
+def photos(folder: Path, count: int, seed: int) -> list[tuple[str, int, int, list[list[float]]]]:
+    """Photo-like files (JPEG and PNG, landscape and portrait) with 1-2 bright rectangles each:
+    (file name, width, height, boxes [x0, y0, x1, y1, class])."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for index in range(count):
+        width, height = (96, 72) if index % 2 else (72, 96)
+        pixels = rng.integers(0, 50, (height, width, 3)).astype(np.uint8)
+        boxes = []
+        for half in range(rng.integers(1, 3)):  # one rectangle per half of the photo: none overlap
+            w, h = rng.integers(10, 22, 2)
+            low = 8 + half * (width // 2)
+            x0, y0 = rng.integers(low, low + width // 2 - 4 - w), rng.integers(20, height - 20 - h)
+            label = int(rng.integers(0, 2))
+            pixels[y0:y0 + h, x0:x0 + w] = (230, 60, 60) if label else (60, 230, 60)
+            boxes.append([float(x0), float(y0), float(x0 + w), float(y0 + h), label])
+        name = f"{index}.{'jpg' if index % 3 else 'png'}"
+        Image.fromarray(pixels).save(folder / name, quality=95)
+        made.append((name, width, height, boxes))
+    return made
+
+
+def write_coco(root: Path) -> Path:
+    """root/annotations/instances_{train,val}.json (category ids 3 and 7, a crowd region) and root/{train,val}/."""
+    for split, count in (("train", 12), ("val", 6)):
+        made = photos(root / split, count, seed=len(split))
+        annotations = [{"id": 10 * index + k + 1, "image_id": 100 + index, "category_id": (3, 7)[label],
+                        "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0}
+                       for index, (_, _, _, boxes) in enumerate(made)
+                       for k, (x0, y0, x1, y1, label) in enumerate(boxes)]
+        annotations.append({"id": 9999, "image_id": 100, "category_id": 3, "bbox": [0, 0, 5, 5], "area": 25,
+                            "iscrowd": 1})
+        document = {"images": [{"id": 100 + i, "file_name": name, "width": w, "height": h}
+                               for i, (name, w, h, _) in enumerate(made)],
+                    "annotations": annotations, "categories": [{"id": 3, "name": "green"}, {"id": 7, "name": "red"}]}
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(document))
+    return root
+
+
+def write_yolo(root: Path) -> Path:
+    """root/data.yaml and root/{images,labels}/{train,val}/, as Ultralytics lays them out; one
+    training image has no label file (no object)."""
+    for split, count in (("train", 12), ("val", 6)):
+        made = photos(root / "images" / split, count, seed=len(split) + 1)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for index, (name, w, h, boxes) in enumerate(made):
+            if split == "train" and index == 0:
+                continue
+            lines = [f"{label} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+                     for x0, y0, x1, y1, label in boxes]
+            (root / "labels" / split / f"{Path(name).stem}.txt").write_text("\n".join(lines) + "\n")
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames:\n  0: green\n  1: red\n")
+    return root
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo"])
+def test_coco_and_yolo_folders_are_read_with_their_boxes_and_train(in_tmp, fmt):
+    root = (write_coco if fmt == "coco" else write_yolo)(in_tmp / "data")
+    data = cvcore.create("dataset", fmt, root=root, image_size=48)
+    assert data.info.class_names == ("green", "red") and len(data.train) == 12 and len(data.val) == 6
+    images, targets = data.train.images, data.train.targets
+    real = targets[..., 4] >= 0
+    assert real.any(1).sum() >= 10  # every image with boxes keeps what the centre square holds of them
+    for image, rows in zip(images, targets):  # each box lies on its coloured rectangle
+        for x0, y0, x1, y1, label in rows[rows[:, 4] >= 0].tolist():
+            if x1 - x0 < 4 or y1 - y0 < 4:  # the sliver the centre square keeps of a box at its edge
+                continue
+            inside = image[:, int(y0) + 1:int(y1) - 1, int(x0) + 1:int(x1) - 1].float()
+            channel = 0 if label == 1 else 1  # red or green
+            assert inside[channel].mean() > 150 and inside[2].mean() < 100
+    result = CliRunner().invoke(cli, ["train", "--dataset", fmt, "--data-dir", str(root), "--set",
+                                      "dataset.image_size=48", "--model", "tiny_fcos", "--epochs", "1",
+                                      "--batch-size", "4", "--run-dir", "run"])
+    assert result.exit_code == 0, result.output
+    evaluated = CliRunner().invoke(cli, ["eval", "run", "--json"])
+    assert evaluated.exit_code == 0 and "val_map" in evaluated.output
+
+
+@pytest.mark.parametrize(("fmt", "damage", "fragments"), [
+    ("yolo", lambda root: (root / "labels/train/1.txt").write_text("1 0.5 0.5 0.2\n"),
+     ["1.txt:1", "expected 'class cx cy w h'"]),
+    ("yolo", lambda root: (root / "labels/train/1.txt").write_text("5 0.5 0.5 0.2 0.2\n"), ["class 5 is outside 0..1"]),
+    ("yolo", lambda root: (root / "labels/train/2.txt").write_text("0 0.95 0.5 0.2 0.2\n"), ["outside the image"]),
+    ("yolo", lambda root: (root / "data.yaml").write_text("train: images/train\nnames: [a, b]\n"), ["lacks val"]),
+    ("yolo", lambda root: (root / "data.yaml").write_text("!!python/object/apply:os.system ['echo hi']\n"),
+     ["is not readable YAML"]),
+    ("coco", lambda root: (root / "annotations/instances_val.json").write_text("{"), ["not readable JSON"]),
+    ("coco", lambda root: _edit_coco(root, lambda d: d["annotations"][0].update(category_id=5)),
+     ["category 5 is not among the categories [3, 7]"]),
+    ("coco", lambda root: _edit_coco(root, lambda d: d["annotations"][0].update(bbox=[90, 60, 30, 30])),
+     ["is empty or outside its"]),
+    ("coco", lambda root: (root / "train" / "1.jpg").unlink(), ["1 image file(s): missing, e.g."]),
+])
+def test_malformed_files_and_lines_are_named(in_tmp, fmt, damage, fragments):
+    root = (write_coco if fmt == "coco" else write_yolo)(in_tmp / "data")
+    damage(root)
+    result = CliRunner().invoke(cli, ["train", "--dataset", fmt, "--data-dir", str(root), "--model", "tiny_fcos"])
+    assert result.exit_code == 1 and all(f in result.output for f in fragments), result.output
+    assert "Traceback" not in result.output and not (in_tmp / "runs").exists()
+
+
+def _edit_coco(root: Path, change) -> None:
+    path = root / "annotations" / "instances_train.json"
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))

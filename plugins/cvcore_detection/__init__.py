@@ -10,6 +10,7 @@ This module is the plugin's table of contents and stays light: torch is imported
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import cvcore
@@ -77,6 +78,8 @@ def _torchvision_factory(name: str):
 @cvcore.hookimpl
 def register_datasets(register):
     register("shapes_boxes", shapes_boxes, task="detection:detection", transforms=FLIP_AND_SHIFT)
+    register("coco", coco, task="detection:detection", transforms=FLIP_AND_SHIFT)
+    register("yolo", yolo, task="detection:detection", transforms=FLIP_AND_SHIFT)
 
 
 def detection_task():
@@ -109,3 +112,37 @@ def shapes_boxes(*, count: Annotated[int, Between(8)] = 1200, size: Annotated[in
     from cvcore_detection.shapes import load_shapes_boxes
 
     return load_shapes_boxes(count, size, val_fraction, seed, augment)
+
+
+Size = Annotated[int, Between(16, 4096)]
+
+
+def coco(*, root: Path = Path("data"), train_annotations: str = "annotations/instances_train.json",
+         train_images: str = "train", val_annotations: str = "annotations/instances_val.json",
+         val_images: str = "val", image_size: Size = 320, augment: bool = True):
+    """A COCO-format folder: instances JSON files and their image folders (crowd regions left out).
+
+    :param root: the folder (--data-dir).
+    :param train_annotations: the training instances JSON, relative to root.
+    :param train_images: the folder its file_name entries are in, relative to root.
+    :param val_annotations: the validation instances JSON, relative to root.
+    :param val_images: the folder of its images, relative to root.
+    :param image_size: side of the centre square kept, after resizing the shorter side to it.
+    :param augment: suggest flips and shifts for training.
+    """
+    from cvcore_detection.folders import load_coco
+
+    return load_coco(root, (train_annotations, train_images), (val_annotations, val_images), image_size, augment)
+
+
+def yolo(*, root: Path = Path("data"), data: str = "data.yaml", image_size: Size = 320, augment: bool = True):
+    """An Ultralytics YOLO layout: a data YAML (names, train, val), images/ and labels/*.txt.
+
+    :param root: the folder holding the data YAML (--data-dir).
+    :param data: the data YAML's name in root (read as data only: nothing in it is executed).
+    :param image_size: side of the centre square kept, after resizing the shorter side to it.
+    :param augment: suggest flips and shifts for training.
+    """
+    from cvcore_detection.folders import load_yolo
+
+    return load_yolo(root, data, image_size, augment)

@@ -1,0 +1,234 @@
+"""Detection data in the two formats practitioners have: COCO (images and an instances JSON) and
+Ultralytics YOLO (a data YAML, images/ and labels/*.txt of normalised ``class cx cy w h``).
+
+Each image is read as `cv predict` reads it (upright, 8-bit), its shorter side resized to the
+data's size and its centre square kept, as validation and `cv predict` see photos; boxes are moved
+with it, clipped, and dropped when less than a pixel is left. Every malformed file or line is
+reported (the first few, and how many), before any training."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import cvcore
+from cvcore.images import IMAGE_SUFFIXES, read_image
+from cvcore_detection import FLIP_AND_SHIFT
+from cvcore_detection.task import MIN_SIDE, PADDING
+
+SHOWN = 5  # problems quoted in the error; the rest are counted
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # photos: ImageNet's statistics
+
+
+class Problems:
+    """Malformed files and lines, gathered so that one error names them all at once."""
+
+    def __init__(self, source: str) -> None:
+        self.source, self.found = source, []
+
+    def add(self, where: str, what: str) -> None:
+        self.found.append(f"{where}: {what}")
+
+    def raise_any(self) -> None:
+        if self.found:
+            more = f" (and {len(self.found) - SHOWN} more)" if len(self.found) > SHOWN else ""
+            raise cvcore.DataError(f"{self.source} has {len(self.found)} problem(s){more}: "
+                                   + "; ".join(self.found[:SHOWN]))
+
+
+def stored(images: list[Path], boxes: list[list[list[float]]], size: int) -> cvcore.TensorImages:
+    """The images as uint8 (N, 3, size, size) centre squares and their boxes, padded to the most
+    boxes of an image (class -1), in the stored pixels."""
+    pixels, rows = [], []
+    for path, found in zip(images, boxes):
+        picture = read_image(path, 3)
+        width, height = picture.size
+        scale = size / min(width, height)
+        resized = (max(size, round(height * scale)), max(size, round(width * scale)))
+        top, left = (resized[0] - size) // 2, (resized[1] - size) // 2
+        tensor = torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1)[None].float()
+        square = F.interpolate(tensor, resized, mode="bilinear", antialias=True, align_corners=False)
+        pixels.append(square[0, :, top:top + size, left:left + size].round().clamp(0, 255).to(torch.uint8))
+        rows.append(_moved(found, resized[1] / width, resized[0] / height, left, top, size))
+    most = max([len(r) for r in rows] + [1])
+    targets = torch.full((len(images), most, 5), float(PADDING))
+    for index, kept in enumerate(rows):
+        if kept:
+            targets[index, :len(kept)] = torch.tensor(kept)
+    return cvcore.TensorImages(torch.stack(pixels), targets)
+
+
+def _moved(boxes: list[list[float]], scale_x: float, scale_y: float, left: int, top: int,
+           size: int) -> list[list[float]]:
+    kept = []
+    for x0, y0, x1, y1, label in boxes:
+        box = [min(max(x0 * scale_x - left, 0), size), min(max(y0 * scale_y - top, 0), size),
+               min(max(x1 * scale_x - left, 0), size), min(max(y1 * scale_y - top, 0), size)]
+        if box[2] - box[0] >= MIN_SIDE and box[3] - box[1] >= MIN_SIDE:  # what the crop keeps of it
+            kept.append([*box, float(label)])
+    return kept
+
+
+def _info(names: list[str], size: int) -> cvcore.DataInfo:
+    return cvcore.DataInfo(task="detection:detection", num_classes=len(names), class_names=names, in_channels=3,
+                           image_size=(size, size), mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize=size)
+
+
+# -- COCO -----------------------------------------------------------------------------------------
+
+def load_coco(root: Path, train: tuple[str, str], val: tuple[str, str], size: int, augment: bool) -> cvcore.DataSplits:
+    """``train`` / ``val``: (instances JSON, image folder), relative to ``root``."""
+    documents = [_read_json(Path(root) / annotations) for annotations, _ in (train, val)]
+    categories = sorted({(c["id"], c["name"]) for doc in documents for c in doc.get("categories", [])})
+    index = {identifier: position for position, (identifier, _) in enumerate(categories)}
+    splits = [_coco_split(doc, Path(root) / folder, index, Path(root) / annotations)
+              for doc, (annotations, folder) in zip(documents, (train, val))]
+    names = [name for _, name in categories]
+    if not names:
+        raise cvcore.DataError(f"'{Path(root) / train[0]}' names no categories.")
+    return cvcore.DataSplits(stored(*splits[0], size), stored(*splits[1], size), _info(names, size),
+                             transforms=FLIP_AND_SHIFT if augment else ())
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise cvcore.DataError(f"COCO annotations '{path}' do not exist.") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise cvcore.DataError(f"COCO annotations '{path}' are not readable JSON ({exc}).") from None
+    if not isinstance(document, dict) or not isinstance(document.get("images"), list):
+        raise cvcore.DataError(f"'{path}' is not a COCO instances file: it has no 'images' list.")
+    return document
+
+
+def _coco_split(document: dict, folder: Path, index: dict, source: Path):
+    problems = Problems(f"'{source}'")
+    images = {}
+    for entry in document["images"]:
+        try:
+            images[entry["id"]] = (folder / entry["file_name"], float(entry["width"]), float(entry["height"]))
+        except (KeyError, TypeError, ValueError):
+            problems.add(f"image {entry.get('id', '?') if isinstance(entry, dict) else entry!r}",
+                         "needs id, file_name, width and height")
+    boxes: dict = {identifier: [] for identifier in images}
+    for number, entry in enumerate(document.get("annotations", [])):
+        where = f"annotation {entry.get('id', number) if isinstance(entry, dict) else number}"
+        try:
+            x, y, w, h = (float(v) for v in entry["bbox"])
+            image, label, crowd = entry["image_id"], entry["category_id"], entry.get("iscrowd", 0)
+        except (KeyError, TypeError, ValueError):
+            problems.add(where, "needs bbox [x, y, width, height], image_id and category_id")
+            continue
+        if image not in images:
+            problems.add(where, f"refers to image {image}, which the file does not list")
+        elif label not in index:
+            problems.add(where, f"category {label} is not among the categories {sorted(index)}")
+        elif w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > images[image][1] + 1 or y + h > images[image][2] + 1:
+            problems.add(where, f"box {[x, y, w, h]} is empty or outside its "
+                                f"{images[image][1]:g}x{images[image][2]:g} image")
+        elif not crowd:  # crowd regions are neither objects to find nor mistakes (COCO ignores them)
+            boxes[image].append([x, y, x + w, y + h, index[label]])
+    missing = [str(path) for path, _, _ in images.values() if not path.is_file()]
+    if missing:
+        problems.add(f"{len(missing)} image file(s)", f"missing, e.g. '{missing[0]}'")
+    problems.raise_any()
+    return [images[i][0] for i in images], [boxes[i] for i in images]
+
+
+# -- YOLO -----------------------------------------------------------------------------------------
+
+def load_yolo(root: Path, data: str, size: int, augment: bool) -> cvcore.DataSplits:
+    """An Ultralytics data YAML: ``names`` (a list, or a map from id), ``train`` and ``val`` image
+    folders (relative to ``path``, else to the YAML's folder); labels are found by replacing the
+    last ``images`` folder of each image's path with ``labels`` and its suffix with ``.txt``."""
+    description = _read_yaml(Path(root) / data)
+    names = _names(description, Path(root) / data)
+    base = Path(root) / data
+    base = (base.parent / description["path"]) if description.get("path") else base.parent
+    splits = [_yolo_split(base / str(description[split]), len(names)) for split in ("train", "val")]
+    return cvcore.DataSplits(stored(*splits[0], size), stored(*splits[1], size), _info(names, size),
+                             transforms=FLIP_AND_SHIFT if augment else ())
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml  # the detection extra
+
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))  # safe_load: data only, never code
+    except FileNotFoundError:
+        raise cvcore.DataError(f"YOLO data file '{path}' does not exist.") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise cvcore.DataError(f"YOLO data file '{path}' is not readable YAML ({exc}).") from None
+    missing = [key for key in ("train", "val", "names") if not isinstance(document, dict) or key not in document]
+    if missing:
+        raise cvcore.DataError(f"YOLO data file '{path}' lacks {', '.join(missing)} (an Ultralytics data YAML has "
+                               f"train, val and names).")
+    return document
+
+
+def _names(description: dict, source: Path) -> list[str]:
+    names = description["names"]
+    if isinstance(names, dict):
+        if sorted(names) != list(range(len(names))):
+            raise cvcore.DataError(f"'{source}': names must be numbered 0 to {len(names) - 1}, got {sorted(names)}.")
+        names = [names[i] for i in range(len(names))]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise cvcore.DataError(f"'{source}': names must be a non-empty list of class names, got {names!r}.")
+    return names
+
+
+def _yolo_split(folder: Path, classes: int):
+    if not folder.is_dir():
+        raise cvcore.DataError(f"YOLO image folder '{folder}' does not exist.")
+    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise cvcore.DataError(f"YOLO image folder '{folder}' holds no images ({' '.join(IMAGE_SUFFIXES)}).")
+    problems = Problems(f"the labels of '{folder}'")
+    boxes = []
+    for image in images:
+        width, height = read_image(image, 3).size
+        boxes.append(_yolo_labels(_label_file(image), classes, width, height, problems))
+    problems.raise_any()
+    return images, boxes
+
+
+def _label_file(image: Path) -> Path:
+    parts = list(image.parts)
+    where = len(parts) - 1 - parts[::-1].index("images") if "images" in parts else None
+    if where is not None:
+        parts[where] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def _yolo_labels(path: Path, classes: int, width: int, height: int, problems: Problems) -> list[list[float]]:
+    """Boxes in pixels from ``class cx cy w h`` lines (normalised); no file: no object."""
+    if not path.is_file():
+        return []
+    boxes = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{number}"
+        try:
+            label, cx, cy, w, h = int(fields[0]), *(float(v) for v in fields[1:5])
+        except (ValueError, IndexError):
+            problems.add(where, f"expected 'class cx cy w h', got {line.strip()!r}")
+            continue
+        if len(fields) != 5:
+            problems.add(where, f"{len(fields)} fields; detection labels have 5 (segments are not read)")
+        elif not 0 <= label < classes:
+            problems.add(where, f"class {label} is outside 0..{classes - 1}")
+        elif not all(math.isfinite(v) for v in (cx, cy, w, h)) or w <= 0 or h <= 0 \
+                or cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1 + 1e-3 or cy + h / 2 > 1 + 1e-3:
+            problems.add(where, f"box {cx:g} {cy:g} {w:g} {h:g} is empty or outside the image (values are 0 to 1)")
+        else:
+            boxes.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height,
+                          label])
+    return boxes
