@@ -233,7 +233,8 @@ def test_cv_list_of_nothing_is_an_error_that_suggests_the_kind(args, fragment):
 
 
 def test_listing_a_kind_whose_plugin_is_disabled_names_the_variable():
-    refused(cv("list", "task", env={"CVCORE_DISABLE_PLUGINS": "tasks"}), "CVCORE_DISABLE_PLUGINS='tasks' leaves out tasks")
+    refused(cv("list", "task", env={"CVCORE_DISABLE_PLUGINS": "tasks,detection"}),
+            "CVCORE_DISABLE_PLUGINS='tasks,detection' leaves out detection, tasks")
 
 
 def test_data_dir_for_a_data_set_without_files_says_so(in_tmp):

@@ -243,14 +243,11 @@ def test_resumed_detection_equals_an_uninterrupted_run(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_evaluate_every_image_once(tmp_path):
-    from test_distributed import rows, torchrun
+    from test_distributed import logged_and_evaluated, torchrun
 
     run_dir = tmp_path / "run"
     torchrun(tmp_path, *QUICK, "--epochs", "1", "--set", "trainer.limit_train_batches=2", "--run-dir", str(run_dir))
-    logged = rows(run_dir)[-1]
-    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--checkpoint", "last", "--json", "--device", "cpu"])
-    assert result.exit_code == 0, result.output
-    evaluated = json.loads(result.output[result.output.index("{"):])["metrics"]
+    logged, evaluated = logged_and_evaluated(run_dir)
     assert evaluated["val_map"] == pytest.approx(logged["val_map"], abs=1e-6)
     assert evaluated["val_mar100"] == pytest.approx(logged["val_mar100"], abs=1e-6)
 

@@ -26,6 +26,17 @@ def torchrun(tmp_path, *args, env=None, processes=2):
     return done
 
 
+def logged_and_evaluated(run_dir):
+    """The last epoch's logged metrics, and `cv eval` of the last checkpoint in this one process."""
+    from click.testing import CliRunner
+
+    from cvcore.commands.cli import cli
+
+    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--checkpoint", "last", "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    return rows(run_dir)[-1], json.loads(result.output[result.output.index("{"):])["metrics"]
+
+
 def rows(run_dir):
     drop = ("seconds", "images_per_second")
     return [{k: v for k, v in json.loads(line).items() if k not in drop}
@@ -107,18 +118,11 @@ def test_the_folder_cache_is_decoded_once_under_torchrun(tmp_path):
 def test_two_process_validation_is_the_saved_models_on_every_image(tmp_path):
     # Exact AP needs every score: each process's rows are gathered, and both validate with rank 0's
     # BatchNorm statistics, so the logged metrics equal a one-process evaluation of the saved weights.
-    from click.testing import CliRunner
-
-    from cvcore.commands.cli import cli
-
     run_dir = tmp_path / "ml"
     torchrun(tmp_path, "--dataset", "multilabel_shapes", "--model", "resnet18", "--loss", "bce", "--epochs", "1",
              "--batch-size", "32", "--set", "dataset.count=150", "--set", "trainer.limit_train_batches=2",
              "--run-dir", str(run_dir))
-    logged = rows(run_dir)[-1]
-    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--checkpoint", "last", "--json", "--device", "cpu"])
-    assert result.exit_code == 0, result.output
-    evaluated = json.loads(result.output[result.output.index("{"):])["metrics"]
+    logged, evaluated = logged_and_evaluated(run_dir)
     assert evaluated["val_map"] == pytest.approx(logged["val_map"], abs=1e-6)
     assert evaluated["val_loss"] == pytest.approx(logged["val_loss"], abs=1e-5)
 
