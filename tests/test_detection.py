@@ -380,3 +380,9 @@ def _edit_coco(root: Path, change) -> None:
     document = json.loads(path.read_text())
     change(document)
     path.write_text(json.dumps(document))
+
+
+def test_the_onnx_callback_is_refused_for_detectors_before_training(in_tmp):
+    result = CliRunner().invoke(cli, ["train", *QUICK, "--callback", "onnx", "--epochs", "1"])
+    assert result.exit_code == 1 and "callback 'onnx' cannot export this run's model" in result.output
+    assert not (in_tmp / "runs").exists()
