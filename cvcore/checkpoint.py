@@ -262,3 +262,43 @@ def find(target: Path, which: str = "last") -> Path:
                         f"the 'checkpoint' callback?")
     best = last.with_name("best.safetensors")
     return best if which == "best" and best.is_file() else last
+
+
+def load_weights_file(model: torch.nn.Module, path: Path, *, heads_as_built: bool = True,
+                      skipped_prefixes: tuple[str, ...] = ()) -> None:
+    """Load start weights from ``path`` (a safetensors file of a state dict, or a cvcore training
+    checkpoint's model), naming any missing, extra or mis-shaped tensors in one DataError; nothing
+    is unpickled. With ``heads_as_built``, a tensor whose shape differs only in its first dimension
+    (a head sized for other classes: ImageNet's 1000, COCO's 91) is left as built, sized to the
+    data. Saved tensors under ``skipped_prefixes`` that the model lacks (auxiliary heads it drops)
+    are ignored."""
+    from safetensors.torch import load_file
+
+    if not Path(path).is_file():
+        raise DataError(f"Weights file '{path}' does not exist.")
+    checkpoint = load(path) if saved_epoch(path) is not None else None
+    try:
+        state = checkpoint.model_weights() if checkpoint else load_file(str(path))
+    except Exception as exc:  # safetensors' own errors: a damaged or foreign file
+        raise DataError(f"'{path}' is not a readable safetensors file: {exc}") from exc
+    what = ""
+    if checkpoint is not None:
+        info = checkpoint.data_info()
+        what = (f" It is a cvcore training checkpoint of model '{checkpoint.document['config']['model']['name']}' "
+                f"for {info.num_classes} classes and {info.in_channels} input channel(s): to go on training it, "
+                f"use cv train --resume.")
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(skipped_prefixes)}
+    wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    heads = [k for k in wrong if heads_as_built and own[k].dim() == state[k].dim() and own[k].dim() >= 1
+             and own[k].shape[1:] == state[k].shape[1:]]
+    wrong = [k for k in wrong if k not in heads]
+    # A BatchNorm's step counter is absent from files saved by a frozen (FrozenBatchNorm2d) model.
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
+    extra = sorted(set(state) - set(own))
+    problems = [f"{label} {names[:3]}" for label, names in
+                (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)) if names]
+    if problems:
+        raise DataError(f"Weights in '{path}' do not fit this model: {'; '.join(problems)} "
+                        f"(check num_classes and the architecture).{what}")
+    model.load_state_dict({k: v for k, v in state.items() if k not in heads}, strict=False)  # checked above

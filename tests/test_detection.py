@@ -386,3 +386,20 @@ def test_the_onnx_callback_is_refused_for_detectors_before_training(in_tmp):
     result = CliRunner().invoke(cli, ["train", *QUICK, "--callback", "onnx", "--epochs", "1"])
     assert result.exit_code == 1 and "callback 'onnx' cannot export this run's model" in result.output
     assert not (in_tmp / "runs").exists()
+
+
+def test_detectors_start_from_a_weights_file_with_heads_sized_to_the_data(detector, tmp_path):
+    from safetensors.torch import load_file
+
+    exported = tmp_path / "d.safetensors"
+    assert CliRunner().invoke(cli, ["export", str(detector), "--format", "safetensors", "--output",
+                                    str(exported)]).exit_code == 0
+    saved = load_file(str(exported))
+    same = cvcore.create("model", "tiny_fcos", num_classes=3, image_size=(48, 48), weights=exported)
+    assert all(torch.equal(value, saved[name]) for name, value in same.state_dict().items())
+    more = cvcore.create("model", "tiny_fcos", num_classes=5, image_size=(48, 48), weights=exported)
+    kept = [n for n, v in more.state_dict().items() if v.shape == saved[n].shape]
+    assert all(torch.equal(more.state_dict()[n], saved[n]) for n in kept)
+    assert len(kept) == len(saved) - 2  # the class logits' weight and bias are sized for 5 + background
+    with pytest.raises(cvcore.DataError, match="do not fit this model: .*wrong shape"):
+        cvcore.create("model", "tiny_fcos", num_classes=3, image_size=(48, 48), width=64, weights=exported)

@@ -44,35 +44,49 @@ def register_models(register):
 
 
 def tiny_fcos(*, num_classes: int = 3, in_channels: int = 3, image_size: tuple[int, int] = (64, 64),
-              width: Annotated[int, Between(32, 512)] = 32):
+              width: Annotated[int, Between(32, 512)] = 32, weights: Path | None = None):
     """A small FCOS (anchor-free, two feature maps at strides 8 and 16) that trains on the CPU.
 
     :param num_classes: object classes (from the data set; the background is added inside).
     :param in_channels: image channels (from the data set).
     :param image_size: image height and width (from the data set).
     :param width: channels of the backbone and heads, a multiple of 32 (the heads' GroupNorm).
+    :param weights: start weights: a safetensors file (cv export --format safetensors) or a cvcore
+        checkpoint; a classification head sized for other classes is left as built.
     """
     from cvcore_detection.models import tiny_fcos as build
 
     if width % 32:
         raise cvcore.OptionError(f"Option 'width' of model 'tiny_fcos' must be a multiple of 32, got {width}.")
 
-    return build(num_classes, in_channels, tuple(image_size), width)
+    return _with_weights(build(num_classes, in_channels, tuple(image_size), width), weights)
 
 
 def _torchvision_factory(name: str):
-    def factory(*, num_classes: int = 3, in_channels: int = 3, image_size: tuple[int, int] = (320, 320)):
-        """torchvision's detector of that name, from scratch, sized to the data.
+    def factory(*, num_classes: int = 3, in_channels: int = 3, image_size: tuple[int, int] = (320, 320),
+                weights: Path | None = None):
+        """torchvision's detector of that name, sized to the data: from scratch, or from a weights file.
 
         :param num_classes: object classes (from the data set; the background is added inside).
         :param in_channels: image channels (from the data set; 3).
         :param image_size: image height and width (from the data set).
+        :param weights: start weights, offline: a safetensors file of the model's state dict (torchvision's
+            COCO weights saved as safetensors, or cv export --format safetensors) or a cvcore checkpoint;
+            heads sized for other classes (COCO's 91) are left as built.
         """
         from cvcore_detection.models import torchvision_detector
 
-        return torchvision_detector(name, num_classes, in_channels, tuple(image_size))
+        return _with_weights(torchvision_detector(name, num_classes, in_channels, tuple(image_size)), weights)
 
     return factory
+
+
+def _with_weights(model, weights: Path | None):
+    from cvcore.checkpoint import load_weights_file
+
+    if weights is not None:
+        load_weights_file(model, weights)
+    return model
 
 
 @cvcore.hookimpl

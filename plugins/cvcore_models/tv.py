@@ -8,7 +8,8 @@ import torch
 import torchvision
 from torch import nn
 
-from cvcore import CvcoreError, DataError
+from cvcore import CvcoreError
+from cvcore.checkpoint import load_weights_file
 
 IMAGENET_CLASSES = 1000
 # Some architectures carry auxiliary heads in training mode; cvcore trains the main head only.
@@ -27,7 +28,7 @@ def build_torchvision(arch: str, *, num_classes: int, in_channels: int, pretrain
     else:
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **extra)
     if weights is not None:
-        load_safetensors(model, weights, num_classes)
+        load_weights_file(model, weights, skipped_prefixes=_AUX_PREFIXES)
     if freeze:
         freeze_all_but_head(model)
     if in_channels != 3:
@@ -61,7 +62,7 @@ def build_torchvision_segmentation(arch: str, *, num_classes: int, in_channels: 
                                              aux_loss=False)
     model.aux_classifier = None
     if weights is not None:
-        load_safetensors(model, weights, num_classes)
+        load_weights_file(model, weights, skipped_prefixes=_AUX_PREFIXES)
     if freeze:
         model.backbone = frozen(model.backbone)
     model = MainOutput(model)
@@ -146,43 +147,3 @@ def frozen(module: nn.Module) -> nn.Module:
     for name, child in module.named_children():
         setattr(module, name, frozen(child))
     return module
-
-
-def load_safetensors(model: nn.Module, path: Path, num_classes: int) -> None:
-    """Load weights from a safetensors file, naming any missing, extra or mis-shaped tensors.
-
-    A head sized for other classes (torchvision's ImageNet weights: 1000) is left as built, sized
-    to the data, as ``pretrained`` does; auxiliary heads that cvcore drops are skipped. A cvcore
-    training checkpoint gives its model's weights (it also holds the optimizer and the rest).
-    """
-    from safetensors.torch import load_file
-
-    from cvcore import checkpoint as ckpt
-
-    if not Path(path).is_file():
-        raise DataError(f"Weights file '{path}' does not exist.")
-    checkpoint = ckpt.load(path) if ckpt.saved_epoch(path) is not None else None
-    try:
-        state = checkpoint.model_weights() if checkpoint else load_file(str(path))
-    except Exception as exc:
-        raise DataError(f"'{path}' is not a readable safetensors file: {exc}") from exc
-    what = ""
-    if checkpoint is not None:
-        info = checkpoint.data_info()
-        what = (f" It is a cvcore training checkpoint of model '{checkpoint.document['config']['model']['name']}' "
-                f"for {info.num_classes} classes and {info.in_channels} input channel(s): to go on training it, "
-                f"use cv train --resume.")
-    own = model.state_dict()
-    state = {k: v for k, v in state.items() if k in own or not k.startswith(_AUX_PREFIXES)}
-    wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
-    head = [k for k in wrong if own[k].shape[:1] == (num_classes,) and own[k].shape[1:] == state[k].shape[1:]]
-    wrong = [k for k in wrong if k not in head]
-    # A BatchNorm's step counter is absent from files saved by a frozen (FrozenBatchNorm2d) model.
-    missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
-    extra = sorted(set(state) - set(own))
-    problems = [f"{label} {names[:3]}" for label, names in
-                (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)) if names]
-    if problems:
-        raise DataError(f"Weights in '{path}' do not fit this model: {'; '.join(problems)} "
-                        f"(check num_classes and the architecture).{what}")
-    model.load_state_dict({k: v for k, v in state.items() if k not in head}, strict=False)  # checked above
