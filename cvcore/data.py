@@ -59,6 +59,11 @@ class Placement:
         scale_x, scale_y = self.scale
         return self.box[0] + x * scale_x, self.box[1] + y * scale_y
 
+    def to_input(self, x, y):
+        """Original image coordinates as (x, y) in the input's pixels: :meth:`to_original` undone."""
+        scale_x, scale_y = self.scale
+        return (x - self.box[0]) / scale_x, (y - self.box[1]) / scale_y
+
 
 @attrs.frozen
 class DataSplits:

@@ -59,6 +59,28 @@ def read_image_and_extent(path: Path, channels: int = 3, smallest: int | None = 
         raise DataError(f"Image '{path}' cannot be read ({exc}).") from None
 
 
+def read_centre(path: Path, channels: int, size: tuple[int, int], resize: int):
+    """The image at ``path`` as validation and `cv predict` see it: its shorter side resized to
+    ``resize`` (torchvision's Resize, antialiased), the centre ``size`` (height, width) kept, as a
+    uint8 tensor (channels, height, width); and its :class:`cvcore.Placement` in the file's image."""
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    from cvcore.data import Placement
+
+    height, width = size
+    picture, original_size, (x0, y0, x1, y1) = read_image_and_extent(path, channels, resize)
+    pixels = F.pil_to_tensor(picture)
+    short, long = sorted(pixels.shape[-2:])
+    resized = (resize, int(resize * long / short))  # torchvision's Resize(int): the longer side truncated
+    resized_height, resized_width = resized if pixels.shape[-2] <= pixels.shape[-1] else resized[::-1]
+    top, left = int(round((resized_height - height) / 2.0)), int(round((resized_width - width) / 2.0))
+    pixels = F.center_crop(F.resize(pixels, [resized_height, resized_width], antialias=True), [height, width])
+    scale_x, scale_y = (x1 - x0) / resized_width, (y1 - y0) / resized_height
+    box = (x0 + left * scale_x, y0 + top * scale_y, x0 + (left + width) * scale_x, y0 + (top + height) * scale_y)
+    return pixels.to(torch.uint8), Placement(original_size=original_size, input_size=(height, width), box=box)
+
+
 def _central_box(width: int, height: int) -> tuple[int, int, int, int]:
     """The box of a picture kept: all of it, or the centre of a strip longer than MAX_ASPECT."""
     keep_width, keep_height = min(width, MAX_ASPECT * height), min(height, MAX_ASPECT * width)

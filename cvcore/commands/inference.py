@@ -12,7 +12,7 @@ import torch
 from cvcore.errors import ConfigError, DataError, one_line
 from cvcore.export import LoadedModel, load_model
 from cvcore.data import Placement
-from cvcore.images import IMAGE_SUFFIXES, read_image_and_extent
+from cvcore.images import IMAGE_SUFFIXES, read_centre
 from cvcore.runs import config as cfg
 from cvcore.tasks import task_for, task_name
 
@@ -120,18 +120,9 @@ def _prepared(path: Path, info: dict[str, Any]) -> tuple[torch.Tensor, Placement
     from torchvision.transforms.v2 import functional as F
 
     height, width = info["image_size"]
-    resize = info.get("eval_resize") or min(height, width)
-    picture, original_size, (x0, y0, x1, y1) = read_image_and_extent(path, info["in_channels"], resize)
-    pixels = F.pil_to_tensor(picture)
-    short, long = sorted(pixels.shape[-2:])
-    resized = (resize, int(resize * long / short))  # torchvision's Resize(int): the longer side truncated
-    resized_height, resized_width = resized if pixels.shape[-2] <= pixels.shape[-1] else resized[::-1]
-    top, left = int(round((resized_height - height) / 2.0)), int(round((resized_width - width) / 2.0))
-    pixels = F.center_crop(F.resize(pixels, [resized_height, resized_width], antialias=True), [height, width])
-    pixels = F.normalize(F.to_dtype(pixels, torch.float32, scale=True), info["mean"], info["std"])
-    scale_x, scale_y = (x1 - x0) / resized_width, (y1 - y0) / resized_height
-    box = (x0 + left * scale_x, y0 + top * scale_y, x0 + (left + width) * scale_x, y0 + (top + height) * scale_y)
-    return pixels, Placement(original_size=original_size, input_size=(height, width), box=box)
+    pixels, placement = read_centre(path, info["in_channels"], (height, width),
+                                    info.get("eval_resize") or min(height, width))
+    return F.normalize(F.to_dtype(pixels, torch.float32, scale=True), info["mean"], info["std"]), placement
 
 
 def onnx_info(props: dict[str, str], path: Path) -> dict[str, Any]:

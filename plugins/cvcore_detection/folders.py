@@ -1,9 +1,9 @@
 """Detection data in the two formats practitioners have: COCO (images and an instances JSON) and
 Ultralytics YOLO (a data YAML, images/ and labels/*.txt of normalised ``class cx cy w h``).
 
-Each image is read as `cv predict` reads it (upright, 8-bit), its shorter side resized to the
-data's size and its centre square kept, as validation and `cv predict` see photos; boxes are moved
-with it, clipped, and dropped when less than a pixel is left. Every malformed file or line is
+Each image is read exactly as `cv predict` reads it (cvcore.images.read_centre: upright, 8-bit,
+its shorter side resized to the data's size and its centre square kept); boxes are moved with it
+by its Placement, clipped, and dropped when less than a pixel is left. Every malformed file or line is
 reported (the first few, and how many), before any training."""
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 import cvcore
-from cvcore.images import IMAGE_SUFFIXES, read_image
+from cvcore.images import IMAGE_SUFFIXES, read_centre
 from cvcore_detection import FLIP_AND_SHIFT
 from cvcore_detection.task import MIN_SIDE, PADDING
 
@@ -41,20 +39,16 @@ class Problems:
                                    + "; ".join(self.found[:SHOWN]))
 
 
-def stored(images: list[Path], boxes: list[list[list[float]]], size: int) -> cvcore.TensorImages:
-    """The images as uint8 (N, 3, size, size) centre squares and their boxes, padded to the most
-    boxes of an image (class -1), in the stored pixels."""
+def stored(images: list[Path], boxes: list[list[list[float]]], size: int, *,
+           fractions: bool = False) -> cvcore.TensorImages:
+    """The images as uint8 (N, 3, size, size) centre squares and their boxes (in the file's pixels,
+    or in ``fractions`` of its sides), padded to the most boxes of an image (class -1), in the
+    stored pixels."""
     pixels, rows = [], []
     for path, found in zip(images, boxes):
-        picture = read_image(path, 3)
-        width, height = picture.size
-        scale = size / min(width, height)
-        resized = (max(size, round(height * scale)), max(size, round(width * scale)))
-        top, left = (resized[0] - size) // 2, (resized[1] - size) // 2
-        tensor = torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1)[None].float()
-        square = F.interpolate(tensor, resized, mode="bilinear", antialias=True, align_corners=False)
-        pixels.append(square[0, :, top:top + size, left:left + size].round().clamp(0, 255).to(torch.uint8))
-        rows.append(_moved(found, resized[1] / width, resized[0] / height, left, top, size))
+        square, placement = read_centre(path, 3, (size, size), size)
+        pixels.append(square)
+        rows.append(_moved(found, placement, fractions))
     most = max([len(r) for r in rows] + [1])
     targets = torch.full((len(images), most, 5), float(PADDING))
     for index, kept in enumerate(rows):
@@ -63,12 +57,14 @@ def stored(images: list[Path], boxes: list[list[list[float]]], size: int) -> cvc
     return cvcore.TensorImages(torch.stack(pixels), targets)
 
 
-def _moved(boxes: list[list[float]], scale_x: float, scale_y: float, left: int, top: int,
-           size: int) -> list[list[float]]:
+def _moved(boxes: list[list[float]], placement, fractions: bool) -> list[list[float]]:
+    height, width = placement.original_size
+    unit_x, unit_y = (width, height) if fractions else (1, 1)
+    side = placement.input_size[0]
     kept = []
     for x0, y0, x1, y1, label in boxes:
-        box = [min(max(x0 * scale_x - left, 0), size), min(max(y0 * scale_y - top, 0), size),
-               min(max(x1 * scale_x - left, 0), size), min(max(y1 * scale_y - top, 0), size)]
+        corners = [*placement.to_input(x0 * unit_x, y0 * unit_y), *placement.to_input(x1 * unit_x, y1 * unit_y)]
+        box = [min(max(value, 0.0), side) for value in corners]
         if box[2] - box[0] >= MIN_SIDE and box[3] - box[1] >= MIN_SIDE:  # what the crop keeps of it
             kept.append([*box, float(label)])
     return kept
@@ -152,7 +148,8 @@ def load_yolo(root: Path, data: str, size: int, augment: bool) -> cvcore.DataSpl
     base = Path(root) / data
     base = (base.parent / description["path"]) if description.get("path") else base.parent
     splits = [_yolo_split(base / str(description[split]), len(names)) for split in ("train", "val")]
-    return cvcore.DataSplits(stored(*splits[0], size), stored(*splits[1], size), _info(names, size),
+    return cvcore.DataSplits(stored(*splits[0], size, fractions=True), stored(*splits[1], size, fractions=True),
+                             _info(names, size),
                              transforms=FLIP_AND_SHIFT if augment else ())
 
 
@@ -190,10 +187,7 @@ def _yolo_split(folder: Path, classes: int):
     if not images:
         raise cvcore.DataError(f"YOLO image folder '{folder}' holds no images ({' '.join(IMAGE_SUFFIXES)}).")
     problems = Problems(f"the labels of '{folder}'")
-    boxes = []
-    for image in images:
-        width, height = read_image(image, 3).size
-        boxes.append(_yolo_labels(_label_file(image), classes, width, height, problems))
+    boxes = [_yolo_labels(_label_file(image), classes, problems) for image in images]
     problems.raise_any()
     return images, boxes
 
@@ -206,8 +200,8 @@ def _label_file(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def _yolo_labels(path: Path, classes: int, width: int, height: int, problems: Problems) -> list[list[float]]:
-    """Boxes in pixels from ``class cx cy w h`` lines (normalised); no file: no object."""
+def _yolo_labels(path: Path, classes: int, problems: Problems) -> list[list[float]]:
+    """Boxes in fractions of the image's sides from ``class cx cy w h`` lines; no file: no object."""
     if not path.is_file():
         return []
     boxes = []
@@ -229,6 +223,5 @@ def _yolo_labels(path: Path, classes: int, width: int, height: int, problems: Pr
                 or cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1 + 1e-3 or cy + h / 2 > 1 + 1e-3:
             problems.add(where, f"box {cx:g} {cy:g} {w:g} {h:g} is empty or outside the image (values are 0 to 1)")
         else:
-            boxes.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height,
-                          label])
+            boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, label])
     return boxes
