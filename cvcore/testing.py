@@ -97,11 +97,12 @@ def _check_model(component: Component, options: dict[str, Any]) -> Any:
     images = torch.randn(2, info.in_channels, *info.image_size)
     targets = task.example_target(info, 2)
     label = f"model '{component.name}' on task '{name}'"
-    loss, _ = task.training_step(model.train(), images, targets, _sample_loss(name, info))
+    loss_fn = _sample_loss(name, info)
+    loss, _ = task.training_step(model.train(), images, targets, loss_fn)
     assert loss.dim() == 0 and torch.isfinite(loss), f"{label}: training loss {loss}"
     loss.backward()
     with torch.no_grad():
-        _, output = task.validation_step(model.eval(), images, targets, _sample_loss(name, info))
+        _, output = task.validation_step(model.eval(), images, targets, loss_fn)
     expectation = task.expected_output(info)
     if expectation is not None:
         shape, wanted = expectation

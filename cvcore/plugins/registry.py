@@ -46,9 +46,10 @@ def _word(value: Any) -> bool:
 
 
 def _suggestions(value: Any) -> bool:
-    return isinstance(value, tuple) and all(
-        isinstance(v, str) or (isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], dict))
-        for v in value)
+    def pair(v: Any) -> bool:
+        return isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], dict)
+
+    return isinstance(value, tuple) and all(isinstance(v, str) or pair(v) for v in value)
 
 
 def _task_names(value: Any) -> bool:

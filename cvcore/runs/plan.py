@@ -80,16 +80,15 @@ def with_suggested_loss(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` with a loss named: the user's, else the one its data set suggests when registered
     (``loss="..."``), else its task's, else the default task's. Known before any data is read; the
     run's config.toml records it, so the run runs again as it was."""
-    from cvcore.tasks import task_component
 
     if "name" in config.get("loss", {}):
         return config
     dataset = config.get("dataset", {}).get("name")
-    metadata = registry().get("dataset", dataset).metadata if isinstance(dataset, str) else {}
-    try:
-        suggested = metadata.get("loss") or task_component(metadata.get("task")).metadata.get("loss")
-    except CvcoreError:  # its task's plugin is not loaded: the data set's build will say so
-        suggested = None
+    if not isinstance(dataset, str):
+        return config  # planning asks for a data set by name
+    component = registry().get("dataset", dataset)
+    task = _task_of(component)
+    suggested = component.metadata.get("loss") or (task.metadata.get("loss") if task else None)
     if suggested is None:
         return config  # planning asks for a loss by name
     return {**config, "loss": {**config.get("loss", {}), "name": suggested}}
@@ -135,12 +134,20 @@ def check_root(config: dict[str, Any]) -> None:
 
 def declared_task(plan: Plan) -> str | None:
     """The task a run's data set declares when registered (its data not yet read), if installed."""
+
+    dataset = plan.part("dataset").component
+    task = _task_of(dataset) if dataset.metadata.get("task") else None
+    return task.name if task else None
+
+
+def _task_of(dataset: Component) -> Component | None:
+    """The registered task a data set declares (the default task if it declares none), or None when
+    that task's plugin is not loaded: the data set's build will say so."""
     from cvcore.tasks import task_component
 
-    declared = plan.part("dataset").component.metadata.get("task")
     try:
-        return task_component(declared).name if declared else None
-    except CvcoreError:  # its task's plugin is not loaded: the data set's build will say so
+        return task_component(dataset.metadata.get("task"))
+    except CvcoreError:
         return None
 
 
