@@ -7,6 +7,7 @@ process killed at any moment (even during a save) leaves the previous checkpoint
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import attrs
 import torch
 
-from cvcore.errors import DataError, one_line
+from cvcore.errors import CvcoreError, DataError, one_line
 from cvcore.files import write_atomically
 
 FORMAT = "cvcore-checkpoint/1"
@@ -267,11 +268,7 @@ def find(target: Path, which: str = "last") -> Path:
 def load_weights_file(model: torch.nn.Module, path: Path, *, heads_as_built: bool = True,
                       skipped_prefixes: tuple[str, ...] = ()) -> None:
     """Load start weights from ``path`` (a safetensors file of a state dict, or a cvcore training
-    checkpoint's model), naming any missing, extra or mis-shaped tensors in one DataError; nothing
-    is unpickled. With ``heads_as_built``, a tensor whose shape differs only in its first dimension
-    (a head sized for other classes: ImageNet's 1000, COCO's 91) is left as built, sized to the
-    data. Saved tensors under ``skipped_prefixes`` that the model lacks (auxiliary heads it drops)
-    are ignored."""
+    checkpoint's model) as :func:`load_start_weights` does; nothing is unpickled."""
     from safetensors.torch import load_file
 
     if not Path(path).is_file():
@@ -281,12 +278,23 @@ def load_weights_file(model: torch.nn.Module, path: Path, *, heads_as_built: boo
         state = checkpoint.model_weights() if checkpoint else load_file(str(path))
     except Exception as exc:  # safetensors' own errors: a damaged or foreign file
         raise DataError(f"'{path}' is not a readable safetensors file: {exc}") from exc
-    what = ""
+    hint = ""
     if checkpoint is not None:
         info = checkpoint.data_info()
-        what = (f" It is a cvcore training checkpoint of model '{checkpoint.document['config']['model']['name']}' "
+        hint = (f" It is a cvcore training checkpoint of model '{checkpoint.document['config']['model']['name']}' "
                 f"for {info.num_classes} classes and {info.in_channels} input channel(s): to go on training it, "
                 f"use cv train --resume.")
+    load_start_weights(model, state, f"'{path}'", heads_as_built=heads_as_built, skipped_prefixes=skipped_prefixes,
+                       hint=hint)
+
+
+def load_start_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, *,
+                       heads_as_built: bool = True, skipped_prefixes: tuple[str, ...] = (), hint: str = "") -> None:
+    """Load the state dict ``state`` (from ``source``, as said in errors) into ``model``, naming any
+    missing, extra or mis-shaped tensors in one DataError (``hint`` added). With ``heads_as_built``,
+    a tensor whose shape differs only in its first dimension (a head sized for other classes:
+    ImageNet's 1000, COCO's 91) is left as built, sized to the data. Saved tensors under
+    ``skipped_prefixes`` that the model lacks (auxiliary heads it drops) are ignored."""
     own = model.state_dict()
     state = {k: v for k, v in state.items() if k in own or not k.startswith(skipped_prefixes)}
     wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
@@ -299,6 +307,36 @@ def load_weights_file(model: torch.nn.Module, path: Path, *, heads_as_built: boo
     problems = [f"{label} {names[:3]}" for label, names in
                 (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)) if names]
     if problems:
-        raise DataError(f"Weights in '{path}' do not fit this model: {'; '.join(problems)} "
-                        f"(check num_classes and the architecture).{what}")
+        raise DataError(f"Weights in {source} do not fit this model: {'; '.join(problems)} "
+                        f"(check num_classes and the architecture).{hint}")
     model.load_state_dict({k: v for k, v in state.items() if k not in heads}, strict=False)  # checked above
+
+
+@contextlib.contextmanager
+def torchvision_downloads(what: str):
+    """torchvision's weight downloads inside the block read their file (fetched or already in the hub
+    cache) with ``weights_only=True``: a pickle placed in the cache cannot run code (torchvision's own
+    loader unpickles anything). A failed download, or a file holding more than tensors, becomes one
+    CvcoreError naming ``what`` and the cache."""
+    import pickle
+    from functools import partial
+    from unittest import mock
+
+    from torchvision.models import _api
+
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    safe = partial(torch.hub.load_state_dict_from_url, weights_only=True)
+    try:
+        with mock.patch.object(_api, "load_state_dict_from_url", safe):  # fails loudly if torchvision moves it
+            yield
+    except pickle.UnpicklingError as exc:
+        raise CvcoreError(
+            f"torchvision's cached weights for {what} in {cache} hold more than tensors, so they were not "
+            f"loaded ({str(exc).splitlines()[0]}). Delete the file to download it again."
+        ) from None
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError
+        raise CvcoreError(
+            f"Could not fetch torchvision's pretrained weights for {what} ({exc}). Download them "
+            f"once where a network is available (they are cached in {cache}), or pass "
+            f"weights=PATH.safetensors to load a local file."
+        ) from exc

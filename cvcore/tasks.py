@@ -176,6 +176,19 @@ class Task:
         Default: unchanged (class ids do not move; masks are moved by the transform itself)."""
         return targets
 
+    def onnx_form(self, model):
+        """What ``model`` becomes in ONNX, as a :class:`cvcore.export.OnnxForm`. Default: the model
+        itself, its one output named :attr:`output_name`, for any batch size."""
+        from cvcore.export import OnnxForm
+
+        return OnnxForm(model, (self.output_name,))
+
+    def from_onnx(self, outputs):
+        """What the model gives in PyTorch, from the outputs (tensors, in :meth:`onnx_form`'s order)
+        of one call of its ONNX graph: `cv predict` with an .onnx file hands this to :meth:`predict`.
+        Default: the first output (the batch's logits)."""
+        return outputs[0]
+
     def mode(self, metric: str) -> str:
         """'min' if lower is better for ``metric`` (a loss, or one of ``minimized``), else 'max'."""
         name = metric.split("_", 1)[-1]

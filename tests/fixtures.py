@@ -137,3 +137,10 @@ def augmented(data, transforms, seed: int = 0, std: float = 1.0, *, info=None):
     prepare = Preparation(info, torch.device("cpu"), built, torch.Generator().manual_seed(seed))
     (images, targets), = data.on_device(torch.device("cpu")).batches(len(data), shuffle=False)
     return prepare(images, targets, train=True)[:2]
+
+
+class Payload:
+    """A pickle that, if anything unpickled it, would run code: it leaves a file named PWNED."""
+
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').touch()",))

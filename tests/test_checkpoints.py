@@ -19,6 +19,7 @@ from click.testing import CliRunner
 import cvcore
 from cvcore import checkpoint as ckpt
 from cvcore.commands.cli import cli
+from fixtures import Payload
 
 RECIPE = ["--optimizer", "sgd", "--lr", "0.05", "--set", "optimizer.momentum=0.9", "--scheduler", "warmup",
           "--scheduler", "step", "--set", "scheduler.step.step_size=1", "--set", "scheduler.step.gamma=0.5",
@@ -72,11 +73,6 @@ def test_resume_warns_when_a_plugin_version_changed(in_tmp):
     result = cv("train", "--resume", "r", "--epochs", "2", "--limit-train-batches", "2")
     assert result.exit_code == 0, result.output
     assert "warning: model/models:lenet was provided by cvcore 0.0.1 when saved" in result.output
-
-
-class Payload:
-    def __reduce__(self):
-        return (exec, ("import pathlib; pathlib.Path('PWNED').touch()",))
 
 
 @pytest.mark.parametrize("name", ["evil.pt", "evil.safetensors"])

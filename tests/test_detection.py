@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -17,6 +18,7 @@ from cvcore.testing import check_plugin
 from cvcore import move_points
 from cvcore_detection.metrics import COCO_NAMES, DetectionMetrics
 from cvcore_detection.task import Detection
+from fixtures import Payload
 
 CLASSES = 4  # class 3 never has a box: its detections are all false positives
 
@@ -202,7 +204,6 @@ def detector(tmp_path_factory):
 
 
 def test_predict_gives_boxes_in_the_photos_pixels_and_draws_them(detector, tmp_path):
-    from PIL import Image
 
     photo = np.full((60, 100, 3), 20, np.uint8)
     photo[10:40, 40:70] = 230  # a square
@@ -218,13 +219,45 @@ def test_predict_gives_boxes_in_the_photos_pixels_and_draws_them(detector, tmp_p
     assert Image.open(report["picture"]).size == (100, 60)  # drawn on the photo itself
 
 
-def test_export_says_why_a_detector_is_not_exported_to_onnx_and_writes_its_weights(detector, tmp_path):
-    refused = CliRunner().invoke(cli, ["export", str(detector), "--output", str(tmp_path / "d.onnx")])
-    assert refused.exit_code == 1 and "is not exported to ONNX: torch.export cannot trace" in refused.output
-    assert not (tmp_path / "d.onnx").exists()
-    weights = CliRunner().invoke(cli, ["export", str(detector), "--format", "safetensors",
-                                       "--output", str(tmp_path / "d.safetensors")])
-    assert weights.exit_code == 0 and (tmp_path / "d.safetensors").stat().st_size > 10_000
+def test_a_detector_exports_to_onnx_with_its_post_processing_and_predicts_as_pytorch(detector, tmp_path):
+    exported = CliRunner().invoke(cli, ["export", str(detector), "--output", str(tmp_path / "d.onnx")])
+    assert exported.exit_code == 0 and "verified with onnxruntime" in exported.output, exported.output
+    photo = tmp_path / "photo.png"
+    picture = np.full((60, 100, 3), 20, np.uint8)
+    picture[10:40, 40:70] = 230
+    Image.fromarray(picture).save(photo)
+    reports = []
+    for source in (detector, tmp_path / "d.onnx"):
+        result = CliRunner().invoke(cli, ["predict", str(source), str(photo), "--min-score", "0", "--json",
+                                          "--output-dir", str(tmp_path / source.suffix.strip(".") or "run")])
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(result.output)[0])
+    assert len(reports[0]["boxes"]) > 10  # every detection above the model's own threshold, in the same order
+    for key in ("boxes", "labels", "scores"):
+        assert reports[0][key] == reports[1][key]
+
+
+def test_a_difference_between_the_onnx_graph_and_pytorch_is_found_image_by_image(detector, tmp_path):
+    from cvcore.export import load_model, verify_onnx
+
+    assert CliRunner().invoke(cli, ["export", str(detector), "--output", str(tmp_path / "d.onnx")]).exit_code == 0
+    other = load_model(detector)
+    with torch.no_grad():
+        other.model.head.classification_head.cls_logits.bias.sub_(2.0)  # fewer boxes pass the score threshold
+    with pytest.raises(cvcore.CvcoreError, match="gives 'boxes' of shape .* where PyTorch gives"):
+        verify_onnx(other, tmp_path / "d.onnx")
+
+
+def test_export_and_the_onnx_callback_say_why_a_task_refuses_onnx(detector, in_tmp, monkeypatch):
+    monkeypatch.setattr(Detection, "onnx_refusal", "no graph for this task")
+    refused = CliRunner().invoke(cli, ["export", str(detector), "--output", "d.onnx"])
+    assert refused.exit_code == 1 and "is not exported to ONNX: no graph for this task" in refused.output
+    assert not (in_tmp / "d.onnx").exists()
+    result = CliRunner().invoke(cli, ["train", *QUICK, "--callback", "onnx", "--epochs", "1"])
+    assert result.exit_code == 1 and "callback 'onnx' cannot export this run's model" in result.output
+    assert not (in_tmp / "runs").exists()  # refused before training
+    weights = CliRunner().invoke(cli, ["export", str(detector), "--format", "safetensors", "--output", "d.safetensors"])
+    assert weights.exit_code == 0 and (in_tmp / "d.safetensors").stat().st_size > 10_000
 
 
 def test_resumed_detection_equals_an_uninterrupted_run(tmp_path):
@@ -273,8 +306,6 @@ def test_each_loss_term_is_a_loss_for_monitors_and_plots():
 def photos(folder: Path, count: int, seed: int) -> list[tuple[str, int, int, list[list[float]]]]:
     """Photo-like files (JPEG and PNG, landscape and portrait) with 1-2 bright rectangles each:
     (file name, width, height, boxes [x0, y0, x1, y1, class])."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     made = []
@@ -382,10 +413,9 @@ def _edit_coco(root: Path, change) -> None:
     path.write_text(json.dumps(document))
 
 
-def test_the_onnx_callback_is_refused_for_detectors_before_training(in_tmp):
-    result = CliRunner().invoke(cli, ["train", *QUICK, "--callback", "onnx", "--epochs", "1"])
-    assert result.exit_code == 1 and "callback 'onnx' cannot export this run's model" in result.output
-    assert not (in_tmp / "runs").exists()
+def test_the_onnx_callback_exports_a_detector_at_the_end_of_training(in_tmp):
+    result = CliRunner().invoke(cli, ["train", *QUICK, "--callback", "onnx", "--epochs", "1", "--run-dir", "run"])
+    assert result.exit_code == 0 and "exported run/model.onnx: max |diff|" in result.output, result.output
 
 
 def test_detectors_start_from_a_weights_file_with_heads_sized_to_the_data(detector, tmp_path):
@@ -403,3 +433,60 @@ def test_detectors_start_from_a_weights_file_with_heads_sized_to_the_data(detect
     assert len(kept) == len(saved) - 2  # the class logits' weight and bias are sized for 5 + background
     with pytest.raises(cvcore.DataError, match="do not fit this model: .*wrong shape"):
         cvcore.create("model", "tiny_fcos", num_classes=3, image_size=(48, 48), width=64, weights=exported)
+
+
+def coco_weights_in_hub_cache(home: Path, name: str) -> dict[str, torch.Tensor]:
+    """torchvision's COCO weights cannot be downloaded here: random ones of the right shapes (91
+    classes) stand where torch.hub keeps the download, in torch.save's format."""
+    import torchvision
+
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    cache = home / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    state = torchvision.models.get_model(name, weights=None, weights_backbone=None, num_classes=91).state_dict()
+    torch.save(state, cache / url.rsplit("/", 1)[-1])
+    return state
+
+
+def test_pretrained_detectors_start_from_cocos_weights_with_heads_sized_to_the_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    coco = coco_weights_in_hub_cache(tmp_path, name)
+    model = cvcore.create("model", f"tv/{name}", num_classes=3, image_size=(96, 96), pretrained=True)
+    own = model.state_dict()
+    heads = {"roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.cls_score.bias",
+             "roi_heads.box_predictor.bbox_pred.weight", "roi_heads.box_predictor.bbox_pred.bias"}
+    assert {key for key in coco if coco[key].shape != own[key].shape} == heads  # 91 classes there, 3 + 1 here
+    assert all(torch.equal(own[key], value) for key, value in coco.items() if key not in heads)
+    assert own["roi_heads.box_predictor.cls_score.weight"].shape[0] == 4
+
+
+def test_pickle_in_the_hub_cache_is_not_run_for_a_detector(tmp_path, monkeypatch):
+    import pickle
+
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    url = torchvision.models.get_model_weights("fcos_resnet50_fpn").DEFAULT.url
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]).write_bytes(pickle.dumps({"head": Payload()}))
+    with pytest.raises(cvcore.CvcoreError, match="weights for 'fcos_resnet50_fpn' .* hold more than tensors"):
+        cvcore.create("model", "tv/fcos_resnet50_fpn", num_classes=3, image_size=(64, 64), pretrained=True)
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("name", ["fcos_resnet50_fpn", "ssdlite320_mobilenet_v3_large"])
+def test_a_detector_sees_the_normalisation_its_coco_weights_expect_whatever_the_datas(name):
+    from cvcore_detection.models import WEIGHTS_NORMALISATION
+
+    pixels = torch.rand(1, 3, 64, 64)
+    seen = []
+    for mean, std in (((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), ((0.1, 0.2, 0.3), (0.5, 0.4, 0.3))):
+        model = cvcore.create("model", f"tv/{name}", num_classes=3, image_size=(64, 64), mean=mean, std=std)
+        normalised = (pixels[0] - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+        seen.append(model.eval().transform([normalised])[0].tensors)  # what the detector's layers receive
+    mean, std = WEIGHTS_NORMALISATION.get(name.split("_")[0], ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+    wanted = (pixels - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    wanted = torch.nn.functional.interpolate(wanted, size=seen[0].shape[-2:], mode="bilinear")  # SSD: 320 x 320
+    assert torch.allclose(seen[0], wanted, atol=1e-4) and torch.allclose(seen[1], wanted, atol=1e-4)

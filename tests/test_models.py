@@ -13,6 +13,7 @@ import cvcore
 from cvcore.testing import check_component
 from cvcore_models.torchvision_names import CLASSIFICATION_MODELS, SEGMENTATION_MODELS
 from cvcore_models.tv import replace_head
+from fixtures import Payload
 
 FAMILIES = ["resnet18", "mobilenet_v3_small", "squeezenet1_1", "shufflenet_v2_x0_5", "googlenet", "mnasnet0_5",
             "regnet_x_400mf", "efficientnet_b0", "densenet121", "convnext_tiny", "alexnet"]
@@ -127,11 +128,6 @@ def test_pickle_in_the_torch_hub_cache_is_not_run(in_tmp, monkeypatch):
     with pytest.raises(cvcore.CvcoreError, match="hold more than tensors, so they were not loaded"):
         cvcore.create("model", "tv/resnet18", pretrained=True)
     assert not (in_tmp / "PWNED").exists()
-
-
-class Payload:
-    def __reduce__(self):
-        return (exec, ("import pathlib; pathlib.Path('PWNED').touch()",))
 
 
 def test_pickle_offered_as_weights_is_refused_unrun(in_tmp):

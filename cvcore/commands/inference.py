@@ -131,6 +131,7 @@ def onnx_info(props: dict[str, str], path: Path) -> dict[str, Any]:
     try:
         info = {key: json.loads(props[key]) for key in ("image_size", "mean", "std", "class_names")}
         info["eval_resize"] = json.loads(props.get("eval_resize", "null"))
+        info["per_image"] = json.loads(props.get("per_image", "false"))  # files of cvcore 0.1 lack it
         info.update(in_channels=int(props["in_channels"]), task=str(props["task"]))
         size, channels = info["image_size"], info["in_channels"]
         valid = (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 0 < v <= 16384 for v in size)
@@ -138,12 +139,13 @@ def onnx_info(props: dict[str, str], path: Path) -> dict[str, Any]:
                                                 and all(isinstance(v, (int, float)) for v in info[k])
                                                 for k in ("mean", "std"))
                  and isinstance(info["class_names"], list) and all(isinstance(n, str) for n in info["class_names"])
-                 and (info["eval_resize"] is None or isinstance(info["eval_resize"], int)))
+                 and (info["eval_resize"] is None or isinstance(info["eval_resize"], int))
+                 and isinstance(info["per_image"], bool))
     except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise DataError(f"'{path}' has cvcore metadata that cannot be read ({one_line(exc)}).") from None
     if not valid:
         raise DataError(f"'{path}' has cvcore metadata with values out of range or of the wrong type "
-                        f"(image_size, mean, std, in_channels, class_names, eval_resize).")
+                        f"(image_size, mean, std, in_channels, class_names, eval_resize, per_image).")
     return info
 
 
@@ -177,15 +179,22 @@ class Predictor:
             raise DataError(f"'{path}' was not exported by cvcore (no class names in its metadata).")
         self.path, self.info = path, onnx_info(props, path)
 
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        if self.session is not None:
-            try:
-                return torch.from_numpy(self.session.run(None, {"images": images.numpy()})[0])
-            except Exception as exc:
-                raise DataError(f"onnxruntime could not run '{self.path}' on the images ({one_line(exc)}); "
-                                f"was it exported by cvcore for images like these?") from None
-        with torch.inference_mode():
-            return self.model(images)
+    def logits(self, images: torch.Tensor):
+        """The model's output for ``images``, as PyTorch gives it (the task turns ONNX outputs into it)."""
+        if self.session is None:
+            with torch.inference_mode():
+                return self.model(images)
+        task = task_for(self.info["task"])
+        if not self.info["per_image"]:
+            return task.from_onnx(self._run(images))
+        return [found for image in images.split(1) for found in task.from_onnx(self._run(image))]
+
+    def _run(self, images: torch.Tensor) -> list[torch.Tensor]:
+        try:
+            return [torch.from_numpy(output) for output in self.session.run(None, {"images": images.numpy()})]
+        except Exception as exc:
+            raise DataError(f"onnxruntime could not run '{self.path}' on the images ({one_line(exc)}); "
+                            f"was it exported by cvcore for images like these?") from None
 
 
 PREDICT_BATCH = 64

@@ -16,6 +16,7 @@ from typing import Annotated
 import cvcore
 from cvcore import Between
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # photos; most COCO weights
 FLIP_AND_SHIFT = ("transforms:flip", ("transforms:pad_crop", {"padding": 4}))  # what shapes_boxes suggests
 
 
@@ -29,7 +30,7 @@ def register_losses(register):
     register("model_losses", model_losses, tasks=("detection:detection",))
 
 
-# torchvision's detectors that build without downloading anything (no weights asked for)
+# torchvision's detectors with COCO weights (downloaded only when pretrained is asked for)
 TORCHVISION_DETECTORS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn",
                          "fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn",
                          "ssdlite320_mobilenet_v3_large")
@@ -40,7 +41,7 @@ def register_models(register):
     register("tiny_fcos", tiny_fcos, output="detections")
     for name in TORCHVISION_DETECTORS:
         register(f"tv/{name}", _torchvision_factory(name), output="detections",
-                 summary=f"torchvision {name}, classes from the data, trained from scratch")
+                 summary=f"torchvision {name}, classes from the data, from scratch or COCO weights")
 
 
 def tiny_fcos(*, num_classes: int = 3, in_channels: int = 3, image_size: tuple[int, int] = (64, 64),
@@ -64,19 +65,25 @@ def tiny_fcos(*, num_classes: int = 3, in_channels: int = 3, image_size: tuple[i
 
 def _torchvision_factory(name: str):
     def factory(*, num_classes: int = 3, in_channels: int = 3, image_size: tuple[int, int] = (320, 320),
-                weights: Path | None = None):
-        """torchvision's detector of that name, sized to the data: from scratch, or from a weights file.
+                mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+                pretrained: bool = False, weights: Path | None = None):
+        """torchvision's detector of that name, sized to the data: from scratch, COCO weights or a file.
 
         :param num_classes: object classes (from the data set; the background is added inside).
         :param in_channels: image channels (from the data set; 3).
         :param image_size: image height and width (from the data set).
+        :param mean: the data's normalisation (from the data set), turned into what COCO weights expect.
+        :param std: the data's normalisation (from the data set).
+        :param pretrained: start from torchvision's COCO weights (downloaded once), heads sized to the data.
         :param weights: start weights, offline: a safetensors file of the model's state dict (torchvision's
             COCO weights saved as safetensors, or cv export --format safetensors) or a cvcore checkpoint;
             heads sized for other classes (COCO's 91) are left as built.
         """
         from cvcore_detection.models import torchvision_detector
 
-        return _with_weights(torchvision_detector(name, num_classes, in_channels, tuple(image_size)), weights)
+        model = torchvision_detector(name, num_classes, in_channels, tuple(image_size), tuple(mean), tuple(std),
+                                     pretrained)
+        return _with_weights(model, weights)
 
     return factory
 

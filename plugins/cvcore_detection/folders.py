@@ -16,11 +16,10 @@ import torch
 
 import cvcore
 from cvcore.images import IMAGE_SUFFIXES, read_centre
-from cvcore_detection import FLIP_AND_SHIFT
+from cvcore_detection import FLIP_AND_SHIFT, IMAGENET_MEAN, IMAGENET_STD
 from cvcore_detection.task import MIN_SIDE, PADDING
 
 SHOWN = 5  # problems quoted in the error; the rest are counted
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # photos: ImageNet's statistics
 
 
 class Problems:

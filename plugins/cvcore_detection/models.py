@@ -1,9 +1,11 @@
 """Detectors: torchvision's by name, and a small FCOS that trains from scratch on the CPU.
 
-cvcore normalises the images and gives them at the data's size, so every detector's own transform
-is told to change neither (mean 0, std 1, its sizes the image's): boxes stay in the data's pixels.
-Class ids are shifted by one inside the task (torchvision keeps 0 for the background), so a
-detector is built for num_classes + 1."""
+cvcore gives a detector its images normalised with the data's mean and std, at the data's size.
+Each torchvision detector's own transform is told to keep that size (SSD resizes to its own and
+maps boxes back) and to turn the data's normalisation into the one its COCO weights were trained
+with, from scratch too, so that a model rebuilt from a checkpoint (without its start weights)
+computes what it trained with. Class ids are shifted by one inside the task (torchvision keeps 0
+for the background), so a detector is built for num_classes + 1."""
 
 from __future__ import annotations
 
@@ -12,6 +14,12 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from cvcore_detection import IMAGENET_MEAN, IMAGENET_STD
+
+# What each family's COCO weights were trained on, where it is not ImageNet's normalisation
+# (torchvision's defaults for the family's transform).
+WEIGHTS_NORMALISATION = {"ssdlite320": ((0.5,) * 3, (0.5,) * 3)}
+
 
 def unchanged_images(image_size: tuple[int, int], in_channels: int) -> dict:
     """The options that make a torchvision detector's transform leave cvcore's images as they are."""
@@ -19,16 +27,33 @@ def unchanged_images(image_size: tuple[int, int], in_channels: int) -> dict:
             "image_mean": [0.0] * in_channels, "image_std": [1.0] * in_channels}
 
 
-def torchvision_detector(name: str, num_classes: int, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
+def as_weights_expect(name: str, mean: tuple[float, ...], std: tuple[float, ...]) -> dict:
+    """The transform's normalisation that takes images normalised with ``mean`` and ``std`` to the
+    normalisation the detector's COCO weights expect: (x * std + mean - m) / s = (x - (m - mean) / std) / (s / std)."""
+    wanted_mean, wanted_std = WEIGHTS_NORMALISATION.get(name.split("_")[0], (IMAGENET_MEAN, IMAGENET_STD))
+    return {"image_mean": [(m - data_m) / data_s for m, data_m, data_s in zip(wanted_mean, mean, std)],
+            "image_std": [s / data_s for s, data_s in zip(wanted_std, std)]}
+
+
+def torchvision_detector(name: str, num_classes: int, in_channels: int, image_size: tuple[int, int],
+                         mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+                         pretrained: bool = False) -> nn.Module:
+    """torchvision's detector ``name`` for the data's classes, from scratch or from its COCO weights
+    (the backbone and box regression; heads sized to the data are left as built)."""
     import torchvision
+
+    from cvcore.checkpoint import load_start_weights, torchvision_downloads
 
     if in_channels != 3:
         raise ValueError(f"torchvision's detectors take 3-channel images, the data has {in_channels}")
-    builder = getattr(torchvision.models.detection, name)
-    options = {} if name.startswith("ssd") else unchanged_images(image_size, in_channels)
-    if name.startswith("ssd"):  # SSD resizes to its own size and maps boxes back; only the normalisation is ours
-        options = {"image_mean": [0.0] * 3, "image_std": [1.0] * 3}
-    return builder(weights=None, weights_backbone=None, num_classes=num_classes + 1, **options)
+    sizes = {} if name.startswith("ssd") else unchanged_images(image_size, in_channels)
+    model = getattr(torchvision.models.detection, name)(
+        weights=None, weights_backbone=None, num_classes=num_classes + 1, **{**sizes, **as_weights_expect(name, mean, std)})
+    if pretrained:
+        with torchvision_downloads(f"'{name}'"):
+            coco = torchvision.models.get_model_weights(name).DEFAULT.get_state_dict(progress=False)
+        load_start_weights(model, coco, f"torchvision's COCO weights for '{name}'")
+    return model
 
 
 class TinyBackbone(nn.Module):

@@ -44,14 +44,22 @@ class WeightedSum:
         return sum(value * self.weights.get(name, 1.0) for name, value in terms.items())
 
 
+class ExportedDetector(torch.nn.Module):
+    """A torchvision detector as ONNX gives it: one image in, its detections as three tensors."""
+
+    def __init__(self, detector: torch.nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        (found,) = self.detector(images)
+        return found["boxes"], found["scores"], found["labels"] - 1
+
+
 class Detection(cvcore.Task):
     default_monitor = "val_map"
     targets_have_coordinates = True
     items = "object classes"
-    onnx_refusal = ("torch.export cannot trace torchvision's detection post-processing yet (its number of "
-                    "boxes per image depends on the data: torch 2.15 stops at a data-dependent shape in the "
-                    "score filtering and NMS). Export the weights with --format safetensors, or keep the "
-                    "checkpoint for cv predict.")
     DETECTIONS = 100  # kept per image for the metrics, as COCO counts them (AR@100)
 
     def metric_names(self, num_classes: int, detailed: bool) -> list[str]:
@@ -112,6 +120,17 @@ class Detection(cvcore.Task):
     def validation_step(self, model, images, targets, loss_fn):
         found = model(images)
         return torch.full((), float("nan"), device=images.device), padded_detections(found, self.DETECTIONS)
+
+    def onnx_form(self, model):
+        """One image a call, post-processing (score threshold, NMS) included: boxes (K, 4) in the
+        input's pixels, scores (K,), classes (K,) as the data's class ids."""
+        from cvcore.export import OnnxForm
+
+        return OnnxForm(ExportedDetector(model).train(model.training), ("boxes", "scores", "classes"), per_image=True)
+
+    def from_onnx(self, outputs):
+        boxes, scores, classes = outputs
+        return [{"boxes": boxes, "scores": scores, "labels": classes + 1}]
 
     def predict(self, output, images: list[Path], class_names: list[str], *, topk: int, output_dir: Path,
                 placements=None, min_score: float = 0.5) -> list[dict[str, Any]]:

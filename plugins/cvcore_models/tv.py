@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 
 from cvcore import CvcoreError
-from cvcore.checkpoint import load_weights_file
+from cvcore.checkpoint import load_weights_file, torchvision_downloads
 
 IMAGENET_CLASSES = 1000
 # Some architectures carry auxiliary heads in training mode; cvcore trains the main head only.
@@ -72,30 +72,9 @@ def build_torchvision_segmentation(arch: str, *, num_classes: int, in_channels: 
 
 
 def _pretrained(arch: str, extra: dict) -> nn.Module:
-    """torchvision's default weights, the cached file read with ``weights_only=True``: a pickle placed
-    in the hub cache cannot run code. (torchvision's builders read it with weights_only=False.)"""
-    import pickle
-    from functools import partial
-    from unittest import mock
-
-    from torchvision.models import _api
-
-    cache = Path(torch.hub.get_dir()) / "checkpoints"
-    safe = partial(torch.hub.load_state_dict_from_url, weights_only=True)
-    try:
-        with mock.patch.object(_api, "load_state_dict_from_url", safe):  # fails loudly if torchvision moves it
-            return torchvision.models.get_model(arch, weights="DEFAULT", **extra)
-    except pickle.UnpicklingError as exc:
-        raise CvcoreError(
-            f"torchvision's cached weights for '{arch}' in {cache} hold more than tensors, so they were not "
-            f"loaded ({str(exc).splitlines()[0]}). Delete the file to download it again."
-        ) from None
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError
-        raise CvcoreError(
-            f"Could not fetch torchvision's pretrained weights for '{arch}' ({exc}). Download them "
-            f"once where a network is available (they are cached in {cache}), or pass "
-            f"weights=PATH.safetensors to load a local file."
-        ) from exc
+    """torchvision's default weights, read without unpickling code (see torchvision_downloads)."""
+    with torchvision_downloads(f"'{arch}'"):
+        return torchvision.models.get_model(arch, weights="DEFAULT", **extra)
 
 
 def head_path(model: nn.Module) -> str:
