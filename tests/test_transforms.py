@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 import cvcore
-from cvcore_transforms.policies import SPACE, TrivialAugment
+from cvcore_transforms import geometric
+from cvcore_transforms.policies import SPACE, TrivialAugment, pixel_matrices
 
 COUNT = 4000
 
@@ -160,18 +161,40 @@ def test_cutmix_label_share_is_the_pasted_area():
     assert own.min() < 0.3 and own.max() == 1.0 and own.std() > 0.15  # one share per image
 
 
-def test_trivial_augment_gives_each_operation_to_a_fair_share_of_the_images(monkeypatch):
-    seen = {}
+def test_trivial_augment_draws_each_operation_for_a_fair_share_of_the_images():
+    chosen, level, sign = build("trivial_augment").draw(torch.zeros(COUNT * 2), torch.Generator().manual_seed(0))
+    assert (torch.bincount(chosen, minlength=len(SPACE)) - COUNT * 2 / len(SPACE)).abs().max() < 0.2 * COUNT * 2 / len(SPACE)
+    assert torch.equal((level * 30).round().unique(), torch.arange(31.0)) and set(sign.unique().tolist()) == {-1.0, 1.0}
 
-    def counted(self, name, images, masks, magnitude):
-        seen[name] = seen.get(name, 0) + len(images)
-        return images, masks, None
 
-    monkeypatch.setattr(TrivialAugment, "_apply", counted)
-    run(build("trivial_augment"), torch.rand(COUNT * 2, 3, 4, 4), torch.zeros(COUNT * 2, dtype=torch.long))
-    expected = COUNT * 2 / len(SPACE)
-    assert set(seen) == set(SPACE) - {"identity"}
-    assert all(abs(n - expected) < 0.2 * expected for n in seen.values())
+def test_trivial_augment_gives_each_image_the_operation_and_magnitude_it_drew(monkeypatch):
+    """Every operation runs on the whole batch and each image keeps its own: image by image, the
+    output equals that one operation applied to that image alone."""
+    count = 3 * len(SPACE)
+    chosen = torch.arange(count) % len(SPACE)
+    level, sign = torch.rand(count), torch.where(torch.rand(count) < 0.5, -1.0, 1.0)
+    policy = build("trivial_augment", ignore_index=255)
+    monkeypatch.setattr(type(policy), "draw", lambda self, images, generator: (chosen, level, sign))
+    masks = torch.randint(0, 3, (count, 20, 28))
+    images = photo_batch(count)
+    out, moved, matrices = policy.moved(images, masks, None)
+    for i, index in enumerate(chosen.tolist()):
+        name = list(SPACE)[index]
+        largest, signed = SPACE[name]
+        magnitude = level[i:i + 1] * largest * (sign[i:i + 1] if signed else 1)
+        expected, expected_mask, theta = ((images[i:i + 1], masks[i:i + 1], None) if name == "identity" else
+                                          policy._apply(name, images[i:i + 1], masks[i:i + 1], magnitude))
+        assert torch.allclose(out[i:i + 1], expected, atol=1e-6), name
+        assert torch.equal(moved[i:i + 1], expected_mask), name
+        assert torch.allclose(matrices[i], pixel_matrices(theta, 20, 28)[0] if theta is not None else torch.eye(3),
+                              atol=1e-5), name
+
+
+def photo_batch(count: int) -> torch.Tensor:
+    """Float pictures, not square, with smooth and sharp parts."""
+    images = torch.rand(count, 3, 20, 28, generator=torch.Generator().manual_seed(1))
+    images[:, :, 5:15] = images[:, :, 5:15].round()
+    return images
 
 
 @pytest.mark.parametrize("operation", ["rotate", "shear_x", "translate_y"])
@@ -195,3 +218,49 @@ def test_transforms_keep_segmentation_ignore_values(tmp_path):
         options = {"image_size": (16, 16)} if name == "random_resized_crop" else {}
         _, moved = run(build(name, **options), images, masks)
         assert set(moved.unique().tolist()) <= {1, 255}, name
+
+
+class TensorCalls(torch.overrides.TorchFunctionMode):
+    """Records the name of every torch function and tensor method called inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names.append(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+HOST_READS = {"item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__", "cpu"}
+
+
+def builtin_transforms() -> list[tuple[str, torch.dtype]]:
+    """Each built-in transform with the pixels it may receive: geometric ones bytes or floats, the
+    others floats (the Trainer converts bytes before them)."""
+    names = sorted(c.name for c in cvcore.list_components("transform") if c.plugin.name == "transforms")
+    return [(name, pixels) for name in names for pixels in (torch.uint8, torch.float32)
+            if pixels == torch.float32 or build(name, **SIZED.get(name, {})).geometric]
+
+
+SIZED = {"random_resized_crop": {"image_size": (24, 28)}}
+
+
+@pytest.mark.parametrize("name, pixels", builtin_transforms())
+def test_every_builtin_transform_runs_a_constant_number_of_operations_without_reading_the_host(name, pixels,
+                                                                                             monkeypatch):
+    """On a GPU each operation is a launch and each read of a tensor to the host a wait: whatever
+    the batch size, a transform makes the same calls, and never reads a value back. (The CPU's own
+    resizing of random_resized_crop, crop by crop, is set aside for the path of every other device.)"""
+    monkeypatch.setattr(geometric, "resized_one_by_one", geometric.resized_together)
+    transform = build(name, **SIZED.get(name, {}))
+    calls = []
+    for count in (16, 128):
+        images = torch.randint(0, 256, (count, 3, 30, 36), dtype=torch.uint8)
+        images = images if pixels == torch.uint8 else images.float() / 255
+        targets = torch.randint(0, 10, (count,))
+        with TensorCalls() as recorded:
+            run(transform, images, targets)
+        calls.append(recorded.names)
+    assert not HOST_READS & set(calls[1]), f"{name} reads tensors back to the host: {HOST_READS & set(calls[1])}"
+    assert len(calls[0]) == len(calls[1]), f"{name}: {len(calls[0])} calls for 16 images, {len(calls[1])} for 128"

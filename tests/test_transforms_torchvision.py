@@ -10,6 +10,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
 import cvcore
+from cvcore_transforms import geometric
 from cvcore_transforms import photometric as ph
 from cvcore_transforms.policies import SPACE, TrivialAugment
 
@@ -97,7 +98,16 @@ def test_pad_crop_equals_torchvisions_pad_then_crop():
         assert torch.equal(moved[i], TF.crop(TF.pad(masks[i:i + 1], [padding], fill=255), top, left, 20, 28)[0])
 
 
-def test_random_resized_crop_equals_torchvisions_resized_crop_of_its_boxes():
+@pytest.fixture(params=["crop by crop (CPU)", "all crops together (other devices)"])
+def resize_path(request, monkeypatch):
+    """random_resized_crop resizes crop by crop on the CPU and in matrix products elsewhere: both
+    are checked here, on the CPU."""
+    if request.param.startswith("all"):
+        monkeypatch.setattr(geometric, "resized_one_by_one", geometric.resized_together)
+    return request.param
+
+
+def test_random_resized_crop_equals_torchvisions_resized_crop_of_its_boxes(resize_path):
     images = photo(6).float() / 255
     masks = (photo(6, seed=1)[:, 0] // 64).long()
     crop = build("random_resized_crop", image_size=(12, 16))
@@ -109,6 +119,22 @@ def test_random_resized_crop_equals_torchvisions_resized_crop_of_its_boxes():
         expected_mask = TF.resized_crop(masks[i:i + 1], top, left, height, width, [12, 16],
                                         interpolation=InterpolationMode.NEAREST_EXACT)[0]
         assert torch.equal(moved[i], expected_mask)
+
+
+def test_random_resized_crop_of_bytes_is_within_a_level_of_torchvisions_resizes(resize_path):
+    """Bytes: the products resize in float and round, equal to torchvision's float resize rounded
+    but where float rounding lands on a half; torch's CPU byte kernel (crop by crop) rounds
+    fixed-point weights instead. Each differs from the other by a level here and there."""
+    images = photo(32, 40, 56)
+    crop = build("random_resized_crop", image_size=(24, 32))
+    boxes = torch.stack(crop.draw(images, torch.Generator().manual_seed(3)), 1).int().tolist()
+    out, _ = crop(images, torch.zeros(32), torch.Generator().manual_seed(3))
+    assert out.dtype == torch.uint8
+    rounded = torch.stack([TF.resized_crop(images[i].float(), *box, [24, 32], antialias=True).round()
+                           for i, box in enumerate(boxes)]).clamp(0, 255)
+    from_bytes = torch.stack([TF.resized_crop(images[i], *box, [24, 32], antialias=True) for i, box in enumerate(boxes)])
+    assert (out.float() - rounded).abs().max() <= 1 and (out.int() - from_bytes.int()).abs().max() <= 1
+    assert torch.equal(out, from_bytes) if resize_path.startswith("crop") else (out.float() == rounded).float().mean() > 0.999
 
 
 @pytest.mark.parametrize("size, scale, ratio", [((10, 100), (0.9, 1.0), (3 / 4, 4 / 3)),

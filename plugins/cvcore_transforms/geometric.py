@@ -81,16 +81,9 @@ class RandomResizedCrop(cvcore.Transform):
 
     def moved(self, images, targets, generator):
         drawn = torch.stack(self.draw(images, generator), 1)  # (top, left, height, width) per image
-        crops = drawn.int().tolist()  # one copy to the host
-        out = images.new_empty((len(images), images.shape[1], *self.size))
-        masks = is_mask(targets, images)
-        moved = targets.new_empty((len(images), *self.size)) if masks else targets
-        for i, (y, x, h, w) in enumerate(crops):
-            out[i] = resized(images[i:i + 1, :, y:y + h, x:x + w], self.size)
-            if masks:
-                crop = targets[i:i + 1, y:y + h, x:x + w].unsqueeze(1).float()
-                moved[i] = F.interpolate(crop, self.size, mode="nearest-exact")[0, 0].to(targets.dtype)
-        return out, moved, self._matrices(drawn.float())
+        crop = resized_one_by_one if images.device.type == "cpu" else resized_together
+        out, masks = crop(images, targets if is_mask(targets, images) else None, drawn, self.size)
+        return out, targets if masks is None else masks, self._matrices(drawn)
 
     def _matrices(self, drawn: torch.Tensor) -> torch.Tensor:
         """x' = (x - left) * W' / width, y' = (y - top) * H' / height, per image."""
@@ -124,13 +117,59 @@ class RandomResizedCrop(cvcore.Transform):
         return float(height), float(width)
 
 
-def resized(crop: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear with antialiasing, as torchvision resizes; bytes stay bytes (the CPU resizes them
-    directly, fast; other devices go through floats)."""
-    if crop.dtype == torch.uint8 and crop.device.type != "cpu":
-        floats = F.interpolate(crop.float(), size, mode="bilinear", antialias=True, align_corners=False)
-        return floats[0].round_().clamp_(0, 255).to(torch.uint8)
-    return F.interpolate(crop, size, mode="bilinear", antialias=True, align_corners=False)[0]
+def resized_together(images, masks, drawn: torch.Tensor, size: tuple[int, int]):
+    """Every image's crop resized in two matrix products (bilinear with antialiasing), and its mask
+    in one gather (nearest-exact): a fixed number of operations and no read to the host, what a GPU
+    needs (one launch per crop, and a wait for the boxes, would cost more than the resizing)."""
+    top, left, height, width = drawn.unbind(1)
+    rows = resize_weights(top, height, size[0], images.shape[-2])
+    columns = resize_weights(left, width, size[1], images.shape[-1])
+    pixels = images.float() if images.dtype == torch.uint8 else images
+    rows, columns = rows.to(pixels.dtype), columns.to(pixels.dtype)
+    out = rows[:, None] @ pixels @ columns[:, None].transpose(-1, -2)
+    if images.dtype == torch.uint8:
+        out = out.round_().clamp_(0, 255).to(torch.uint8)
+    if masks is None:
+        return out, None
+    ys, xs = nearest_exact(top, height, size[0]), nearest_exact(left, width, size[1])
+    return out, masks[torch.arange(len(masks), device=masks.device)[:, None, None], ys[:, :, None], xs[:, None]]
+
+
+def resized_one_by_one(images, masks, drawn: torch.Tensor, size: tuple[int, int]):
+    """:func:`resized_together` on the CPU, crop by crop with torch's own resizing: there an operation
+    costs no launch and reading the boxes waits for nothing, and torch's kernels (bytes included)
+    are several times faster than the dense products."""
+    out = images.new_empty((len(images), images.shape[1], *size))
+    moved = None if masks is None else masks.new_empty((len(images), *size))
+    for i, (y, x, h, w) in enumerate(drawn.int().tolist()):
+        out[i] = F.interpolate(images[i:i + 1, :, y:y + h, x:x + w], size, mode="bilinear", antialias=True,
+                               align_corners=False)[0]
+        if masks is not None:
+            crop = masks[i:i + 1, y:y + h, x:x + w].unsqueeze(1).float()
+            moved[i] = F.interpolate(crop, size, mode="nearest-exact")[0, 0].to(masks.dtype)
+    return out, moved
+
+
+def resize_weights(start: torch.Tensor, length: torch.Tensor, size: int, extent: int) -> torch.Tensor:
+    """(N, size, extent): per image, the weights that resize its pixels [start, start + length)
+    along one axis to ``size``, as torch's bilinear interpolation with antialiasing computes them
+    (a triangle filter as wide as the scale when shrinking; plain bilinear when enlarging), zero
+    outside the crop: one matrix product applies them to a whole batch."""
+    scale = length / size
+    support = scale.clamp(min=1.0)[:, None, None]
+    centre = (scale[:, None] * (torch.arange(size, device=start.device) + 0.5))[..., None]  # in crop pixels
+    low = (centre - support + 0.5).trunc().clamp(min=0)
+    high = torch.minimum((centre + support + 0.5).trunc(), length[:, None, None])
+    source = torch.arange(extent, device=start.device) - start[:, None, None]  # each input pixel, in crop pixels
+    weights = (1 - ((source - centre + 0.5) / support).abs()).clamp(min=0) * ((source >= low) & (source < high))
+    return weights / weights.sum(-1, keepdim=True)
+
+
+def nearest_exact(start: torch.Tensor, length: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, size) long: the input pixel each output pixel takes along one axis, as torch's
+    nearest-exact interpolation picks it (pixel centres aligned), for crops [start, start + length)."""
+    picked = ((torch.arange(size, device=start.device) + 0.5) * (length / size)[:, None]).floor()
+    return (picked.minimum(length[:, None] - 1) + start[:, None]).long()
 
 
 def warp(images: torch.Tensor, targets: torch.Tensor, theta: torch.Tensor, ignore_index: int):

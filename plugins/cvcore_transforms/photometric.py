@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 import cvcore
 from cvcore_transforms.draws import boxes, chance, first_true, offsets, uniform, inside
@@ -45,11 +44,13 @@ def saturation(images, factor):
 
 
 def sharpness(images, factor):
-    """Blend with a smoothed copy (3x3 kernel, centre weight 5); the border pixels stay as they were."""
-    channels = images.shape[1]
-    kernel = images.new_tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]]).div_(13).expand(channels, 1, 3, 3)
+    """Blend with a smoothed copy (3x3 kernel, centre weight 5, over 13); the border pixels stay as
+    they were. The kernel is a 3x3 box sum plus 4 centres: shifted additions, several times faster
+    than a depthwise convolution on the CPU."""
+    rows = images[..., :-2, :] + images[..., 1:-1, :] + images[..., 2:, :]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
     smooth = images.clone()
-    smooth[..., 1:-1, 1:-1] = F.conv2d(images, kernel, groups=channels)
+    smooth[..., 1:-1, 1:-1] = (box + 4 * images[..., 1:-1, 1:-1]) / 13
     return blend(images, smooth, factor)
 
 

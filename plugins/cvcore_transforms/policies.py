@@ -10,7 +10,7 @@ import torch
 import cvcore
 from cvcore_transforms import photometric as ph
 from cvcore_transforms.draws import chance
-from cvcore_transforms.geometric import identities, is_mask, warp
+from cvcore_transforms.geometric import identities, warp
 
 
 def _affine(kind: str, magnitude: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -41,6 +41,7 @@ SPACE = {
     "contrast": (0.99, True), "sharpness": (0.99, True), "posterize": (6.0, False), "solarize": (1.0, False),
     "autocontrast": (0.0, False), "equalize": (0.0, False),
 }
+_AFFINE = ("shear_x", "shear_y", "translate_x", "translate_y", "rotate")
 _BLENDS = {"brightness": ph.brightness, "color": ph.saturation, "contrast": ph.contrast, "sharpness": ph.sharpness}
 
 
@@ -62,28 +63,29 @@ class TrivialAugment(cvcore.Transform):
         self.bins, self.ignore_index = bins, ignore_index
 
     def moved(self, images, targets, generator):
+        """Every operation is applied to the whole batch and each image keeps the one it drew: a
+        fixed number of operations whatever the batch size, and no count read back to the host.
+        The shears, translations and rotations are one resampling (identity for the others)."""
+        count, (height, width) = len(images), images.shape[-2:]
+        chosen, level, sign = self.draw(images, generator)
+        theta = identities(count, images)[:, :2]
+        for index, (name, (largest, signed)) in enumerate(SPACE.items()):
+            if name in _AFFINE:
+                drawn = _affine(name, level * largest * (sign if signed else 1), height, width)
+                theta = torch.where((chosen == index).view(-1, 1, 1), drawn, theta)
+        out, targets = warp(images, targets, theta, self.ignore_index)
+        for index, (name, (largest, signed)) in enumerate(SPACE.items()):
+            if name not in _AFFINE and name != "identity":
+                changed = self._apply(name, images, None, level * largest * (sign if signed else 1))[0]
+                out = torch.where((chosen == index).view(-1, 1, 1, 1), changed, out)
+        return out, targets, pixel_matrices(theta, height, width)
+
+    def draw(self, images, generator):
+        """Per image: the index of its operation in SPACE, its level in [0, 1] and a sign (-1 or 1)."""
         count, device = len(images), images.device
         chosen = torch.randint(0, len(SPACE), (count,), device=device, generator=generator)
         level = torch.randint(0, self.bins, (count,), device=device, generator=generator).float() / (self.bins - 1)
-        sign = torch.where(chance(0.5, count, images, generator), -1.0, 1.0)
-        images, targets = images.clone(), targets.clone()
-        matrices = identities(count, images)
-        # The images of each operation, grouped with one copy to the host (not one per operation).
-        order, counts = chosen.argsort(), torch.bincount(chosen, minlength=len(SPACE)).tolist()
-        starts = [sum(counts[:index]) for index in range(len(SPACE))]
-        for (name, (largest, signed)), start, count in zip(SPACE.items(), starts, counts):
-            picked = order[start:start + count]
-            if name == "identity" or count == 0:
-                continue
-            magnitude = level[picked] * largest * (sign[picked] if signed else 1)
-            mask = targets[picked] if is_mask(targets, images) else None
-            out, moved, theta = self._apply(name, images[picked], mask, magnitude)
-            images[picked] = out
-            if moved is not None:
-                targets[picked] = moved
-            if theta is not None:
-                matrices[picked] = pixel_matrices(theta, *images.shape[-2:])
-        return images, targets, matrices
+        return chosen, level, torch.where(chance(0.5, count, images, generator), -1.0, 1.0)
 
     def _apply(self, name, images, masks, magnitude):
         """(images, masks, the affine theta or None) after operation ``name``."""
