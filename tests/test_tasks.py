@@ -389,3 +389,28 @@ def test_a_task_owns_its_training_step_and_logs_each_loss_term(in_tmp):
     assert {"train_loss_ce", "train_loss_l2", "val_acc"} <= set(rows[-1])
     assert rows[-1]["train_loss"] == pytest.approx(rows[-1]["train_loss_ce"] + rows[-1]["train_loss_l2"], rel=1e-4)
     assert rows[-1]["val_acc"] > 0.5
+
+
+@pytest.mark.parametrize("batches", [3, 70])  # fewer than the pending batches kept, and two rounds and more
+def test_training_accuracy_and_loss_weigh_every_image_once_with_batches_added_later(batches):
+    """Training's classification metrics keep batches pending and add them later: the loss is
+    the mean over images (a short last batch weighs less) and top-1 the share of images right,
+    as scikit-learn's accuracy_score counts it, ties included."""
+    from sklearn.metrics import accuracy_score
+    from cvcore_tasks.classification import ClassificationMetrics
+
+    generator = torch.Generator().manual_seed(0)
+    metrics = ClassificationMetrics(10, torch.device("cpu"), detailed=False)
+    sizes = [16] * (batches - 1) + [5]
+    logits = [torch.randn(size, 10, generator=generator).round() for size in sizes]  # ties: argmax takes the first
+    targets = [torch.randint(0, 10, (size,), generator=generator) for size in sizes]
+    losses = [torch.rand((), generator=generator) for _ in sizes]
+    for output, target, loss in zip(logits, targets, losses):
+        metrics.update(output, target, loss)
+    metrics.tensors()
+    values = metrics.compute("train")
+    expected_loss = sum(float(loss) * size for loss, size in zip(losses, sizes)) / sum(sizes)
+    expected_acc = accuracy_score(torch.cat(targets).numpy(), torch.cat(logits).argmax(1).numpy())
+    assert values["train_loss"] == pytest.approx(expected_loss, rel=1e-6)
+    assert values["train_acc1"] == pytest.approx(expected_acc, abs=1e-7)
+    assert metrics.running() == pytest.approx((expected_loss, expected_acc), rel=1e-6)

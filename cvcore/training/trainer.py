@@ -137,6 +137,12 @@ def steps_per_epoch(num_train: int, options: TrainerOptions) -> int:
     return max(1, math.ceil(batches / options.accumulate))
 
 
+def reads_cost_no_sync(device: torch.device) -> bool:
+    """Whether reading a tensor's value on ``device`` is free (the CPU), rather than a wait for the
+    device's queue: flags are then read at once instead of a step late."""
+    return device.type == "cpu"
+
+
 class Trainer:
     """Fits a model to a data set; every component arrives built, so the Trainer holds no registry."""
 
@@ -169,6 +175,8 @@ class Trainer:
         self.stop_reason: str | None = None
         self.interrupted: int | None = None
         self._pending_finite: tuple[torch.Tensor, int] | None = None
+        self._unsettled_step: torch.Tensor | bool | None = None  # see _settle_step
+        self._one = torch.ones((), device=self.device)
         self._rank_rngs: list[dict[str, Any]] | None = None
         self.metadata = metadata or {}  # JSON stored with checkpoints (the run's config, providers)
         self.is_main = distributed.is_main()
@@ -360,7 +368,7 @@ class Trainer:
                     self.scaler.scale(loss / group if group > 1 else loss).backward()
                 self._check_finite(loss, index)
                 if stepping:
-                    self._optimizer_step()
+                    self._optimizer_step(last=index + 1 == total)
                 metrics.update(detached(output), labels, loss)
                 for callback in self.callbacks:
                     callback.on_batch_end(self, loss)
@@ -375,8 +383,8 @@ class Trainer:
     def _check_finite(self, loss: torch.Tensor | None, index: int) -> None:
         """Stop on a NaN/inf loss. On CPU the check is immediate, before the weights are updated; on an
         accelerator the flag is read one step late, so that reading it never stalls the queue."""
-        if self.device.type == "cpu":  # reading a CPU tensor costs no sync
-            finite = loss is None or math.isfinite(loss.detach().item())
+        if reads_cost_no_sync(self.device):
+            finite = loss is None or math.isfinite(loss.item())
             pending = None if finite else (False, index)
         else:
             pending = self._pending_finite
@@ -389,15 +397,27 @@ class Trainer:
                 f"stopped ({kept}). Lower the learning rate, clip gradients (clip_norm) or check the data."
             )
 
-    def _optimizer_step(self) -> None:
+    def _optimizer_step(self, last: bool) -> None:
+        self._settle_step()  # the previous step's, before this step's learning rate is used
         if self.options.clip_norm is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.options.clip_norm)
-        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
-        self.scaler.step(self.optimizer)  # with fp16, skipped when the gradients hold inf/NaN
+        # With fp16 the GradScaler skips a step whose gradients hold inf/NaN and backs off its scale:
+        # its scale, as a device tensor (scale() of a one), tells, without reading it now.
+        before = self.scaler.scale(self._one) if self.scaler.is_enabled() else None
+        self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        if scale is not None and self.scaler.get_scale() < scale:  # the scaler backed off: no step was taken
+        self._unsettled_step = False if before is None else self.scaler.scale(self._one) < before
+        if last or reads_cost_no_sync(self.device):  # and an epoch ends settled
+            self._settle_step()
+
+    def _settle_step(self) -> None:
+        """Count the last optimizer step and advance per-step schedules, unless the GradScaler skipped
+        it. On accelerators its flag is read one step late (before the next step, or at the epoch's
+        end), so that reading it never stalls the queue; the learning rate each step uses is the same."""
+        skipped, self._unsettled_step = self._unsettled_step, None
+        if skipped is None or bool(skipped):  # bool(tensor) reads a flag computed a step ago
             return
         self.global_step += 1
         for scheduler, interval in self.schedulers:

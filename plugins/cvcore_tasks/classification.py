@@ -47,10 +47,13 @@ class Classification(Task):
 class ClassificationMetrics(Metrics):
     """Sums of loss, top-1 (and in validation top-5 and per-class) hits; ``compute`` makes fractions.
 
-    Training tracks loss and top-1 only: top-5 and per-class counts cost a few kernels per step,
-    which is measurable on small models (benchmarks/overhead.py). Top-5 is reported only for more
-    than 5 classes, where it can differ from 1.
+    Training tracks loss and top-1 only, and adds its batches PENDING at a time: each batch's
+    update keeps references (no tensor operation, which on a small model shows in the step), and
+    every PENDING-th adds them all in a few operations. Top-5 is reported only for more than 5
+    classes, where it can differ from 1.
     """
+
+    PENDING = 32  # batches whose logits are kept before they are added (bounded memory)
 
     def __init__(self, num_classes: int, device: torch.device, detailed: bool) -> None:
         self.num_classes, self.detailed = num_classes, detailed
@@ -59,20 +62,32 @@ class ClassificationMetrics(Metrics):
         self.count = torch.zeros((), device=device)
         self.confusion = torch.zeros(num_classes * num_classes, device=device)  # row: truth, column: prediction
         self.seen = 0  # images this process has counted, known on the host without a sync
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (loss, logits, target)
 
-    @torch.no_grad()
     def update(self, logits: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
-        count = target.shape[0]
-        self.seen += count
+        """Add a batch (``logits`` detached, as the Trainer gives them)."""
+        self.seen += target.shape[0]
         if not self.detailed:
-            top1 = (logits.argmax(dim=1) == target).sum()
-            self.sums[:2] += torch.stack([loss.detach().float() * count, top1.float()])
+            self.pending.append((loss.detach(), logits, target))
+            if len(self.pending) == self.PENDING:
+                self._add_pending()
             return
+        count = target.shape[0]
         top_indices = logits.topk(self.k, dim=1).indices
         top = top_indices == target.unsqueeze(1)
-        self.sums += torch.stack([loss.float() * count, top[:, 0].sum().float(), top.any(dim=1).sum().float()])
+        self.sums += torch.stack([loss.detach().float() * count, top[:, 0].sum().float(), top.any(dim=1).sum().float()])
         cells = target * self.num_classes + top_indices[:, 0]
         self.confusion += torch.bincount(cells, minlength=self.num_classes**2)
+
+    def _add_pending(self) -> None:
+        """Each pending batch's loss times its size, and its top-1 hits, into the sums."""
+        if not self.pending:
+            return
+        losses, logits, targets = zip(*self.pending)
+        self.pending = []
+        loss_sum = torch.cat([loss.float().expand(len(target)) for loss, target in zip(losses, targets)]).sum()
+        hits = (torch.cat(logits).argmax(dim=1) == torch.cat(targets)).sum()
+        self.sums[:2] += torch.stack([loss_sum, hits.float()])
 
     headline = "acc"
     per_class_name = "accuracy"
@@ -80,17 +95,20 @@ class ClassificationMetrics(Metrics):
 
     def running(self) -> tuple[float, float]:
         """(mean loss, accuracy) so far on this process, for the progress bar (a host sync)."""
+        self._add_pending()
         loss, top1, _ = self.sums.tolist()
         count = max(self.seen, 1)
         return loss / count, top1 / count
 
     def tensors(self) -> list[torch.Tensor]:
         """The sums, for an all-reduce across processes; ``count`` then holds every process's images."""
+        self._add_pending()
         self.count.fill_(self.seen)
         return [self.sums, self.count, self.confusion]
 
     def compute(self, prefix: str) -> dict[str, float]:
         """Fractions from the sums (after :meth:`tensors` was all-reduced)."""
+        self._add_pending()
         loss, top1, top5 = self.sums.tolist()  # the one host-device sync of the epoch
         count = max(self.count.item(), 1.0)
         values = {f"{prefix}_loss": loss / count, f"{prefix}_acc1": top1 / count}
