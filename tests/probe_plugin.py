@@ -48,22 +48,29 @@ def ids(*, count: int = 129, val_count: int = 37, crop_padding: int = 0, flip: b
     return cvcore.DataSplits(train, val, info, transforms=transforms + (["transforms:flip"] if flip else []))
 
 
-def id_recorder(*, num_classes: int = 2, in_channels: int = 2):
-    """A linear classifier that notes the id of every image it sees (the centre pixel's bytes).
+def id_recorder(*, num_classes: int = 2, in_channels: int = 2, image_size: tuple = (4, 4), mean: tuple = (0.0, 0.0),
+                std: tuple = (1.0, 1.0)):
+    """A linear classifier that notes the id of every image it sees (the bytes of its first two
+    channels at pixel (1, 1), normalisation undone).
 
     :param num_classes: classes.
     :param in_channels: channels.
+    :param image_size: height and width.
+    :param mean: the data's normalisation (filled in), undone to read the bytes.
+    :param std: the data's normalisation (filled in).
     """
     import torch
 
     class IdRecorder(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.linear = torch.nn.Linear(in_channels * 16, num_classes)
+            self.linear = torch.nn.Linear(in_channels * image_size[0] * image_size[1], num_classes)
+            self.register_buffer("mean", torch.tensor(mean).view(1, -1))
+            self.register_buffer("std", torch.tensor(std).view(1, -1))
             self.seen = {"train": [], "val": []}
 
         def forward(self, x):
-            centre = x[:, :, 1, 1].detach().round().long()
+            centre = ((x[:, :, 1, 1].detach() * self.std + self.mean) * 255).round().long()
             self.seen["train" if self.training else "val"] += (centre[:, 0] * 256 + centre[:, 1]).tolist()
             return self.linear(x.flatten(1) / 255)
 

@@ -150,3 +150,51 @@ def test_a_signal_to_one_process_stops_every_process_after_the_same_step(tmp_pat
     assert err.count("exitcode  : 130") == 2, err  # torchrun's report: every process stopped cleanly
     saved = ckpt.load(last)
     assert saved.state()["epoch"] == len(rows(run_dir)) >= 1
+
+
+def write_id_photos(root: Path, train: int, val: int) -> None:
+    """An image folder whose PNGs are each one colour, red and green holding the image's id (id //
+    256, id % 256): any resize or crop keeps it, so the id recorder reads which images a process
+    trained on through the folder cache (training ids 0.., validation ids 10000..)."""
+    from PIL import Image
+
+    for split, ids in (("train", range(train)), ("val", range(10000, 10000 + val))):
+        for image_id in ids:
+            folder = root / split / ("even", "odd")[image_id % 2]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (20, 14), (image_id // 256, image_id % 256, 7)).save(folder / f"{image_id}.png")
+
+
+@pytest.mark.slow
+def test_two_nodes_each_with_its_own_cache_train_on_the_same_pixels_and_every_image_once(tmp_path):
+    """torchrun across two "nodes" on this machine (rendezvous over c10d, one process each), each
+    with its own cache folder as nodes without a shared disk have: each node decodes the folder
+    into its own cache, and every training image is trained on once per epoch across them."""
+    import socket
+
+    write_id_photos(tmp_path / "data", train=41, val=13)
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes",
+         str(LAUNCH), "train", "--device", "cpu", "--dataset", "imagefolder", "--data-dir", str(tmp_path / "data"),
+         "--set", "dataset.image_size=8", "--set", "dataset.resize=8", "--transform", "flip",
+         "--model", "id_recorder", "--callback", "id_log", "--batch-size", "8", "--epochs", "2",
+         "--run-dir", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "PROBE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1",
+             "CVCORE_CACHE_DIR": str(tmp_path / f"cache-node-{node}")}) for node in (0, 1)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert all(node.returncode == 0 for node in nodes), "\n".join(out + err for out, err in outputs)
+    caches = [sorted((tmp_path / f"cache-node-{node}" / "folders").glob("*.u8")) for node in (0, 1)]
+    assert [len(found) for found in caches] == [2, 2]  # train/ and val/, decoded on each node into its own
+    assert [path.read_bytes() for path in caches[0]] == [path.read_bytes() for path in caches[1]]  # the same pixels
+    logs = [[json.loads(line) for line in (tmp_path / "ids" / f"rank-{rank}.jsonl").read_text().splitlines()]
+            for rank in (0, 1)]
+    for epoch_rows in zip(*logs):
+        trained = Counter(i for row in epoch_rows for i in row["train"])
+        assert set(trained) == set(range(41)) and sorted(trained.values()) == [1] * 40 + [2]  # 41 = 21 + 20 + 1 repeat
+        assert sorted(i for row in epoch_rows for i in row["val"]) == list(range(10000, 10013))
+    assert len(rows(tmp_path / "run")) == 2
