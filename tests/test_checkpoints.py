@@ -213,6 +213,30 @@ def test_the_readme_extend_example_trains_the_default_job_further(in_tmp):
     assert all(row["lr"] > 0 for row in logged[3:]) and logged[3]["train_loss"] != logged[4]["train_loss"]
 
 
+def test_plus_n_epochs_extends_a_run_by_n_as_the_absolute_number_does(in_tmp):
+    for run in ("plus", "absolute"):
+        assert cv("train", "--epochs", "2", "--limit-train-batches", "3", "--run-dir", run).exit_code == 0
+    added = cv("train", "--resume", "plus", "--epochs", "+3")
+    assert added.exit_code == 0, added.output
+    assert cv("train", "--resume", "absolute", "--epochs", "5").exit_code == 0
+    assert rows(in_tmp / "plus") == rows(in_tmp / "absolute") and len(rows(in_tmp / "plus")) == 5
+    assert ckpt.load(in_tmp / "plus" / "checkpoints" / "last.safetensors").document["config"]["trainer"]["epochs"] == 5
+    again = cv("train", "--resume", "plus", "--epochs", "+1")  # relative to what it has done now: 6
+    assert again.exit_code == 0 and len(rows(in_tmp / "plus")) == 6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "+2"], "--epochs +2 adds epochs to a run: give it with --resume RUN"),
+    (["--resume", "r", "--epochs", "+0"], "'+0' is not a number of epochs (N) or epochs to add"),
+    (["--resume", "r", "--epochs", "+x"], "'+x' is not a number of epochs"),
+])
+def test_relative_epochs_need_a_resumed_run_and_a_positive_count(in_tmp, args, message):
+    assert cv("train", "--epochs", "1", "--limit-train-batches", "2", "--run-dir", "r").exit_code == 0
+    result = cv("train", *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(rows(in_tmp / "r")) == 1
+
+
 def test_fewer_epochs_than_already_run_are_refused_and_change_nothing(in_tmp):
     assert cv("train", "--epochs", "2", "--limit-train-batches", "2", "--run-dir", "r").exit_code == 0
     before = {p.name: p.read_bytes() for p in (in_tmp / "r").iterdir() if p.is_file()}

@@ -188,6 +188,20 @@ class _OrNone(click.ParamType):
             self.fail(f"{value!r} is not {'an' if self.kind is int else 'a'} {self.kind.__name__} or 'none'.", param, ctx)
 
 
+class _Epochs(click.ParamType):
+    """A number of epochs, or ``+N``: N more than the resumed run has done (kept as the string)."""
+
+    name = "N|+N"
+
+    def convert(self, value, param, ctx):
+        text = str(value)
+        number = text[1:] if text.startswith("+") else text
+        if not number.isdigit() or int(number) < 1:
+            self.fail(f"{value!r} is not a number of epochs (N) or epochs to add to a resumed run (+N), "
+                      f"N at least 1.", param, ctx)
+        return text if text.startswith("+") else int(number)
+
+
 def _trainer_flags(command):
     """One flag per TrainerOptions field, typed and documented from it: the one source of truth
     (`--epochs`, `--batch-size`, `--no-tensor-loader`, ...). Unset flags set nothing."""
@@ -202,6 +216,9 @@ def _trainer_flags(command):
             decorator = click.option(f"{flag}/--no-{flag[2:]}", option.name, default=None, help=text)
         elif typing.get_origin(arms[0]) is typing.Literal:
             decorator = click.option(flag, option.name, type=click.Choice(typing.get_args(arms[0])), help=text)
+        elif option.name == "epochs":
+            decorator = click.option(flag, option.name, type=_Epochs(),
+                                     help=text + " With --resume, +N adds N epochs to those the run has done.")
         else:
             kind = arms[0] if arms[0] in (int, float) else str
             decorator = click.option(flag, option.name, type=_OrNone(kind) if optional else kind, help=text)
@@ -259,6 +276,11 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
         raise click.UsageError(f"--transform none turns augmentation off, yet others are listed too "
                                f"({', '.join(t for t in flags['transform'] if t != 'none')}): give one or the other.")
     resumed = Resume(resume) if resume else None
+    if isinstance(flags.get("epochs"), str):  # +N
+        if not resumed:
+            raise click.UsageError(f"--epochs {flags['epochs']} adds epochs to a run: give it with --resume RUN "
+                                   f"(a new run takes --epochs N).")
+        flags["epochs"] = resumed.state["epoch"] + int(flags["epochs"][1:])
     if resumed and flags.get("run_dir") and Path(flags["run_dir"]).expanduser().resolve() != resumed.run_dir.resolve():
         raise click.UsageError(f"--resume continues '{resumed.run_dir}' in its own directory; --run-dir "
                                f"'{flags['run_dir']}' does not apply (copy the run directory to continue it elsewhere).")
