@@ -44,10 +44,18 @@ class Checkpoint:
         return state
 
     def model_weights(self) -> dict[str, torch.Tensor]:
-        weights = self.state().get("model")
+        """The weights to use the model with: the average of the weights for a run that kept one
+        (`--ema`), else the model's own (resuming reads both from :meth:`state`)."""
+        state = self.state()
+        weights = state["ema"].get("weights") if isinstance(state.get("ema"), dict) else state.get("model")
         if not isinstance(weights, dict):
             raise DataError(f"{self.source} is damaged: it holds no model weights.")
         return weights
+
+    @property
+    def averaged(self) -> bool:
+        """Whether :meth:`model_weights` are an average of the weights (the run had ``ema`` on)."""
+        return isinstance(self.state().get("ema"), dict)
 
     def data_info(self):
         """The :class:`cvcore.DataInfo` of the data the model was trained on."""

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import logging
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ def load_model(path: Path, which: str = "best") -> LoadedModel:
     from cvcore.runs.plan import plan
 
     checkpoint = ckpt.load_run(ckpt.find(path, which))
+    if checkpoint.averaged:
+        print(f"note: {checkpoint.source} holds the average of the weights (the run's ema); using it",
+              file=sys.stderr)
     document = checkpoint.document
     info = checkpoint.data_info()
     part = plan(document["config"]).part("model")

@@ -237,6 +237,21 @@ def test_relative_epochs_need_a_resumed_run_and_a_positive_count(in_tmp, args, m
     assert len(rows(in_tmp / "r")) == 1
 
 
+def test_a_run_with_ema_resumes_exactly_and_cv_eval_measures_the_average(in_tmp):
+    averaged = ["--ema", "0.9", "--limit-train-batches", "3", "--scheduler", "step"]
+    assert cv("train", *averaged, "--epochs", "4", "--run-dir", "full").exit_code == 0
+    assert cv("train", *averaged, "--epochs", "2", "--run-dir", "half").exit_code == 0
+    assert cv("train", "--resume", "half", "--epochs", "4").exit_code == 0
+    assert rows(in_tmp / "half") == rows(in_tmp / "full")
+    full, half = (ckpt.load(in_tmp / d / "checkpoints" / "last.safetensors") for d in ("full", "half"))
+    assert all(torch.equal(full.state()["ema"]["weights"][k], v) for k, v in half.state()["ema"]["weights"].items())
+    evaluated = cv("eval", "full", "--checkpoint", "last", "--json")
+    assert "holds the average of the weights" in evaluated.output
+    text = evaluated.output  # the note goes to stderr, which the runner gives after the JSON
+    metrics = json.loads(text[text.index("{"):text.rindex("}") + 1])["metrics"]
+    assert metrics["val_loss"] == pytest.approx(rows(in_tmp / "full")[-1]["val_loss"], abs=1e-6)
+
+
 def test_fewer_epochs_than_already_run_are_refused_and_change_nothing(in_tmp):
     assert cv("train", "--epochs", "2", "--limit-train-batches", "2", "--run-dir", "r").exit_code == 0
     before = {p.name: p.read_bytes() for p in (in_tmp / "r").iterdir() if p.is_file()}

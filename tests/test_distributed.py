@@ -34,7 +34,8 @@ def logged_and_evaluated(run_dir):
 
     result = CliRunner().invoke(cli, ["eval", str(run_dir), "--checkpoint", "last", "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    return rows(run_dir)[-1], json.loads(result.output[result.output.index("{"):])["metrics"]
+    text = result.output  # a note on stderr (an averaged run's) follows the JSON
+    return rows(run_dir)[-1], json.loads(text[text.index("{"):text.rindex("}") + 1])["metrics"]
 
 
 def rows(run_dir):
@@ -115,13 +116,15 @@ def test_the_folder_cache_is_decoded_once_under_torchrun(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_validation_is_the_saved_models_on_every_image(tmp_path):
+@pytest.mark.parametrize("averaged", [[], ["--ema", "0.9"]], ids=["weights", "ema"])
+def test_two_process_validation_is_the_saved_models_on_every_image(tmp_path, averaged):
     # Exact AP needs every score: each process's rows are gathered, and both validate with rank 0's
-    # BatchNorm statistics, so the logged metrics equal a one-process evaluation of the saved weights.
+    # BatchNorm statistics, so the logged metrics equal a one-process evaluation of the saved weights
+    # (with --ema: of the saved average, which each process keeps alike).
     run_dir = tmp_path / "ml"
     torchrun(tmp_path, "--dataset", "multilabel_shapes", "--model", "resnet18", "--loss", "bce", "--epochs", "1",
              "--batch-size", "32", "--set", "dataset.count=150", "--set", "trainer.limit_train_batches=2",
-             "--run-dir", str(run_dir))
+             "--run-dir", str(run_dir), *averaged)
     logged, evaluated = logged_and_evaluated(run_dir)
     assert evaluated["val_map"] == pytest.approx(logged["val_map"], abs=1e-6)
     assert evaluated["val_loss"] == pytest.approx(logged["val_loss"], abs=1e-5)

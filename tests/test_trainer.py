@@ -302,3 +302,63 @@ def test_callback_state_keys_do_not_depend_on_other_callbacks():
     with_tower = callback_keys([Bell(), BellTower(), Bell()])
     without = callback_keys([Bell(), Bell()])
     assert with_tower[2] == without[1] and with_tower[2].endswith("Bell#2")
+
+
+class AveragedByTorch(cvcore.Callback):
+    """PyTorch's own exponential moving average (torch.optim.swa_utils), updated after every step."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+
+    def on_fit_start(self, trainer):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.average = AveragedModel(trainer.module, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+        self.average.update_parameters(trainer.module)  # its first update copies: the start, as ours
+
+    def on_batch_end(self, trainer, loss):
+        self.average.update_parameters(trainer.module)
+
+
+def test_the_weights_average_is_pytorchs_exponential_moving_average():
+    reference = AveragedByTorch(0.9)
+    seed_everything(0)
+    net = cvcore.create("model", "resnet18", num_classes=10, in_channels=1)  # BatchNorm: buffers averaged too
+    trainer = Trainer(model=net, loss=cvcore.create("loss", "cross_entropy"),
+                      optimizer=cvcore.create("optimizer", "sgd", net.parameters(), lr=0.05),
+                      data=cvcore.create("dataset", "digits", image_size=16), callbacks=[reference],
+                      options=TrainerOptions(epochs=1, limit_train_batches=6, device="cpu", ema=0.9, ema_warmup=False))
+    trainer.fit()
+    ours, theirs = trainer.ema.model.state_dict(), reference.average.module.state_dict()
+    floating = [key for key, value in ours.items() if value.is_floating_point()]
+    assert any("running_mean" in key for key in floating)  # BatchNorm statistics are averaged too
+    assert all(torch.allclose(ours[key], theirs[key], atol=1e-6) for key in floating)
+    assert trainer.ema.updates == 6
+
+
+def test_the_weights_average_warms_up_as_timms_model_ema_v3():
+    from cvcore.training.ema import WeightAverage
+
+    average = WeightAverage(torch.nn.Linear(2, 2), decay=0.999, warmup=True, every=1)
+    decays = []
+    for _ in range(2000):
+        decays.append(average.current_decay())
+        average.step()
+    timm = [max(min(1 - (1 + step / 1.0) ** (-2 / 3), 0.999), 0.0) for step in range(2000)]  # ModelEmaV3.get_decay
+    assert decays == pytest.approx(timm) and decays[0] == 0.0 and 0.99 < decays[-1] < 0.999
+    capped = WeightAverage(torch.nn.Linear(2, 2), decay=0.9, warmup=True, every=1)
+    for _ in range(200):
+        capped.step()
+    assert capped.current_decay() == 0.9
+
+
+def test_with_ema_validation_and_the_restored_weights_are_the_average():
+    trainer = digits_trainer(epochs=2, limit_train_batches=5, ema=0.8)
+    trainer.fit()
+    best = trainer.best["epoch"]
+    assert best is not None
+    assert all(torch.equal(value, trainer.best["state"][key]) for key, value in trainer.module.state_dict().items())
+    live = digits_trainer(epochs=2, limit_train_batches=5)
+    live.fit()
+    assert [row["train_loss"] for row in trainer.history] == [row["train_loss"] for row in live.history]  # training alike
+    assert [row["val_loss"] for row in trainer.history] != [row["val_loss"] for row in live.history]  # measured: the average

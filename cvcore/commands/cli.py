@@ -370,12 +370,14 @@ def _summary_line(summary: dict, run_dir) -> str:
     per_class = "  ".join(f"{name}: {value:.3f}" for name, value in summary["per_class"].items()
                           if value is not None)
     stopped = f" ({summary['stop_reason']})" if summary["stop_reason"] else ""
+    averaged = f"the weights' average (ema {summary['ema']})" if summary.get("ema") else ""
     if summary["best_value"] is None:
         return (f"done{stopped}: {summary['monitor']} was never finite in {summary['epochs_run']} epoch(s), so no "
-                f"best epoch was chosen and the last weights stay; run in {run_dir}")
+                f"best epoch was chosen and {averaged or 'the last weights'} stay; run in {run_dir}")
     per_class_line = f"per-class {summary['per_class_metric']} (best epoch): {per_class}\n" if per_class else ""
     return (f"{per_class_line}done{stopped}: best {summary['monitor']} {summary['best_value']:.4f} at epoch "
-            f"{summary['best_epoch']} of {summary['epochs_run']}; weights restored; run in {run_dir}")
+            f"{summary['best_epoch']} of {summary['epochs_run']}"
+            f"{f' with {averaged}' if averaged else ''}; weights restored; run in {run_dir}")
 
 
 def _which_applies(target: Path) -> None:

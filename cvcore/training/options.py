@@ -42,6 +42,11 @@ class TrainerOptions:
         run span epochs - schedule_start. Set by `cv train --resume` when a finished run is extended.
     :param restart_lr: a finished run extended with its learning rate decayed below this share of
         the base rate restarts its schedule over the added epochs from this share.
+    :param ema: keep an exponential moving average of the weights with this decay (e.g. 0.999):
+        validation, the best epoch's weights and cv eval / predict / export then use the average.
+    :param ema_warmup: let the average's decay grow with its updates, 1 - (1 + n) ** -2/3 up to
+        ema (timm's warm-up), so that it forgets the initial weights early.
+    :param ema_every: average the weights in after every this many optimizer steps.
     """
 
     epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
@@ -66,6 +71,10 @@ class TrainerOptions:
     tensor_loader: bool = True
     schedule_start: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     restart_lr: float = attrs.field(default=0.1, validator=[attrs.validators.gt(0), attrs.validators.le(1)])
+    ema: float | None = attrs.field(default=None, validator=attrs.validators.optional(
+        [attrs.validators.gt(0), attrs.validators.lt(1)]))
+    ema_warmup: bool = True
+    ema_every: int = attrs.field(default=1, validator=attrs.validators.ge(1))
 
     def __attrs_post_init__(self) -> None:
         if self.schedule_start >= self.epochs:

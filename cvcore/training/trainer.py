@@ -21,6 +21,7 @@ from cvcore.tasks import Monitor, guarded_metrics, task_for
 from cvcore.training import distributed
 from cvcore.training.batching import (DeviceLoader, batches_of, data_loader, num_batches, set_epoch,
                                      shutdown_workers)
+from cvcore.training.ema import WeightAverage
 from cvcore.training.evaluation import combined, evaluate
 from cvcore.training.interrupts import Interrupted, StopVote, signals_noted
 from cvcore.training.options import TrainerOptions
@@ -221,6 +222,7 @@ class Trainer:
         if distributed.world_size() > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.module, device_ids=device_ids)
+        self.ema = WeightAverage(self.module, opts.ema, opts.ema_warmup, opts.ema_every) if opts.ema else None
         self.model = self.ddp or self.module
         if opts.compile:
             self.model = torch.compile(self.model)
@@ -408,6 +410,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.step()
         self._unsettled_step = False if before is None else self.scaler.scale(self._one) < before
         if last or reads_cost_no_sync(self.device):  # and an epoch ends settled
             self._settle_step()
@@ -425,10 +429,17 @@ class Trainer:
                 scheduler.step()
 
     def _validate(self):
-        distributed.broadcast_buffers(self.module)
+        model = self.eval_model if self.ema is None else self.ema.model
+        distributed.broadcast_buffers(self.module if self.ema is None else self.ema.model)
         batches = ((images, target) for images, target, _ in
                    self._batches(self.val_loader, self.options.limit_val_batches, train=False))
-        return evaluate(self.eval_model, self.loss_fn, batches, self.data.info, self.device, self._autocast)
+        return evaluate(model, self.loss_fn, batches, self.data.info, self.device, self._autocast)
+
+    @property
+    def inference_module(self) -> nn.Module:
+        """The weights validation measures and checkpoints offer for inference: the average of the
+        weights with ``ema``, else the model itself."""
+        return self.module if self.ema is None else self.ema.model
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
@@ -444,15 +455,19 @@ class Trainer:
                               f"logged: {', '.join(sorted(metrics))}.")
         value = metrics[self.monitor]
         if self._best_tracker.update(value, metrics["epoch"]):
-            state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+            state = {k: v.detach().clone() for k, v in self.inference_module.state_dict().items()}
             self.best = {"value": value, "epoch": metrics["epoch"], "per_class": self._last_per_class,
                          "per_class_name": self._per_class_name, "state": state}
         if self.is_main:
             write_epoch(metrics, self.run_dir, self.options.epochs)
 
     def _restore_best(self) -> None:
+        """End with the best epoch's weights (the average's, with ema); with no best epoch, the
+        average itself."""
         if self.best.get("state") is not None:
             self.module.load_state_dict(self.best["state"])
+        elif self.ema is not None:
+            self.module.load_state_dict(self.ema.model.state_dict())
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly: weights, optimizer, schedulers, scaler,
@@ -472,6 +487,7 @@ class Trainer:
             "stop_reason": self.stop_reason,
             "callbacks": dict(zip(callback_keys(self.callbacks), (c.state_dict() for c in self.callbacks))),
             "rng": self._rank_rngs or [capture_rng(self.generator, self.device_generator)],  # one per process
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -481,6 +497,10 @@ class Trainer:
         take effect (a changed learning rate keeps the schedule's current factor), and a schedule
         that starts at another epoch than the saved one (an extended run) starts afresh."""
         self.module.load_state_dict(state["model"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
+        elif self.ema is not None:  # a run that kept no average starts one from its weights now
+            self.ema.model.load_state_dict(state["model"])
         built = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
         restarted = state.get("schedule_start", 0) != self.options.schedule_start
@@ -515,4 +535,5 @@ class Trainer:
             "per_class_metric": self.best.get("per_class_name"),
             "per_class": dict(zip(self.data.info.class_names, self.best["per_class"] or [])),
             "last": self.history[-1] if self.history else {},
+            "ema": self.options.ema,
         }
