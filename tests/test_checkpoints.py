@@ -227,7 +227,7 @@ def test_plus_n_epochs_extends_a_run_by_n_as_the_absolute_number_does(in_tmp):
 
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "+2"], "--epochs +2 adds epochs to a run: give it with --resume RUN"),
-    (["--resume", "r", "--epochs", "+0"], "'+0' is not a number of epochs (N) or epochs to add"),
+    (["--resume", "r", "--epochs", "+0"], "'+0' is not a number of epochs (N) or epochs to add to a resumed run (+N, N"),
     (["--resume", "r", "--epochs", "+x"], "'+x' is not a number of epochs"),
 ])
 def test_relative_epochs_need_a_resumed_run_and_a_positive_count(in_tmp, args, message):

@@ -195,11 +195,15 @@ class _Epochs(click.ParamType):
 
     def convert(self, value, param, ctx):
         text = str(value)
-        number = text[1:] if text.startswith("+") else text
-        if not number.isdigit() or int(number) < 1:
-            self.fail(f"{value!r} is not a number of epochs (N) or epochs to add to a resumed run (+N), "
-                      f"N at least 1.", param, ctx)
-        return text if text.startswith("+") else int(number)
+        try:
+            if not text.startswith("+"):
+                return int(text)  # a count below 1 is refused with the other trainer options
+            if text[1:].isdigit() and int(text[1:]) >= 1:
+                return text
+            raise ValueError(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of epochs (N) or epochs to add to a resumed run (+N, N at "
+                      f"least 1).", param, ctx)
 
 
 def _trainer_flags(command):
@@ -488,6 +492,48 @@ def plot(run_dirs: tuple[Path, ...], output: Path | None) -> None:
 
     output = output or (run_dirs[0] / "curves.png" if len(run_dirs) == 1 else Path("curves.png"))
     click.echo(f"wrote {plot_runs(list(run_dirs), output)}")
+
+
+@cli.group()
+def tune() -> None:
+    """Find hyperparameters for a run: the learning rate (cv tune lr)."""
+
+
+@tune.command("lr")
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any option, as in cv train.")
+@click.option("--steps", type=click.IntRange(20, 100_000), default=200, show_default=True,
+              help="Optimizer steps at most (the test stops early once the loss diverges).")
+@click.option("--min-lr", type=click.FloatRange(0, min_open=True), default=1e-7, show_default=True)
+@click.option("--max-lr", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("lr_range.png"),
+              show_default=True, help="PNG of the loss against the learning rate (needs matplotlib).")
+def tune_lr(config_file, sets, steps, min_lr, max_lr, output) -> None:
+    """Learning-rate range test (Smith, 2017) on CONFIG_FILE (a recipe or a run's config.toml; default:
+    the default job): the learning rate grows geometrically over up to STEPS training steps; prints the
+    rate where the loss falls fastest. Trains a throwaway copy: nothing is saved but the PNG."""
+    from cvcore.commands.tune import diverged, plot_range, suggestion
+    from cvcore.runs import config as cfg
+    from cvcore.runs.build import Built
+    from cvcore.runs.plan import plan
+
+    if min_lr >= max_lr:
+        raise click.UsageError(f"--min-lr {min_lr:g} must be below --max-lr {max_lr:g}.")
+    config = cfg.choose_components(cfg.BASE, cfg.load(config_file) if config_file else cfg.DEFAULT_JOB)
+    for assignment in sets:
+        config = cfg.apply_set(config, assignment)
+    config.get("trainer", {}).pop("run_dir", None)  # a run's config.toml names its directory: never touched
+    built = Built(plan(config), None)
+    lrs, losses = built.trainer.lr_range(min_lr, max_lr, steps, diverged)
+    suggested = suggestion(lrs, losses)
+    lowest = min(range(len(losses)), key=lambda i: losses[i] if losses[i] == losses[i] else float("inf"))
+    click.echo(f"{len(losses)} steps from {min_lr:.2g} to {lrs[-1]:.2g}"
+               f"{' (stopped: the loss diverged)' if len(losses) < steps else ''}; lowest loss {losses[lowest]:.4f} "
+               f"at {lrs[lowest]:.2g}")
+    click.echo(f"suggested learning rate: {suggested:.2g} (where the smoothed loss falls fastest); "
+               f"try it with --lr {suggested:.2g}")
+    picture = plot_range(lrs, losses, suggested, output)
+    click.echo(f"wrote {picture}" if picture else "PNG skipped: pip install matplotlib")
 
 
 def main() -> None:

@@ -260,6 +260,35 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return len(images), loss.item()
 
+    def lr_range(self, low: float, high: float, steps: int, stop) -> tuple[list[float], list[float]]:
+        """The learning-rate range test (Smith, 2017): up to ``steps`` optimizer steps, the learning
+        rate growing geometrically from ``low`` to ``high`` (each parameter group keeping its ratio to
+        the first), the training loss after each; ``stop(losses)`` ends it early (divergence). No
+        schedule, metric or callback runs; the model and optimizer are changed, so a run needs a
+        fresh Trainer. Returns (learning rates, losses)."""
+        self._setup()
+        self.model.train()
+        bases = [group["lr"] for group in self.optimizer.param_groups]
+        ratios = [base / bases[0] if bases[0] else 1.0 for base in bases]
+        lrs, losses = [], []
+        while len(losses) < steps:
+            set_epoch(self.train_loader, len(losses))
+            for images, target, _ in self._batches(self.train_loader, steps - len(losses), train=True):
+                lr = low * (high / low) ** (len(losses) / max(steps - 1, 1))
+                for group, ratio in zip(self.optimizer.param_groups, ratios):
+                    group["lr"] = lr * ratio
+                with self._autocast():
+                    loss, _ = self.task.training_step(self.model, images, target, self.loss_fn)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                lrs.append(lr)
+                losses.append(loss.item())  # the test's measurement: one read per step
+                if stop(losses):
+                    return lrs, losses
+        return lrs, losses
+
     # -- the loop ---------------------------------------------------------------------------------
 
     def fit(self, checkpoint: Any = None) -> dict[str, Any]:
