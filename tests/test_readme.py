@@ -45,7 +45,7 @@ def test_the_using_it_commands_run_in_sequence(in_tmp):
     for command in commands:
         if "--data-dir data" in command:
             continue  # CIFAR-10 is not downloaded here
-        args = ["2" if arg == "20" else arg for arg in shlex.split(command)[1:]]  # the extension, shorter
+        args = [{"20": "2", "+10": "+1"}.get(arg, arg) for arg in shlex.split(command)[1:]]  # extensions, shorter
         if args[:1] == ["train"] and "--resume" not in args and "--print-config" not in args and "--dry-run" not in args:
             args += ["--epochs", "1", "--limit-train-batches", "2"]
         result = runner.invoke(cli, args)

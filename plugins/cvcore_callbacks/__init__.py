@@ -20,6 +20,7 @@ def register_callbacks(register):
     register("lr_monitor", lr_monitor)
     register("onnx", onnx_export)
     register("predictions", predictions)
+    register("mlflow", mlflow_tracking)
     if importlib.util.find_spec("tensorboard") is not None:  # only offered when it can work
         register("tensorboard", tensorboard)
 
@@ -36,6 +37,25 @@ def lr_monitor():
     from cvcore_callbacks.writers import LrMonitor
 
     return LrMonitor()
+
+
+def mlflow_tracking(*, tracking_uri: str | None = None, experiment: str = "cvcore", run_name: str | None = None):
+    """Track the run in MLflow: the resolved config as parameters, every epoch's metrics, and
+    config.toml and the best checkpoint as artifacts (the `mlflow` extra).
+
+    :param tracking_uri: where MLflow keeps runs: a database URL or a server's http(s) address
+        (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current folder).
+    :param experiment: the MLflow experiment the run joins (made if missing).
+    :param run_name: the MLflow run's name (default: the run directory's name).
+    """
+    import os
+
+    if importlib.util.find_spec("mlflow") is None:
+        raise cvcore.OptionError("callback 'mlflow' needs MLflow: pip install 'cvcore[mlflow]'.")
+    from cvcore_callbacks.tracking import MlflowTracker
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+    return MlflowTracker(uri, experiment, run_name)
 
 
 def tensorboard():
