@@ -1,5 +1,6 @@
 """`cv tune lr`: the learning-rate range test on a run's configuration, nothing saved but its plot."""
 
+import json
 import math
 import re
 
@@ -45,3 +46,82 @@ def test_smoothing_and_suggestion_follow_the_curve():
 def test_range_test_options_are_checked_before_anything_is_built(in_tmp, args, message):
     result = CliRunner().invoke(cli, ["tune", "lr", *args])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+SPACE = '''["optimizer.lr"]
+type = "float"
+low = 1e-4
+high = 0.1
+log = true
+
+["model.name"]
+choices = ["lenet", "mlp"]
+'''
+SHORT = ["--set", "trainer.epochs=2", "--set", "trainer.limit_train_batches=3"]
+
+
+def searched(*args):
+    result = CliRunner().invoke(cli, ["tune", "--space", "space.toml", *SHORT, *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def finished_trials(storage: str, study: str = "space") -> list:
+    import optuna
+
+    trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    return [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+
+
+def test_a_search_runs_trials_as_run_directories_and_writes_a_config_that_re_runs_the_best(in_tmp):
+    pytest.importorskip("optuna")
+    (in_tmp / "space.toml").write_text(SPACE)
+    output = searched("--trials", "3")
+    storage = f"sqlite:///{in_tmp / 'cvcore-tune.db'}"
+    trials = finished_trials(storage)
+    assert len(trials) == 3 and all((in_tmp / t.user_attrs["run_dir"] / "summary.json").is_file() for t in trials)
+    best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    assert f"trial {best.number}, val_acc1 {best.value:.4f}" in output
+    rerun = CliRunner().invoke(cli, ["train", "-c", "runs/tune-space/best.toml", "--run-dir", "again"])
+    assert rerun.exit_code == 0, rerun.output
+    again = json.loads((in_tmp / "again" / "summary.json").read_text())
+    assert again["best_value"] == pytest.approx(best.value)  # the same run: the seed, the values, the data
+
+
+def test_a_stopped_search_resumes_where_it_was(in_tmp):
+    pytest.importorskip("optuna")
+    (in_tmp / "space.toml").write_text(SPACE)
+    searched("--trials", "2")
+    first = sorted(p.name for p in (in_tmp / "runs" / "tune-space").iterdir())
+    searched("--trials", "3")  # one more, numbered after the two
+    assert len(finished_trials(f"sqlite:///{in_tmp / 'cvcore-tune.db'}")) == 3
+    assert sorted(p.name for p in (in_tmp / "runs" / "tune-space").iterdir()) == sorted([*first, "trial-0002"])
+
+
+@pytest.mark.slow
+def test_two_processes_join_one_study_in_one_sqlite_file(in_tmp):
+    pytest.importorskip("optuna")
+    import subprocess
+    import sys
+
+    (in_tmp / "space.toml").write_text(SPACE)
+    command = [sys.executable, "-m", "cvcore.commands.cli", "tune", "--space", "space.toml", "--trials", "4", *SHORT,
+               "--storage", f"sqlite:///{in_tmp / 'shared.db'}"]
+    workers = [subprocess.Popen(command, cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers), outputs
+    trials = finished_trials(f"sqlite:///{in_tmp / 'shared.db'}")
+    assert 4 <= len(trials) <= 5  # each process may finish the one trial it had begun
+    assert all(re.search(r"^trial \d+:", output, re.M) for output in outputs)  # both took part
+    assert len({t.user_attrs["run_dir"] for t in trials}) == len(trials)  # one run directory each
+
+
+def test_a_bad_search_space_is_one_error_naming_each_entry(in_tmp):
+    pytest.importorskip("optuna")
+    (in_tmp / "space.toml").write_text('["optimizer.lr"]\ntype = "float"\nlow = 1\nhigh = 0.1\n'
+                                       '[lr]\ntype = "int"\nlow = 1\nhigh = 2\n["model.name"]\nchoices = []\n')
+    result = CliRunner().invoke(cli, ["tune", "--space", "space.toml"])
+    assert result.exit_code == 1 and "needs numbers low < high" in result.output
+    assert "'lr': expected a table named by a --set key" in result.output and "choices must be a non-empty list" in result.output
+    assert not (in_tmp / "runs").exists()

@@ -494,9 +494,52 @@ def plot(run_dirs: tuple[Path, ...], output: Path | None) -> None:
     click.echo(f"wrote {plot_runs(list(run_dirs), output)}")
 
 
-@cli.group()
-def tune() -> None:
-    """Find hyperparameters for a run: the learning rate (cv tune lr)."""
+@cli.group(invoke_without_command=True)
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False, path_type=str),
+              help="The run to tune, as TOML (default: the default job).")
+@click.option("--space", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML search space: a table per --set key (type float/int with low, high, log, step; or choices).")
+@click.option("--trials", type=click.IntRange(1), default=20, show_default=True,
+              help="Finished trials the study should hold (a resumed or shared study counts the earlier ones).")
+@click.option("--study", "study_name", help="Study name (default: the space file's name).")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///cvcore-tune.db here); several processes "
+                                "or machines sharing it join one study.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any option of the run, as in cv train.")
+@click.pass_context
+def tune(ctx, config_file, space, trials, study_name, storage, sets) -> None:
+    """Find hyperparameters: a search with Optuna (cv tune -c RUN.toml --space SPACE.toml), or the
+    learning rate (cv tune lr). Every trial is a normal run directory under runs/tune-STUDY/; the
+    best one is written as a config.toml that re-runs it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if space is None:
+        raise click.UsageError("Give the search space with --space SPACE.toml (or use a subcommand: cv tune lr).")
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:
+        raise click.UsageError("cv tune needs Optuna: pip install 'cvcore[tune]'.")
+    from cvcore.commands.tune import best_config, read_space, search
+    from cvcore.runs import config as cfg
+
+    base = cfg.choose_components(cfg.BASE, cfg.load(config_file) if config_file else cfg.DEFAULT_JOB)
+    for assignment in sets:
+        base = cfg.apply_set(base, assignment)
+    searched = read_space(space)
+    name = study_name or space.stem
+    storage = storage or f"sqlite:///{Path('cvcore-tune.db').resolve()}"
+    study, monitor = search(base, searched, trials, name, storage, Path("runs") / f"tune-{name}", click.echo)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not complete:
+        raise click.ClickException(f"No trial of study '{name}' completed (all pruned or failed): nothing to report.")
+    best = study.best_trial
+    output = Path("runs") / f"tune-{name}" / "best.toml"
+    from cvcore.files import make_directory, write_text
+
+    make_directory(output.parent)
+    write_text(output, cfg.to_toml(best_config(base, study)))
+    click.echo(f"best of {len(study.trials)} trials: trial {best.number}, {monitor} {best.value:.4f} with "
+               f"{', '.join(f'{k}={v}' for k, v in best.params.items())}; its run: {best.user_attrs.get('run_dir')}")
+    click.echo(f"re-run it: cv train -c {output}")
 
 
 @tune.command("lr")

@@ -69,3 +69,130 @@ def plot_range(lrs: list[float], losses: list[float], suggested: float, output: 
     save_figure(figure, output, dpi=100)
     plt.close(figure)
     return output
+
+
+# -- hyperparameter search (Optuna) ------------------------------------------------------------------
+
+
+def read_space(path: Path) -> dict[str, dict]:
+    """The search space of a TOML file: one table per option, named by its --set key, e.g.
+    ``["optimizer.lr"] type = "float", low = 1e-4, high = 0.1, log = true``; ``type = "int"`` takes
+    ``step``; ``choices = [...]`` makes a categorical. Every bad entry is named in one error."""
+    import tomllib
+
+    from cvcore.errors import ConfigError
+
+    try:
+        space, problems = tomllib.loads(Path(path).read_text(encoding="utf-8")), []
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"Search space '{path}' cannot be read ({exc}).") from None
+    for key, spec in space.items():
+        if "." not in key or not isinstance(spec, dict):
+            problems.append(f"'{key}': expected a table named by a --set key (\"optimizer.lr\")")
+        elif "choices" in spec:
+            if not isinstance(spec["choices"], list) or not spec["choices"]:
+                problems.append(f"'{key}': choices must be a non-empty list")
+        elif spec.get("type") not in ("float", "int"):
+            problems.append(f"'{key}': type must be \"float\" or \"int\" (or give choices), got {spec.get('type')!r}")
+        elif not all(isinstance(spec.get(end), (int, float)) for end in ("low", "high")) or spec["low"] >= spec["high"]:
+            problems.append(f"'{key}': needs numbers low < high, got low={spec.get('low')!r}, high={spec.get('high')!r}")
+        elif spec.get("log") and spec["low"] <= 0:
+            problems.append(f"'{key}': log = true needs low > 0, got {spec['low']}")
+    if not space:
+        problems.append("it names no option to search")
+    if problems:
+        raise ConfigError(f"Search space '{path}': " + "; ".join(problems) + ".")
+    return space
+
+
+def suggested(trial, space: dict[str, dict]) -> dict:
+    """One value per option of ``space``, drawn by the Optuna ``trial``."""
+    values = {}
+    for key, spec in space.items():
+        if "choices" in spec:
+            values[key] = trial.suggest_categorical(key, spec["choices"])
+        elif spec["type"] == "int":
+            values[key] = trial.suggest_int(key, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)),
+                                            log=bool(spec.get("log", False)))
+        else:
+            values[key] = trial.suggest_float(key, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
+    return values
+
+
+def monitored(config: dict) -> tuple[str, str]:
+    """The metric a run picks its best epoch by, and "max" or "min": what a search optimises."""
+    from cvcore.runs.plan import declared_task, plan
+    from cvcore.tasks import task_for
+
+    checked = plan(config)
+    task = task_for(declared_task(checked))
+    monitor = checked.trainer.get("monitor") or task.default_monitor
+    return monitor, checked.trainer.get("monitor_mode") or task.mode(monitor)
+
+
+def pruning_callback(trial, monitor: str):
+    """A callback that reports the monitored metric to the Optuna ``trial`` after each validation
+    and, when the pruner says so, ends the run after that epoch (a shorter run, its directory whole)."""
+    from cvcore.callbacks import Callback
+
+    class Pruning(Callback):
+        pruned = False
+
+        def on_validation_end(self, trainer, metrics: dict[str, float]) -> None:
+            value = metrics.get(monitor)
+            if value is None or not math.isfinite(value):
+                return
+            trial.report(value, int(metrics["epoch"]))
+            if trial.should_prune():
+                self.pruned = True
+                trainer.stop_reason = f"pruned by the search after epoch {int(metrics['epoch'])}"
+
+    return Pruning()
+
+
+def search(base: dict, space: dict[str, dict], trials: int, study_name: str, storage: str, runs: Path, echo):
+    """Trials of ``base`` with values from ``space`` until the study holds ``trials`` finished ones
+    (several processes may share one study through ``storage``); returns the study."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    from cvcore.runs import config as cfg
+    from cvcore.runs import job
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    monitor, mode = monitored(base)
+    study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
+                                direction="maximize" if mode == "max" else "minimize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+
+    def objective(trial) -> float:
+        values = suggested(trial, space)
+        config = base
+        for key, value in values.items():
+            config = cfg.set_value(config, key, value)
+        config = cfg.set_value(config, "trainer.run_dir", str(runs / f"trial-{trial.number:04d}"))
+        pruning = pruning_callback(trial, monitor)
+        summary, run_dir = job.train(config, callbacks=(pruning,))
+        trial.set_user_attr("run_dir", str(run_dir))
+        best = summary["best_value"]
+        echo(f"trial {trial.number}: {', '.join(f'{k}={v}' for k, v in values.items())} -> {monitor} "
+             f"{best if best is None else round(best, 4)}{' (pruned)' if pruning.pruned else ''}; run in {run_dir}")
+        if pruning.pruned:
+            raise optuna.TrialPruned()
+        return best if best is not None else float("nan")
+
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.get_trials(deepcopy=False))
+    if finished < trials:
+        study.optimize(objective, callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))])
+    return study, monitor
+
+
+def best_config(base: dict, study) -> dict:
+    """``base`` with the best trial's values: the configuration that re-runs it."""
+    from cvcore.runs import config as cfg
+
+    config = base
+    for key, value in study.best_trial.params.items():
+        config = cfg.set_value(config, key, value)
+    return config

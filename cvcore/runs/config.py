@@ -109,11 +109,18 @@ def parse_value(text: str) -> Any:
 def apply_set(config: dict[str, Any], assignment: str) -> dict[str, Any]:
     """Apply one ``--set KEY=VALUE`` (``optimizer.momentum=0.9``, ``scheduler.multistep.gamma=0.2``)."""
     key, sep, text = assignment.partition("=")
-    parts = key.strip().split(".")
-    if not sep or len(parts) < 2 or not all(parts):
+    if not sep:
         raise ConfigError(f"--set expects SECTION.OPTION=VALUE (e.g. optimizer.momentum=0.9), got '{assignment}'.")
+    return set_value(config, key.strip(), parse_value(text.strip()))
+
+
+def set_value(config: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``config`` with the option at dotted ``key`` (``optimizer.lr``) set to ``value``."""
+    parts = key.split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set expects SECTION.OPTION=VALUE (e.g. optimizer.momentum=0.9), got '{key}'.")
     check_sections({parts[0]: {}}, "--set")
-    override: dict[str, Any] = {parts[-1]: parse_value(text.strip())}
+    override: dict[str, Any] = {parts[-1]: value}
     for part in reversed(parts[:-1]):
         override = {part: override}
     return merge(config, override)

@@ -40,8 +40,10 @@ def dry_run(plan: Plan, resume: Resume | None = None) -> list[str]:
             f"one batch of {batch_size}: loss {loss:.4f}, backward ok on {trainer.device}"]
 
 
-def train(config: dict[str, Any], resume: Resume | None = None) -> tuple[dict[str, Any], Path | None]:
+def train(config: dict[str, Any], resume: Resume | None = None,
+          callbacks: tuple = ()) -> tuple[dict[str, Any], Path | None]:
     """Run a whole training job, or continue one from a checkpoint; returns the summary and run directory.
+    ``callbacks``: objects added to the configured ones (a search's pruning), not recorded.
 
     The run directory is claimed before anything is built and keeps only what a run wrote: a run
     that fails while building leaves no directory behind (or, resumed, its files as they were)."""
@@ -66,6 +68,7 @@ def train(config: dict[str, Any], resume: Resume | None = None) -> tuple[dict[st
             if resume is not None:
                 resume.rewind_metrics()
             write_text(run_dir / "config.toml", cfg.to_toml(built.plan.config))
+        built.trainer.callbacks.extend(callbacks)
         summary = built.trainer.fit(resume.checkpoint if resume else None)
         if claim:
             document = {"format": SUMMARY_FORMAT, "metrics_format": METRICS_FORMAT, **summary}
