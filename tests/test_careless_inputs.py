@@ -35,7 +35,7 @@ def run_dir(in_tmp):
 @pytest.mark.parametrize(("args", "fragments"), [
     (["--epochs", "-1"], ["epochs must be >= 1, got -1"]),
     (["--epochs", "0"], ["epochs must be >= 1, got 0"]),
-    (["--batch-size", "0"], ["batch_size must be >= 1, got 0"]),
+    (["--batch-size", "0"], ["batch_size must be >= 1 or auto, got 0"]),
     (["--workers", "-1"], ["workers must be >= 0, got -1"]),
     (["--set", "trainer.accumulate=0"], ["accumulate must be >= 1, got 0"]),
     (["--set", "trainer.clip_norm=0.0"], ["clip_norm must be > 0, got 0.0"]),

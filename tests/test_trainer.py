@@ -272,7 +272,8 @@ def test_zero_limits_and_sizes_are_refused(in_tmp, option):
 
     result = CliRunner().invoke(cli, ["train", "--set", f"trainer.{option}=0"])
     assert result.exit_code == 1
-    assert f"[trainer] {option} must be >= 1, got 0." in result.output
+    allowed = ">= 1 or auto" if option == "batch_size" else ">= 1"
+    assert f"[trainer] {option} must be {allowed}, got 0." in result.output
     assert not (in_tmp / "runs").exists()
 
 

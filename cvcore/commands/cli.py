@@ -188,6 +188,21 @@ class _OrNone(click.ParamType):
             self.fail(f"{value!r} is not {'an' if self.kind is int else 'a'} {self.kind.__name__} or 'none'.", param, ctx)
 
 
+class _IntOr(click.ParamType):
+    """A whole number, or one of ``words`` (``auto``)."""
+
+    def __init__(self, words: list[str]) -> None:
+        self.words, self.name = words, "INTEGER|" + "|".join(words)
+
+    def convert(self, value, param, ctx):
+        if value in self.words or isinstance(value, int):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a whole number or {' or '.join(repr(w) for w in self.words)}.", param, ctx)
+
+
 class _Epochs(click.ParamType):
     """A number of epochs, or ``+N``: N more than the resumed run has done (kept as the string)."""
 
@@ -218,6 +233,10 @@ def _trainer_flags(command):
         text = option.help[:1].upper() + option.help[1:]
         if bool in arms:
             decorator = click.option(f"{flag}/--no-{flag[2:]}", option.name, default=None, help=text)
+        elif int in typing.get_args(arms[0]):  # a number or a word: --batch-size auto
+            words = [w for arm in typing.get_args(arms[0]) if typing.get_origin(arm) is typing.Literal
+                     for w in typing.get_args(arm)]
+            decorator = click.option(flag, option.name, type=_IntOr(words), help=text)
         elif typing.get_origin(arms[0]) is typing.Literal:
             decorator = click.option(flag, option.name, type=click.Choice(typing.get_args(arms[0])), help=text)
         elif option.name == "epochs":

@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from cvcore.errors import ConfigError
+from cvcore.runs import config as cfg
 from cvcore.runs.plan import (Part, Plan, check_monitors, check_soft_targets, check_supports, filled, providers,
                               with_data_task_loss, with_default_transforms)
 from cvcore.training.options import TrainerOptions
@@ -85,6 +86,13 @@ class Built:
         self.model = build_model(plan.part("model"), self.data.info, from_checkpoint=resuming)
         check_output_shape(self.model, self.data.info, plan.part("model").component.name)
         self.loss = _build(plan.part("loss"), context)
+        if options.batch_size == "auto":  # probed now, recorded so that a resume is the same run
+            from cvcore.training.batch_size import probed
+
+            options = attrs.evolve(options, batch_size=probed(self.model, self.loss, self.data.info, options,
+                                                              resolve_device(options.device)))
+            self.plan = plan = attrs.evolve(plan, config=cfg.set_value(plan.config, "trainer.batch_size",
+                                                                       options.batch_size))
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = _build(plan.part("optimizer"), context, trainable)
         if options.schedule_start:  # an extended run: its schedule restarts lower, over the added epochs

@@ -11,12 +11,18 @@ import attrs
 Precision = Literal["32", "16-mixed", "bf16-mixed"]
 
 
+def _batch_size(instance, attribute, value) -> None:
+    if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"'batch_size' must be >= 1 or auto: {value}")
+
+
 @attrs.frozen(kw_only=True)
 class TrainerOptions:
     """How to train: length, precision, device, data loading, reproducibility and smoke limits.
 
     :param epochs: number of epochs.
-    :param batch_size: images per batch (per process).
+    :param batch_size: images per batch (per process), or auto: the largest whose training step fits
+        in CUDA memory, less a tenth (probed before training, recorded in config.toml).
     :param workers: DataLoader worker processes.
     :param pin_memory: pin host memory for faster copies (default: on when training on CUDA).
     :param precision: 32, 16-mixed (float16 autocast + GradScaler) or bf16-mixed.
@@ -50,7 +56,7 @@ class TrainerOptions:
     """
 
     epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
-    batch_size: int = attrs.field(default=64, validator=attrs.validators.ge(1))
+    batch_size: int | Literal["auto"] = attrs.field(default=64, validator=_batch_size)
     workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     pin_memory: bool | None = None
     precision: Precision = "32"
