@@ -201,3 +201,15 @@ def test_two_nodes_each_with_its_own_cache_train_on_the_same_pixels_and_every_im
         assert set(trained) == set(range(41)) and sorted(trained.values()) == [1] * 40 + [2]  # 41 = 21 + 20 + 1 repeat
         assert sorted(i for row in epoch_rows for i in row["val"]) == list(range(10000, 10013))
     assert len(rows(tmp_path / "run")) == 2
+
+
+@pytest.mark.slow
+def test_two_processes_agree_on_the_epochs_a_time_budget_allows(tmp_path):
+    # Each process measures its own first epoch; they take the slowest pace, or their epoch counts
+    # would differ and the collectives of the first extra epoch would hang.
+    done = torchrun(tmp_path, *IDS, "--time", "2s", "--epochs", "40", "--scheduler", "cosine",
+                    "--run-dir", str(tmp_path / "run"))
+    logged = rows(tmp_path / "run")
+    assert f"epochs = {len(logged)}" in (tmp_path / "run" / "config.toml").read_text()
+    assert f"so the run has {len(logged)} epoch(s)" in done.stdout + done.stderr
+    assert [row["epoch"] for row in logged] == list(range(1, len(logged) + 1))

@@ -13,7 +13,7 @@ from torchvision.transforms import v2
 
 import cvcore
 from cvcore_transforms import geometric
-from cvcore_transforms.policies import SPACE, TrivialAugment, pixel_matrices
+from cvcore_transforms.policies import SPACE, pixel_matrices
 
 COUNT = 4000
 

@@ -226,6 +226,7 @@ def _trainer_flags(command):
     (`--epochs`, `--batch-size`, `--no-tensor-loader`, ...). Unset flags set nothing."""
     import typing
 
+    aliases = {"time_budget": ["--time"]}
     for option in reversed(_trainer_fields()):
         flag = "--" + option.name.replace("_", "-")
         optional = type(None) in typing.get_args(option.type)
@@ -244,7 +245,8 @@ def _trainer_flags(command):
                                      help=text + " With --resume, +N adds N epochs to those the run has done.")
         else:
             kind = arms[0] if arms[0] in (int, float) else str
-            decorator = click.option(flag, option.name, type=_OrNone(kind) if optional else kind, help=text)
+            decorator = click.option(flag, *aliases.get(option.name, []), option.name,
+                                     type=_OrNone(kind) if optional else kind, help=text)
         command = decorator(command)
     return command
 

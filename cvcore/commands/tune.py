@@ -162,9 +162,7 @@ def search(base: dict, space: dict[str, dict], trials: int, study_name: str, sto
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     monitor, mode = monitored(base)
-    study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
-                                direction="maximize" if mode == "max" else "minimize",
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    study = joined(study_name, storage, "maximize" if mode == "max" else "minimize")
 
     def objective(trial) -> float:
         values = suggested(trial, space)
@@ -186,6 +184,25 @@ def search(base: dict, space: dict[str, dict], trials: int, study_name: str, sto
     if finished < trials:
         study.optimize(objective, callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))])
     return study, monitor
+
+
+def joined(study_name: str, storage: str, direction: str, attempts: int = 5):
+    """The study, made or loaded. Processes starting together on a new SQLite file race to create
+    its tables; the one that loses waits a moment and loads what the other made."""
+    import time
+
+    import optuna
+
+    def create():
+        return optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True, direction=direction,
+                                   pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+
+    for attempt in range(attempts - 1):
+        try:
+            return create()
+        except Exception:  # sqlalchemy's IntegrityError / OperationalError from the other process's creation
+            time.sleep(0.5 + attempt)
+    return create()
 
 
 def best_config(base: dict, study) -> dict:

@@ -98,10 +98,16 @@ class Built:
         if options.schedule_start:  # an extended run: its schedule restarts lower, over the added epochs
             for group in self.optimizer.param_groups:
                 group["lr"] *= options.restart_lr
-        context.update(steps_per_epoch=steps_per_epoch(len(self.data.train), options),
-                       total_epochs=options.epochs - options.schedule_start)
-        schedulers = [(_build(p, context, self.optimizer), p.component.metadata.get("interval", "epoch"))
-                      for p in plan.chained("scheduler")]
+        context.update(steps_per_epoch=steps_per_epoch(len(self.data.train), options))
+
+        def schedulers_for(epochs: int) -> list[tuple[Any, str]]:
+            """The run's schedulers, sized for a run of ``epochs`` (a time budget decides it later)."""
+            sized = {**context, "total_epochs": epochs - options.schedule_start}
+            return [(_build(p, sized, self.optimizer), p.component.metadata.get("interval", "epoch"))
+                    for p in plan.chained("scheduler")]
+
+        schedulers = schedulers_for(options.epochs)
+        context["total_epochs"] = options.epochs - options.schedule_start
         callbacks = [_build(p, context) for p in plan.chained("callbacks")]
         transforms = [_build(p, context) for p in plan.chained("transforms")]
         check_soft_targets(plan.part("loss").component, [(p.component.name, t.soft_targets)
@@ -109,7 +115,7 @@ class Built:
         metadata = {"config": plan.config, "providers": providers(plan)}
         self.trainer = Trainer(model=self.model, loss=self.loss, optimizer=self.optimizer, data=self.data,
                                schedulers=schedulers, callbacks=callbacks, transforms=transforms, options=options,
-                               metadata=metadata)
+                               metadata=metadata, replan=schedulers_for)
 
 
 def _build(part: Part, context: dict[str, Any], *inputs: Any) -> Any:

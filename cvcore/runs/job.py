@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from cvcore.callbacks import Callback
 from cvcore.files import write_text
 from cvcore.runs import config as cfg
 from cvcore.runs.build import Built
@@ -40,6 +41,20 @@ def dry_run(plan: Plan, resume: Resume | None = None) -> list[str]:
             f"one batch of {batch_size}: loss {loss:.4f}, backward ok on {trainer.device}"]
 
 
+class ConfigRecord(Callback):
+    """Rewrites config.toml when the run changes its own configuration (a time budget sizing its
+    epochs after the first), so that the file always re-runs or resumes the same run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.written = path, path.read_text(encoding="utf-8") if path.is_file() else ""
+
+    def on_epoch_end(self, trainer, metrics) -> None:
+        text = cfg.to_toml(trainer.metadata["config"])
+        if text != self.written:
+            write_text(self.path, text)
+            self.written = text
+
+
 def train(config: dict[str, Any], resume: Resume | None = None,
           callbacks: tuple = ()) -> tuple[dict[str, Any], Path | None]:
     """Run a whole training job, or continue one from a checkpoint; returns the summary and run directory.
@@ -68,7 +83,7 @@ def train(config: dict[str, Any], resume: Resume | None = None,
             if resume is not None:
                 resume.rewind_metrics()
             write_text(run_dir / "config.toml", cfg.to_toml(built.plan.config))
-        built.trainer.callbacks.extend(callbacks)
+        built.trainer.callbacks.extend([*callbacks, *([ConfigRecord(run_dir / "config.toml")] if claim else [])])
         summary = built.trainer.fit(resume.checkpoint if resume else None)
         if claim:
             document = {"format": SUMMARY_FORMAT, "metrics_format": METRICS_FORMAT, **summary}

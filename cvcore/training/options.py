@@ -3,12 +3,38 @@ table and the Trainer. Kept free of torch so that `cv --help` stays fast."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import attrs
 
 Precision = Literal["32", "16-mixed", "bf16-mixed"]
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def seconds_of(duration: str) -> float:
+    """Seconds in a duration such as ``15m``, ``1h30m``, ``90s`` or ``900`` (seconds); ValueError if
+    it is not one or is not positive."""
+    found = _DURATION.fullmatch(str(duration).strip())
+    if not str(duration).strip() or found is None:
+        raise ValueError(duration)
+    hours, minutes, seconds = (float(part) if part else 0.0 for part in found.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ValueError(duration)
+    return total
+
+
+def _time_budget(instance, attribute, value) -> None:
+    if value is None:
+        return
+    try:
+        seconds_of(value)
+    except ValueError:
+        raise ValueError(f"'time_budget' must be a duration such as 15m, 1h30m or 900s: {value}") from None
 
 
 def _batch_size(instance, attribute, value) -> None:
@@ -53,6 +79,9 @@ class TrainerOptions:
     :param ema_warmup: let the average's decay grow with its updates, 1 - (1 + n) ** -2/3 up to
         ema (timm's warm-up), so that it forgets the initial weights early.
     :param ema_every: average the weights in after every this many optimizer steps.
+    :param time_budget: a wall-clock budget such as 15m or 1h30m: after the first epoch the run
+        takes as many epochs as fit in it at that epoch's pace, every schedule sized by the run
+        re-planned over them, and records the count in config.toml (a resume keeps it).
     """
 
     epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
@@ -81,6 +110,7 @@ class TrainerOptions:
         [attrs.validators.gt(0), attrs.validators.lt(1)]))
     ema_warmup: bool = True
     ema_every: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    time_budget: str | None = attrs.field(default=None, validator=_time_budget)
 
     def __attrs_post_init__(self) -> None:
         if self.schedule_start >= self.epochs:

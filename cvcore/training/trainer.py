@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import torch
 from torch import nn
 
@@ -24,7 +25,7 @@ from cvcore.training.batching import (DeviceLoader, batches_of, data_loader, num
 from cvcore.training.ema import WeightAverage
 from cvcore.training.evaluation import combined, evaluate
 from cvcore.training.interrupts import Interrupted, StopVote, signals_noted
-from cvcore.training.options import TrainerOptions
+from cvcore.training.options import TrainerOptions, seconds_of
 from cvcore.training.preparation import Preparation
 from cvcore.training.progress import EpochProgress, log, write_epoch
 from cvcore.training.state import capture_rng, numbers_of, replanned, restore_rng
@@ -159,8 +160,12 @@ class Trainer:
         transforms: Sequence[Transform] | None = None,
         options: TrainerOptions = TrainerOptions(),
         metadata: dict[str, Any] | None = None,
+        replan: Callable[[int], list[tuple[Any, str]]] | None = None,
     ) -> None:
+        """``replan(epochs)``: the schedulers built anew for a run of ``epochs`` (a time budget
+        re-plans them once it knows the run's length)."""
         self.module, self.loss_fn, self.optimizer, self.data = model, loss, optimizer, data
+        self.replan, self.budget_epochs = replan, None
         self.schedulers, self.options = list(schedulers), options
         # None: what the data set suggests (its default augmentation); [] for none.
         self.transforms = list(create_transforms(data.transforms, data.info) if transforms is None else transforms)
@@ -324,9 +329,35 @@ class Trainer:
         self._emit("on_validation_end", metrics)
         self.epoch += 1
         self._record(metrics)
+        if self.options.time_budget and self.budget_epochs is None:
+            self._fit_to_budget(metrics["seconds"])
         if self.ddp:  # every process's random state, for the checkpoint the epoch's end may write
             self._rank_rngs = distributed.gather(capture_rng(self.generator, self.device_generator))
         self._emit("on_epoch_end", metrics)
+
+    def _fit_to_budget(self, first_epoch_seconds: float) -> None:
+        """Size the run to its time budget from its first epoch (the slowest process's): as many
+        epochs as fit at that pace, at least the one run; every schedule sized by the run is built
+        for them and continues from where it stands (as a resume with more epochs does); the count
+        goes into the run's config, which its checkpoints and config.toml record."""
+        budget = seconds_of(self.options.time_budget)
+        pace = max(distributed.gather(first_epoch_seconds))
+        epochs = max(1, self.options.schedule_start + 1, int(budget // pace))
+        self.budget_epochs = epochs
+        self.options = attrs.evolve(self.options, epochs=epochs)
+        if self.replan is not None:
+            rates = [group["lr"] for group in self.optimizer.param_groups]  # building a scheduler resets them
+            rebuilt = self.replan(epochs)
+            for (fresh, _), (old, _) in zip(rebuilt, self.schedulers, strict=True):
+                fresh.load_state_dict(replanned(fresh.state_dict(), old.state_dict()))
+            for group, rate in zip(self.optimizer.param_groups, rates):
+                group["lr"] = rate
+            self.schedulers = rebuilt
+        if isinstance(self.metadata.get("config"), dict):
+            self.metadata["config"].setdefault("trainer", {})["epochs"] = epochs
+        if self.is_main:
+            log(f"note: time budget {self.options.time_budget}: the first epoch took {pace:.1f} s, so the run has "
+                f"{epochs} epoch(s), recorded in its config")
 
     def _agreed_stop(self, vote) -> bool:
         """Whether every process stops now, by ``vote`` (StopVote.step or .settle); the signal
@@ -517,6 +548,7 @@ class Trainer:
             "callbacks": dict(zip(callback_keys(self.callbacks), (c.state_dict() for c in self.callbacks))),
             "rng": self._rank_rngs or [capture_rng(self.generator, self.device_generator)],  # one per process
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
+            **({"budget_epochs": self.budget_epochs} if self.budget_epochs is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -541,6 +573,7 @@ class Trainer:
                 scheduler.load_state_dict(replanned(scheduler.state_dict(), saved))
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.budget_epochs = state.get("budget_epochs")  # a budgeted run sized itself once: kept
         self.history, self.best = [numbers_of(row) for row in state["history"]], dict(state["best"])
         self._best_tracker.load_state_dict({"best": self.best["value"], "best_epoch": self.best["epoch"]})
         self.stop_reason = state.get("stop_reason")
