@@ -75,7 +75,7 @@ def test_a_run_is_tracked_on_a_local_mlflow_server(in_tmp):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{in_tmp / 'server.db'}", "--artifacts-destination", str(in_tmp / "store")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
