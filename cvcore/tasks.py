@@ -189,6 +189,12 @@ class Task:
         Default: the first output (the batch's logits)."""
         return outputs[0]
 
+    def monitored(self, monitor: str | None = None, mode: str | None = None) -> tuple[str, str]:
+        """The metric that picks a run's best epoch and whether it is maximised: the ones chosen, else
+        :attr:`default_monitor` and :meth:`mode`."""
+        monitor = monitor or self.default_monitor
+        return monitor, mode or self.mode(monitor)
+
     def mode(self, metric: str) -> str:
         """'min' if lower is better for ``metric`` (a loss, or one of ``minimized``), else 'max'."""
         name = metric.split("_", 1)[-1]

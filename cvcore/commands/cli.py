@@ -6,6 +6,7 @@ Shell completion: ``eval "$(_CV_COMPLETE=bash_source cv)"`` (zsh: ``zsh_source``
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -188,6 +189,13 @@ class _OrNone(click.ParamType):
             self.fail(f"{value!r} is not {'an' if self.kind is int else 'a'} {self.kind.__name__} or 'none'.", param, ctx)
 
 
+def _recipe(config_file: str | None) -> dict:
+    """The configuration a command starts from: a TOML recipe, or the default job."""
+    from cvcore.runs import config as cfg
+
+    return cfg.choose_components(cfg.BASE, cfg.load(config_file) if config_file else cfg.DEFAULT_JOB)
+
+
 class _IntOr(click.ParamType):
     """A whole number, or one of ``words`` (``auto``)."""
 
@@ -309,13 +317,9 @@ def train(config_file, sets, resume, print_config, dry_run, **flags) -> None:
     if resumed and flags.get("run_dir") and Path(flags["run_dir"]).expanduser().resolve() != resumed.run_dir.resolve():
         raise click.UsageError(f"--resume continues '{resumed.run_dir}' in its own directory; --run-dir "
                                f"'{flags['run_dir']}' does not apply (copy the run directory to continue it elsewhere).")
-    if resumed:
-        config = resumed.config
-    else:
-        config = cfg.choose_components(cfg.BASE, cfg.load(config_file) if config_file else cfg.DEFAULT_JOB)
+    config = resumed.config if resumed else _recipe(config_file)
     config = cfg.choose_components(config, _flags_config(flags, cfg.names(config, "callbacks")))
-    for assignment in sets:
-        config = cfg.apply_set(config, assignment)
+    config = cfg.apply_sets(config, sets)
     if resumed:
         config = resumed.continued(config)
     checked = plan(config)
@@ -539,12 +543,10 @@ def tune(ctx, config_file, space, trials, study_name, storage, sets) -> None:
 
     if importlib.util.find_spec("optuna") is None:
         raise click.UsageError("cv tune needs Optuna: pip install 'cvcore[tune]'.")
-    from cvcore.commands.tune import best_config, read_space, search
+    from cvcore.commands.tune import read_space, search, with_values
     from cvcore.runs import config as cfg
 
-    base = cfg.choose_components(cfg.BASE, cfg.load(config_file) if config_file else cfg.DEFAULT_JOB)
-    for assignment in sets:
-        base = cfg.apply_set(base, assignment)
+    base = cfg.apply_sets(_recipe(config_file), sets)
     searched = read_space(space)
     name = study_name or space.stem
     storage = storage or f"sqlite:///{Path('cvcore-tune.db').resolve()}"
@@ -557,7 +559,7 @@ def tune(ctx, config_file, space, trials, study_name, storage, sets) -> None:
     from cvcore.files import make_directory, write_text
 
     make_directory(output.parent)
-    write_text(output, cfg.to_toml(best_config(base, study)))
+    write_text(output, cfg.to_toml(with_values(base, best.params)))
     click.echo(f"best of {len(study.trials)} trials: trial {best.number}, {monitor} {best.value:.4f} with "
                f"{', '.join(f'{k}={v}' for k, v in best.params.items())}; its run: {best.user_attrs.get('run_dir')}")
     click.echo(f"re-run it: cv train -c {output}")
@@ -583,14 +585,12 @@ def tune_lr(config_file, sets, steps, min_lr, max_lr, output) -> None:
 
     if min_lr >= max_lr:
         raise click.UsageError(f"--min-lr {min_lr:g} must be below --max-lr {max_lr:g}.")
-    config = cfg.choose_components(cfg.BASE, cfg.load(config_file) if config_file else cfg.DEFAULT_JOB)
-    for assignment in sets:
-        config = cfg.apply_set(config, assignment)
+    config = cfg.apply_sets(_recipe(config_file), sets)
     config.get("trainer", {}).pop("run_dir", None)  # a run's config.toml names its directory: never touched
     built = Built(plan(config), None)
     lrs, losses = built.trainer.lr_range(min_lr, max_lr, steps, diverged)
     suggested = suggestion(lrs, losses)
-    lowest = min(range(len(losses)), key=lambda i: losses[i] if losses[i] == losses[i] else float("inf"))
+    lowest = min(range(len(losses)), key=lambda i: losses[i] if math.isfinite(losses[i]) else math.inf)
     click.echo(f"{len(losses)} steps from {min_lr:.2g} to {lrs[-1]:.2g}"
                f"{' (stopped: the loss diverged)' if len(losses) < steps else ''}; lowest loss {losses[lowest]:.4f} "
                f"at {lrs[lowest]:.2g}")

@@ -125,9 +125,7 @@ def monitored(config: dict) -> tuple[str, str]:
     from cvcore.tasks import task_for
 
     checked = plan(config)
-    task = task_for(declared_task(checked))
-    monitor = checked.trainer.get("monitor") or task.default_monitor
-    return monitor, checked.trainer.get("monitor_mode") or task.mode(monitor)
+    return task_for(declared_task(checked)).monitored(checked.trainer.get("monitor"), checked.trainer.get("monitor_mode"))
 
 
 def pruning_callback(trial, monitor: str):
@@ -145,7 +143,7 @@ def pruning_callback(trial, monitor: str):
             trial.report(value, int(metrics["epoch"]))
             if trial.should_prune():
                 self.pruned = True
-                trainer.stop_reason = f"pruned by the search after epoch {int(metrics['epoch'])}"
+                trainer.request_stop(f"pruned by the search after epoch {int(metrics['epoch'])}")
 
     return Pruning()
 
@@ -157,7 +155,6 @@ def search(base: dict, space: dict[str, dict], trials: int, study_name: str, sto
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    from cvcore.runs import config as cfg
     from cvcore.runs import job
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -166,10 +163,7 @@ def search(base: dict, space: dict[str, dict], trials: int, study_name: str, sto
 
     def objective(trial) -> float:
         values = suggested(trial, space)
-        config = base
-        for key, value in values.items():
-            config = cfg.set_value(config, key, value)
-        config = cfg.set_value(config, "trainer.run_dir", str(runs / f"trial-{trial.number:04d}"))
+        config = with_values(base, {**values, "trainer.run_dir": str(runs / f"trial-{trial.number:04d}")})
         pruning = pruning_callback(trial, monitor)
         summary, run_dir = job.train(config, callbacks=(pruning,))
         trial.set_user_attr("run_dir", str(run_dir))
@@ -205,11 +199,12 @@ def joined(study_name: str, storage: str, direction: str, attempts: int = 5):
     return create()
 
 
-def best_config(base: dict, study) -> dict:
-    """``base`` with the best trial's values: the configuration that re-runs it."""
+def with_values(base: dict, values: dict) -> dict:
+    """``base`` with each option named by a --set key set to its value (the best trial's values give
+    the configuration that re-runs it)."""
     from cvcore.runs import config as cfg
 
     config = base
-    for key, value in study.best_trial.params.items():
+    for key, value in values.items():
         config = cfg.set_value(config, key, value)
     return config

@@ -111,14 +111,22 @@ def apply_set(config: dict[str, Any], assignment: str) -> dict[str, Any]:
     key, sep, text = assignment.partition("=")
     if not sep:
         raise ConfigError(f"--set expects SECTION.OPTION=VALUE (e.g. optimizer.momentum=0.9), got '{assignment}'.")
-    return set_value(config, key.strip(), parse_value(text.strip()))
+    return set_value(config, key.strip(), parse_value(text.strip()), said=assignment)
 
 
-def set_value(config: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
-    """``config`` with the option at dotted ``key`` (``optimizer.lr``) set to ``value``."""
+def apply_sets(config: dict[str, Any], assignments) -> dict[str, Any]:
+    """Apply ``--set KEY=VALUE`` assignments in order."""
+    for assignment in assignments:
+        config = apply_set(config, assignment)
+    return config
+
+
+def set_value(config: dict[str, Any], key: str, value: Any, *, said: str | None = None) -> dict[str, Any]:
+    """``config`` with the option at dotted ``key`` (``optimizer.lr``) set to ``value``; ``said``:
+    how the user wrote it, for the error."""
     parts = key.split(".")
     if len(parts) < 2 or not all(parts):
-        raise ConfigError(f"--set expects SECTION.OPTION=VALUE (e.g. optimizer.momentum=0.9), got '{key}'.")
+        raise ConfigError(f"--set expects SECTION.OPTION=VALUE (e.g. optimizer.momentum=0.9), got '{said or key}'.")
     check_sections({parts[0]: {}}, "--set")
     override: dict[str, Any] = {parts[-1]: value}
     for part in reversed(parts[:-1]):

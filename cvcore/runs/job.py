@@ -45,8 +45,8 @@ class ConfigRecord(Callback):
     """Rewrites config.toml when the run changes its own configuration (a time budget sizing its
     epochs after the first), so that the file always re-runs or resumes the same run."""
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.written = path, path.read_text(encoding="utf-8") if path.is_file() else ""
+    def __init__(self, path: Path, written: str) -> None:
+        self.path, self.written = path, written
 
     def on_epoch_end(self, trainer, metrics) -> None:
         text = cfg.to_toml(trainer.metadata["config"])
@@ -82,8 +82,9 @@ def train(config: dict[str, Any], resume: Resume | None = None,
         if claim:
             if resume is not None:
                 resume.rewind_metrics()
-            write_text(run_dir / "config.toml", cfg.to_toml(built.plan.config))
-        built.trainer.callbacks.extend([*callbacks, *([ConfigRecord(run_dir / "config.toml")] if claim else [])])
+            recorded = ConfigRecord(run_dir / "config.toml", cfg.to_toml(built.plan.config))
+            write_text(recorded.path, recorded.written)
+        built.trainer.callbacks.extend([*callbacks, *([recorded] if claim else [])])
         summary = built.trainer.fit(resume.checkpoint if resume else None)
         if claim:
             document = {"format": SUMMARY_FORMAT, "metrics_format": METRICS_FORMAT, **summary}

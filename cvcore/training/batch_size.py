@@ -42,6 +42,7 @@ def probed(model, loss_fn, info, options, device) -> int:
     from cvcore.tasks import task_for
     from cvcore.training import distributed
     from cvcore.training.progress import log
+    from cvcore.training.trainer import AUTOCAST_DTYPES
 
     if device.type != "cuda":
         log(f"note: --batch-size auto has nothing to probe on {device.type.upper()} (memory does not limit a "
@@ -51,7 +52,7 @@ def probed(model, loss_fn, info, options, device) -> int:
     model.to(device, memory_format=memory_format).train()
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
-    task, dtype = task_for(info.task), {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(options.precision)
+    task, dtype = task_for(info.task), AUTOCAST_DTYPES.get(options.precision)
 
     def fits(size: int) -> bool:
         return step_fits(model, loss_fn, task, info, device, dtype, memory_format, size)

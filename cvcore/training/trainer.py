@@ -32,7 +32,7 @@ from cvcore.training.state import capture_rng, numbers_of, replanned, restore_rn
 from cvcore.training.tensor_data import TensorImages
 from cvcore.transforms import Transform
 
-_AUTOCAST = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+AUTOCAST_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}  # by precision; none for "32"
 
 
 class NonFiniteLossError(CvcoreError):
@@ -172,7 +172,7 @@ class Trainer:
         # Stable sort: callbacks that save state (order > 0) see the epoch after every other one.
         self.callbacks = sorted(callbacks, key=lambda callback: getattr(callback, "order", 0))
         self.device = resolve_device(options.device)
-        self.autocast_dtype = _AUTOCAST.get(options.precision)
+        self.autocast_dtype = AUTOCAST_DTYPES.get(options.precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=options.precision == "16-mixed")
         self.epoch = 0
         self.global_step = 0
@@ -188,8 +188,7 @@ class Trainer:
         self.is_main = distributed.is_main()
         self.run_dir = options.run_dir
         self.task = task_for(data.info.task)
-        self.monitor = options.monitor or self.task.default_monitor
-        self.monitor_mode = options.monitor_mode or self.task.mode(self.monitor)
+        self.monitor, self.monitor_mode = self.task.monitored(options.monitor, options.monitor_mode)
         self._best_tracker = Monitor(self.monitor, self.monitor_mode)
 
     # -- public hooks for callbacks ---------------------------------------------------------------
@@ -490,7 +489,7 @@ class Trainer:
 
     def _validate(self):
         model = self.eval_model if self.ema is None else self.ema.model
-        distributed.broadcast_buffers(self.module if self.ema is None else self.ema.model)
+        distributed.broadcast_buffers(self.inference_module)
         batches = ((images, target) for images, target, _ in
                    self._batches(self.val_loader, self.options.limit_val_batches, train=False))
         return evaluate(model, self.loss_fn, batches, self.data.info, self.device, self._autocast)
