@@ -125,3 +125,18 @@ def test_a_bad_search_space_is_one_error_naming_each_entry(in_tmp):
     assert result.exit_code == 1 and "needs numbers low < high" in result.output
     assert "'lr': expected a table named by a --set key" in result.output and "choices must be a non-empty list" in result.output
     assert not (in_tmp / "runs").exists()
+
+
+@pytest.mark.parametrize("space, message", [
+    ('["optimizer.lrr"]\ntype = "float"\nlow = 0.001\nhigh = 0.1\n',
+     "optimizer.lrr = 0.001 does not fit the run: Unknown option 'lrr' for optimizer 'optim:adam'. Did you mean 'lr'?"),
+    ('["model.name"]\nchoices = ["lenet", "lenett"]\n',
+     "model.name = 'lenett' does not fit the run: Unknown model 'lenett'. Did you mean 'lenet'"),
+])
+def test_a_space_the_run_cannot_take_is_refused_before_any_trial_is_recorded(in_tmp, space, message):
+    pytest.importorskip("optuna")
+    (in_tmp / "space.toml").write_text(space)
+    result = CliRunner().invoke(cli, ["tune", "--space", "space.toml"])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (in_tmp / "cvcore-tune.db").exists() and not (in_tmp / "runs").exists()

@@ -119,6 +119,22 @@ def suggested(trial, space: dict[str, dict]) -> dict:
     return values
 
 
+def check_ends(base: dict, space: dict[str, dict]) -> None:
+    """Refuse, before any trial runs or is recorded, a space the run cannot take: ``base`` is planned
+    with each option at both ends of its range, and at each of its choices (an unknown option, a
+    value out of an option's range, an unknown model name: one error naming the key)."""
+    from cvcore.errors import ConfigError, CvcoreError
+    from cvcore.runs.plan import plan
+
+    for key, spec in space.items():
+        kind = int if spec.get("type") == "int" else float
+        for value in spec.get("choices") or (kind(spec["low"]), kind(spec["high"])):
+            try:
+                plan(with_values(base, {key: value}))
+            except CvcoreError as exc:
+                raise ConfigError(f"The search space's {key} = {value!r} does not fit the run: {exc}") from None
+
+
 def monitored(config: dict) -> tuple[str, str]:
     """The metric a run picks its best epoch by, and "max" or "min": what a search optimises."""
     from cvcore.runs.plan import declared_task, plan
@@ -157,7 +173,8 @@ def search(base: dict, space: dict[str, dict], trials: int, study_name: str, sto
 
     from cvcore.runs import job
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failing trial is our one error, not its traceback too
+    check_ends(base, space)
     monitor, mode = monitored(base)
     study = joined(study_name, storage, "maximize" if mode == "max" else "minimize")
 
