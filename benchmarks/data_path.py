@@ -7,6 +7,7 @@
    the tutorials' ImageFolder DataLoader (2 workers) against cvcore's imagefolder: its first epoch
    (decoding every file into the cache, then the epoch), its later epochs (from the cache), and
    the same transforms with the cache off (every file decoded in every epoch, 2 workers).
+3. Decoders: a photo into the cache's form with PIL (draft mode) and with torchvision's decode_jpeg.
 
 Writes a CIFAR-format fixture (python pickles, checksums of the fixture trusted for this run only)
 and a folder of JPEGs in a temporary directory: no download.
@@ -81,8 +82,8 @@ def training_batches(data: cvcore.DataSplits, device: torch.device, batch: int, 
               if isinstance(data.train, cvcore.TensorImages) else
               DataLoader(data.train, batch_size=batch, shuffle=True, num_workers=2, persistent_workers=True))
     for _ in range(epochs):
-        for images, targets in loader:
-            yield prepare(images, targets, train=True)[:2]
+        for batch in loader:  # (images, targets) or, of whole photos, (images, targets, extents)
+            yield prepare(*batch, train=True)[:2]
 
 
 def rate(batches, device: torch.device) -> float:
@@ -128,6 +129,33 @@ def imagefolder(root: Path, device: torch.device, repeats: int) -> None:
           f"cache off {off:>6,.0f} img/s ({off / theirs:.2f}x)", flush=True)
 
 
+def decoders(root: Path, repeats: int) -> None:
+    """Decoding a photo into the cache's form (decode, resize to 256): PIL (draft mode) against
+    torchvision's libjpeg-turbo, which cvcore uses for JPEGs that draft mode would not reduce. One
+    thread: the cache decodes files in parallel, one per core."""
+    import cvcore.images
+
+    files = sorted((root / "train").rglob("*.jpg"))[:128]
+    torchvision_decoder = cvcore.images._torchvision_jpeg_decoder
+    rates: dict[str, list[float]] = {"PIL": [], "torchvision": []}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(repeats):
+            for name in rates:
+                cvcore.images._torchvision_jpeg_decoder = (lambda: None) if name == "PIL" else torchvision_decoder
+                start = time.perf_counter()
+                for path in files:
+                    cvcore.images.read_stored(path, 3, 256)
+                rates[name].append(len(files) / (time.perf_counter() - start))
+    finally:
+        cvcore.images._torchvision_jpeg_decoder = torchvision_decoder
+        torch.set_num_threads(threads)
+    theirs, ours = max(rates["PIL"]), max(rates["torchvision"])
+    print(f"JPEG decoding    PIL (draft mode) + resize {theirs:>7,.0f} img/s   torchvision decode_jpeg + resize "
+          f"{ours:>7,.0f} img/s ({ours / theirs:.2f}x), one thread", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20000, help="CIFAR training images in the fixture")
@@ -143,6 +171,7 @@ def main() -> None:
         cifar(root / "cifar", device, args.repeats)
         write_jpegs(root / "jpeg", args.jpegs)
         os.environ["CVCORE_CACHE_DIR"] = str(root / "cache")  # a cold cache, removed afterwards
+        decoders(root / "jpeg", args.repeats)
         imagefolder(root / "jpeg", device, args.repeats)
 
 

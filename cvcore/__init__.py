@@ -9,7 +9,7 @@ import pluggy
 
 from cvcore.api import create, create_transforms, get_component, list_components
 from cvcore.callbacks import Callback
-from cvcore.data import DataInfo, DataSplits, Placement
+from cvcore.data import CacheMode, DataInfo, DataSplits, Placement
 from cvcore.deprecations import CvcoreDeprecationWarning
 from cvcore.errors import (
     AmbiguousNameError,
@@ -19,11 +19,12 @@ from cvcore.errors import (
     OptionError,
     PluginError,
     UnknownNameError,
+    UnreadableImageError,
 )
 from cvcore.plugins.options import Between
 from cvcore.tasks import Metrics, Monitor, Task, metric_mode, task_for, task_name
 from cvcore.training.options import TrainerOptions
-from cvcore.transforms import Transform, move_points
+from cvcore.transforms import Transform, crop_windows, move_points
 
 hookimpl = pluggy.HookimplMarker("cvcore")
 
@@ -33,10 +34,11 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
-    "IGNORE_INDEX", "AmbiguousNameError", "Between", "Callback", "ConfigError", "CvcoreDeprecationWarning",
+    "IGNORE_INDEX", "AmbiguousNameError", "Between", "CacheMode", "Callback", "ConfigError", "CvcoreDeprecationWarning",
     "CvcoreError", "DataError", "DataInfo", "DataSplits", "Metrics", "Monitor", "OptionError", "Placement",
-    "PluginError", "Task", "TensorImages", "Trainer", "TrainerOptions", "Transform", "UnknownNameError", "__version__",
-    "create", "create_transforms", "get_component", "hookimpl", "list_components", "metric_mode", "move_points",
+    "PluginError", "Task", "TensorImages", "Trainer", "TrainerOptions", "Transform", "UnknownNameError", "UnreadableImageError",
+    "__version__",
+    "create", "create_transforms", "crop_windows", "get_component", "hookimpl", "list_components", "metric_mode", "move_points",
     "task_for", "task_name",
 ]
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import attrs
+
+#: The ``cache`` option of data sets that store files through :mod:`cvcore.cache`: auto (in
+#: memory when it fits in half the available memory, else memory-mapped), memory, mmap, or off
+#: (decode the files in every epoch).
+CacheMode = Literal["auto", "memory", "mmap", "off"]
 
 
 @attrs.frozen(kw_only=True)

@@ -34,6 +34,11 @@ class DataError(CvcoreError):
     """Data files that are missing or malformed."""
 
 
+class UnreadableImageError(DataError):
+    """An image file that cannot be decoded (damaged, not an image, a decompression bomb): a data
+    set that can leave such files out catches it to say how."""
+
+
 class BuildError(CvcoreError):
     """A component's factory raised, or returned something other than its kind promises."""
 

@@ -65,10 +65,14 @@ def _check_dataset(component: Component, options: dict[str, Any]) -> Any:
     assert isinstance(splits.info, DataInfo), f"{label}: info is not a DataInfo"
     assert len(splits.train) > 0 and len(splits.val) > 0, f"{label} has an empty split"
     info = splits.info
-    image, target = splits.train[0]
+    image, target, *extent = splits.train[0]  # (image, target), or with its extent on a canvas
     channels, height, width = image.shape
+    if extent:
+        assert 0 < extent[0][0] <= height and 0 < extent[0][1] <= width, \
+            f"{label}: extent {extent[0].tolist()} outside its {height}x{width} canvas"
+        height, width = extent[0].tolist()
     fits = channels == info.in_channels and height >= info.image_size[0] and width >= info.image_size[1]
-    assert fits, f"{label}: image shape {tuple(image.shape)}, info says {(info.in_channels, *info.image_size)}"
+    assert fits, f"{label}: image shape {(channels, height, width)}, info says {(info.in_channels, *info.image_size)}"
     problem = task_for(info.task).check_target(torch.as_tensor(target), info)
     assert problem is None, f"{label}: {problem}"
     return splits
@@ -247,7 +251,23 @@ def _check_transform(component: Component, options: dict[str, Any]) -> Any:
                     f"{label} turned targets {tuple(targets.shape)} into {tuple(moved.shape)}"
             else:
                 assert torch.equal(moved, targets), f"{label} changed the targets, though it moves no pixel"
+        if transform.reads_extents:
+            _check_extents(transform, images, task.example_target(info, 4), label)
     return transform
+
+
+def _check_extents(transform, images, targets, label: str) -> None:
+    """A transform that reads extents takes pixels from within each image only: here the canvas
+    beyond each image is NaN, and none may reach the output."""
+    import torch
+
+    height, width = images.shape[-2:]
+    canvas = torch.full((4, images.shape[1], height + 7, width + 5), float("nan"))
+    extents = torch.tensor([[height, width], [height + 7, width], [height, width + 5], [height + 7, width + 5]])
+    for i, (h, w) in enumerate(extents.tolist()):
+        canvas[i, :, :h, :w] = torch.rand(images.shape[1], h, w)
+    out, _ = transform(canvas, targets, torch.Generator().manual_seed(0), extents=extents)
+    assert not out.isnan().any(), f"{label} took pixels from beyond an image's extent"
 
 
 _CHECKS = {"dataset": _check_dataset, "model": _check_model, "loss": _check_loss, "optimizer": _check_optimizer,

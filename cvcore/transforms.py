@@ -40,25 +40,41 @@ class Transform:
     #: which it moved pixels (identity for an image it left in place). A task whose targets hold
     #: coordinates refuses a geometric transform that does not report.
     reports_affine: bool = False
+    #: True when the transform takes ``extents=``: a batch of images of different sizes (the
+    #: folder cache's whole photos) comes as one canvas with each image at its top-left and an
+    #: ``(N, 2)`` long tensor of their (height, width); the transform uses each image's pixels
+    #: only and returns whole images of one size. Other transforms receive batches that were
+    #: first cropped around each image's centre. (Since 0.2.)
+    reads_extents: bool = False
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor,
-                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None, **given) -> tuple[torch.Tensor, torch.Tensor]:
         if self.reports_affine:
-            return self.moved(images, targets, generator)[:2]
+            return self.moved(images, targets, generator, **given)[:2]
         raise NotImplementedError
 
     def moved(self, images: torch.Tensor, targets: torch.Tensor,
-              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              generator: torch.Generator | None, **given) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What ``__call__`` returns, plus ``(N, 3, 3)`` float32 matrices taking each input image's
         pixel coordinates ``(x, y, 1)`` to its output's. Coordinates are continuous: (0, 0) is the
         top-left corner of the top-left pixel, (W, H) the bottom-right corner of the image."""
         raise NotImplementedError
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({options})"
+
+
+def crop_windows(batch: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The ``size`` (height, width) window at (tops[i], lefts[i]) of each image of ``batch``
+    (N, C, H, W): one gather over a strided view, whatever the batch size."""
+    import torch
+
+    grid = batch.unfold(2, size[0], 1).unfold(3, size[1], 1)  # (N, C, rows, columns, height, width)
+    return grid[torch.arange(len(batch), device=batch.device), :, tops, lefts]
 
 
 def move_points(points: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
     """Points ``(N, K, 2)`` (x, y per point) of each image moved by its ``(N, 3, 3)`` matrix."""
     return points @ matrices[:, :2, :2].transpose(1, 2) + matrices[:, None, :2, 2]
 
-    def __repr__(self) -> str:
-        options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
-        return f"{type(self).__name__}({options})"

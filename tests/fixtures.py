@@ -135,8 +135,8 @@ def augmented(data, transforms, seed: int = 0, std: float = 1.0, *, info=None):
                                    ignore_index=255)
     built = cvcore.create_transforms(transforms, info)
     prepare = Preparation(info, torch.device("cpu"), built, torch.Generator().manual_seed(seed))
-    (images, targets), = data.on_device(torch.device("cpu")).batches(len(data), shuffle=False)
-    return prepare(images, targets, train=True)[:2]
+    (batch,) = data.on_device(torch.device("cpu")).batches(len(data), shuffle=False)
+    return prepare(*batch, train=True)[:2]
 
 
 class Payload:

@@ -71,8 +71,9 @@ def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
 def test_imagefolder_reads_png_and_jpeg_stored_at_the_resize(tmp_path):
     splits = check_component("dataset", "imagefolder", root=write_image_folder(tmp_path), image_size=32, resize=36)
     assert splits.info.class_names == ("ants", "bees") and len(splits.train) == 6
-    image, label = splits.val[0]
-    assert tuple(image.shape) == (3, 36, 36) and image.dtype == torch.uint8 and int(label) == 0
+    image, label, extent = splits.val[0]  # 40 x 48 photos, stored whole with the shorter side at 36
+    assert tuple(image.shape) == (3, 36, 43) and extent.tolist() == [36, 43]
+    assert image.dtype == torch.uint8 and int(label) == 0
     assert splits.info.image_size == (32, 32) and splits.info.eval_resize == 36
 
 

@@ -12,7 +12,7 @@ from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
 
 import cvcore
-import cvcore_datasets.folder_cache as folder_cache
+import cvcore.cache as folder_cache
 from cvcore.commands.cli import cli
 from cvcore.training.preparation import Preparation
 from fixtures import augmented, write_image_folder
@@ -22,7 +22,7 @@ IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 def prepared(split, info):
     """The whole split as validation batches reach the model."""
-    images, _, _ = Preparation(info, torch.device("cpu"))(split.images, split.targets, train=False)
+    images, _, _ = Preparation(info, torch.device("cpu"))(split.images, split.targets, split.extents, train=False)
     return images
 
 
@@ -102,8 +102,11 @@ def test_cache_off_serves_the_same_pixels_decoded_every_time(tmp_path):
     cached = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
     direct = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36, cache="off")
     assert not isinstance(direct.train, cvcore.TensorImages)
-    assert torch.equal(torch.stack([direct.train[i][0] for i in range(len(direct.train))]), cached.train.images)
-    assert [int(direct.train[i][1]) for i in range(len(direct.train))] == cached.train.targets.tolist()
+    for i in range(len(direct.train)):
+        image, label, (height, width) = direct.train[i]
+        assert torch.equal(image[:, :height, :width], cached.train.images[i, :, :height, :width])
+        assert (height, width) == tuple(cached.train.extents[i]) and int(label) == cached.train.targets[i]
+        assert (image[:, height:] == 0).all() and (image[:, :, width:] == 0).all()
     assert not (tmp_path / "cvcore-cache").exists() or len(cache_files(tmp_path)) == 4
 
 
@@ -153,8 +156,10 @@ def test_segfolder_caches_masks_as_class_ids(tmp_path):
     assert splits.train.images.shape[1:] == (3, 16, 16) and splits.train.targets.dtype == torch.uint8
     assert set(splits.train.targets.unique().tolist()) <= {0, 1, 2}
     off = cvcore.create("dataset", "segfolder", root=root, image_size=16, cache="off")
-    image, mask = off.train[0]
-    assert torch.equal(image, splits.train.images[0]) and torch.equal(mask, splits.train.targets[0])
+    image, mask, (height, width) = off.train[0]
+    assert torch.equal(image[:, :height, :width], splits.train.images[0, :, :height, :width])
+    assert torch.equal(mask[:height, :width], splits.train.targets[0, :height, :width])
+    assert (mask[height:] == 255).all() and (mask[:, width:] == 255).all()  # beyond the image: ignored
     _, masks = augmented(splits.train, [], info=splits.info)
     assert masks.dtype == torch.long  # class ids for the loss
 

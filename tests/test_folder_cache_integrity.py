@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import cvcore
-import cvcore_datasets.folder_cache as folder_cache
+import cvcore.cache as folder_cache
 from fixtures import write_image_folder
 
 
@@ -25,17 +25,19 @@ def load(root, **options):
 
 
 def direct(root, **options):
-    """The pixels and labels decoded from the files now, without a cache."""
+    """Each image (its stored extent) and label decoded from the files now, without a cache."""
     options = {**options, "cache": "off"}
     splits = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36, **options)
-    images = torch.stack([splits.train[i][0] for i in range(len(splits.train))])
-    return images, torch.tensor([int(splits.train[i][1]) for i in range(len(splits.train))])
+    items = [splits.train[i] for i in range(len(splits.train))]
+    return [image[:, :h, :w] for image, _, (h, w) in items], torch.tensor([int(label) for _, label, _ in items])
 
 
 def assert_serves_the_files(root, **options):
-    served = load(root, **options)
+    served = load(root, **options).train
     images, labels = direct(root, **options)
-    assert torch.equal(served.train.images, images) and torch.equal(served.train.targets, labels)
+    kept = [image[:, :h, :w] for image, (h, w) in zip(served.images, served.extents)]
+    assert len(kept) == len(images) and all(torch.equal(a, b) for a, b in zip(kept, images))
+    assert torch.equal(served.targets, labels)
 
 
 def same_stat_copy(source, target):

@@ -4,10 +4,11 @@ extreme strips, all read the same way by the folder cache and by `cv predict`.""
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import cvcore
-import cvcore_datasets.folder_cache as folder_cache
+import cvcore.cache as folder_cache
 from cvcore.commands.inference import preprocess
 from cvcore.images import read_image
 from fixtures import write_image_folder
@@ -64,15 +65,15 @@ def test_a_decompression_bomb_is_a_named_error_or_skipped(tmp_path, monkeypatch,
 def test_a_long_strip_is_not_resized_to_a_million_pixels(tmp_path, monkeypatch):
     Image.fromarray(np.full((1, 4000, 3), 90, np.uint8)).save(tmp_path / "strip.png")
     sizes = []
-    resize = folder_cache.F.interpolate
+    resize = torch.nn.functional.interpolate
 
     def recorded(image, size, **options):
         sizes.append(size)
         return resize(image, size, **options)
 
-    monkeypatch.setattr(folder_cache.F, "interpolate", recorded)
+    monkeypatch.setattr(torch.nn.functional, "interpolate", recorded)
     decoded = folder_cache.decode_image(tmp_path / "strip.png", 256)
-    assert decoded.shape == (3, 256, 256) and (decoded == 90).all()
+    assert decoded.shape == (3, 256, 384) and (decoded == 90).all()  # its centre, at the stored aspect
     assert max(h * w for h, w in sizes) <= 256 * 256 * 16
 
 
@@ -85,11 +86,13 @@ def test_predict_reads_a_large_jpeg_as_the_cache_does(tmp_path):
             (tmp_path / "data" / split / label).mkdir(parents=True)
             photo.save(tmp_path / "data" / split / label / "0.jpg", quality=90)
     data = cvcore.create("dataset", "imagefolder", root=tmp_path / "data", image_size=224, resize=256)
-    cached = data.val.images[0].float() / 255
     info = {"image_size": [224, 224], "eval_resize": 256, "mean": [0.0] * 3, "std": [1.0] * 3, "in_channels": 3}
     predicted = preprocess([tmp_path / "data" / "val" / "a" / "0.jpg"], info)[0][0]
-    top = (256 - 224) // 2
-    assert (predicted - cached[:, top:top + 224, top:top + 224]).abs().max() <= 1.5 / 255
+    (height, width), kept = data.val.extents[0].tolist(), data.val.images[0]
+    assert (height, width) == (256, 341)  # the whole 4:3 photo
+    top, left = round((height - 224) / 2), round((width - 224) / 2)
+    as_bytes = (predicted * 255).round().to(torch.uint8)
+    assert torch.equal(as_bytes, kept[:, top:top + 224, left:left + 224])  # one reading, the same pixels
 
 
 def _edge_photo(path, width, height, edge_x, edge_y, **save):
@@ -136,3 +139,36 @@ def test_a_turned_phone_photo_is_placed_upright(tmp_path):
     _, (placement,) = preprocess([tmp_path / "portrait.png"], info)
     assert placement.original_size == (50, 30)  # as viewed: 50 high, 30 wide
     assert placement.box == pytest.approx((0.0, 10.0, 30.0, 40.0), abs=0.01)  # the centre 30 x 30
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6])
+@pytest.mark.parametrize(("mode", "channels"), [("RGB", 3), ("L", 3), ("L", 1)])
+def test_jpegs_decoded_by_torchvision_have_pils_pixels(tmp_path, orientation, mode, channels):
+    """JPEGs that draft mode would not reduce are decoded by torchvision's libjpeg-turbo: exactly the
+    pixels PIL gives (upright, grey or colour), resized alike."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from cvcore.images import read_stored
+
+    rng = np.random.default_rng(orientation)
+    coarse = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((160, 120), Image.BICUBIC)
+    picture = coarse.convert(mode)
+    exif = picture.getexif()
+    exif[0x0112] = orientation
+    picture.save(tmp_path / "photo.jpg", exif=exif, quality=90)
+    stored, placement = read_stored(tmp_path / "photo.jpg", channels, 96)
+    pil = TF.pil_to_tensor(read_image(tmp_path / "photo.jpg", channels))
+    expected = torch.nn.functional.interpolate(pil.unsqueeze(0), placement.input_size, mode="bilinear",
+                                               antialias=True)[0]
+    assert stored.shape[-2:] == ((128, 96) if orientation == 6 else (96, 128))
+    assert torch.equal(stored, expected)
+
+
+def test_without_torchvisions_decoder_jpegs_are_read_by_pil_alike(tmp_path, monkeypatch):
+    """torchvision deprecates its decoders: where they are gone, PIL reads the same pixels."""
+    import cvcore.images
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "a.jpg")
+    with_torchvision, _ = cvcore.images.read_stored(tmp_path / "a.jpg", 3, 40)
+    monkeypatch.setattr(cvcore.images, "_torchvision_jpeg_decoder", lambda: None)
+    assert torch.equal(cvcore.images.read_stored(tmp_path / "a.jpg", 3, 40)[0], with_torchvision)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_WORDS = ("classification", "segmentation", "multilabel")
-PUBLIC_MODULES = {"cvcore", "cvcore.checkpoint", "cvcore.deprecations", "cvcore.export", "cvcore.files", "cvcore.images",
+PUBLIC_MODULES = {"cvcore", "cvcore.cache", "cvcore.checkpoint", "cvcore.deprecations", "cvcore.export", "cvcore.files", "cvcore.images",
                   "cvcore.testing"}
 
 

@@ -133,7 +133,7 @@ def test_predict_preprocesses_exactly_as_validation(tmp_path, monkeypatch):
     from cvcore.export import load_model
 
     model = load_model(tmp_path / "r").model
-    images, _, _ = Preparation(data.info, torch.device("cpu"))(data.val.images[:1], data.val.targets[:1], train=False)
+    images, _, _ = Preparation(data.info, torch.device("cpu"))(*data.val[0:1], train=False)
     with torch.inference_mode():
         expected = model(images).softmax(1)[0]
     for source in ("r", "r/model.onnx"):

@@ -18,6 +18,11 @@ from cvcore_transforms.policies import SPACE, pixel_matrices
 COUNT = 4000
 
 
+
+def extents_of(images):
+    """Every image's whole (height, width): what a batch of one size amounts to."""
+    return torch.tensor(images.shape[-2:]).expand(len(images), 2)
+
 def build(name, **options):
     return cvcore.create("transform", name, **options)
 
@@ -33,7 +38,7 @@ def quantiles(values) -> torch.Tensor:
 def test_random_resized_crop_draws_boxes_as_torchvision_does():
     images = torch.zeros(COUNT, 1, 60, 90)
     crop = build("random_resized_crop", image_size=(16, 16))
-    top, left, height, width = (v.double() for v in crop.draw(images, torch.Generator().manual_seed(0)))
+    top, left, height, width = (v.double() for v in crop.draw(extents_of(images), torch.Generator().manual_seed(0)))
     torch.manual_seed(0)
     theirs = torch.tensor([v2.RandomResizedCrop.get_params(images[0], [0.08, 1.0], [3 / 4, 4 / 3])
                            for _ in range(COUNT)], dtype=torch.float64)

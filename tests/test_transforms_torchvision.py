@@ -22,6 +22,11 @@ THEIRS = {"identity": "Identity", "shear_x": "ShearX", "shear_y": "ShearY", "tra
 EIGHT_BIT = {"posterize", "solarize", "autocontrast", "equalize"}  # torchvision defines these on bytes
 
 
+
+def extents_of(images):
+    """Every image's whole (height, width): what a batch of one size amounts to."""
+    return torch.tensor(images.shape[-2:]).expand(len(images), 2)
+
 def photo(count=4, height=20, width=28, seed=0) -> torch.Tensor:
     """uint8 pictures that are not square, with smooth and sharp parts (edges decide nearest sampling)."""
     generator = torch.Generator().manual_seed(seed)
@@ -111,7 +116,7 @@ def test_random_resized_crop_equals_torchvisions_resized_crop_of_its_boxes(resiz
     images = photo(6).float() / 255
     masks = (photo(6, seed=1)[:, 0] // 64).long()
     crop = build("random_resized_crop", image_size=(12, 16))
-    boxes = torch.stack(crop.draw(images, torch.Generator().manual_seed(3)), 1).int().tolist()
+    boxes = torch.stack(crop.draw(extents_of(images), torch.Generator().manual_seed(3)), 1).int().tolist()
     out, moved = crop(images, masks, torch.Generator().manual_seed(3))
     for i, (top, left, height, width) in enumerate(boxes):
         expected = TF.resized_crop(images[i], top, left, height, width, [12, 16], antialias=True)
@@ -127,7 +132,7 @@ def test_random_resized_crop_of_bytes_is_within_a_level_of_torchvisions_resizes(
     fixed-point weights instead. Each differs from the other by a level here and there."""
     images = photo(32, 40, 56)
     crop = build("random_resized_crop", image_size=(24, 32))
-    boxes = torch.stack(crop.draw(images, torch.Generator().manual_seed(3)), 1).int().tolist()
+    boxes = torch.stack(crop.draw(extents_of(images), torch.Generator().manual_seed(3)), 1).int().tolist()
     out, _ = crop(images, torch.zeros(32), torch.Generator().manual_seed(3))
     assert out.dtype == torch.uint8
     rounded = torch.stack([TF.resized_crop(images[i].float(), *box, [24, 32], antialias=True).round()
@@ -143,7 +148,7 @@ def test_random_resized_crop_of_bytes_is_within_a_level_of_torchvisions_resizes(
 def test_random_resized_crop_falls_back_to_torchvisions_central_box(size, scale, ratio):
     images = torch.zeros(20, 1, *size)  # no box of these ratios covers that share: the fallback
     crop = build("random_resized_crop", image_size=(8, 8), scale=list(scale), ratio=list(ratio))
-    ours = torch.stack(crop.draw(images, torch.Generator().manual_seed(0)), 1).int().tolist()
+    ours = torch.stack(crop.draw(extents_of(images), torch.Generator().manual_seed(0)), 1).int().tolist()
     theirs = list(v2.RandomResizedCrop.get_params(images[0], list(scale), list(ratio)))
     assert all(box == theirs for box in ours)
 

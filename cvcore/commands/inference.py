@@ -56,7 +56,7 @@ def evaluate_checkpoint(path: Path, dataset: str | None, data_dir: str | None, b
     else:
         loader = DataLoader(data.val, batch_size=batch_size)
     prepare = Preparation(data.info, target_device)
-    batches = (prepare(images, target, train=False)[:2] for images, target in loader)
+    batches = (prepare(*batch, train=False)[:2] for batch in loader)
     metrics = evaluate(model, loss_fn, batches, data.info, target_device)
     return {"metrics": metrics.compute("val"), "per_class_metric": metrics.per_class_name,
             "per_class": dict(zip(data.info.class_names, metrics.per_class())),

@@ -3,6 +3,10 @@ training transforms, and the centre crop to the data set's image size (before th
 that changes pixel values, so that colour changes, erasing and mixing work on kept pixels only and
 cutmix's label shares count only what the model sees).
 
+Batches of images of different sizes (the folder cache's whole photos) come with their extents:
+transforms that read them (``Transform.reads_extents``: random crops) draw within each image;
+before any other transform, and in validation, each image is cropped around its own centre.
+
 Data sets may serve uint8 pixels (in-memory sets and the folder cache do: a quarter of the bytes
 to move) or float images already normalised with the data's mean and std (torchvision pipelines).
 """
@@ -14,7 +18,7 @@ from collections.abc import Sequence
 import torch
 
 from cvcore.errors import ConfigError
-from cvcore.transforms import Transform
+from cvcore.transforms import Transform, crop_windows
 
 
 class Preparation:
@@ -39,35 +43,47 @@ class Preparation:
         # (x - mean) / std as a multiply and an add, for [0, 1] pixels and for bytes
         self.scale, self.shift = 1 / std, -mean / std
         self.byte_scale = self.scale / 255
+        # What images of different sizes are cropped to before a transform that does not read their
+        # extents: the shorter side every stored image has (eval_resize), as a square.
+        side = max(info.eval_resize or 0, *self.size)
+        self.square = (side, side)
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor, *,
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor, extents: torch.Tensor | None = None, *,
                  train: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(model inputs, targets for the loss, targets for the metrics): the two differ only after
-        a transform that makes soft targets, when metrics keep the labels from before it."""
+        a transform that makes soft targets, when metrics keep the labels from before it.
+        ``extents``: (N, 2) (height, width) of each image at the top-left of its canvas, if they differ."""
         images = images.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
+        if extents is not None:
+            extents = extents.to(self.device, non_blocking=True)
         if targets.dtype == torch.uint8:  # masks stored as bytes: class ids for the loss
             targets = targets.long()
         if not (train and self.transforms):
-            images, targets = self._center_crop(images, targets)
+            images, targets = self._center_crop(images, targets, extents)
             if images.dtype == torch.uint8:
                 images = self._normalised(images)
             return images, targets, targets  # float images come normalised
         pixels = images if images.dtype == torch.uint8 else images * self.std + self.mean
         labels = None
         for transform in self.transforms:
+            if extents is not None and not transform.reads_extents:
+                pixels, targets = self._center_crop(pixels, targets, extents, self.square)
+                extents = None
             if not transform.geometric:
                 pixels, targets = self._center_crop(pixels, targets)
                 if pixels.dtype == torch.uint8:
                     pixels = pixels.float().div_(255)
             if transform.soft_targets and labels is None:
                 labels = targets
+            given = {"extents": extents} if extents is not None else {}
             if transform.reports_affine:
-                pixels, targets, matrices = transform.moved(pixels, targets, self.generator)
+                pixels, targets, matrices = transform.moved(pixels, targets, self.generator, **given)
                 targets = self.task.move_targets(targets, matrices, tuple(pixels.shape[-2:]), self.info)
             else:
-                pixels, targets = transform(pixels, targets, self.generator)
-        pixels, targets = self._center_crop(pixels, targets)
+                pixels, targets = transform(pixels, targets, self.generator, **given)
+            extents = None  # a transform that reads extents returns whole images
+        pixels, targets = self._center_crop(pixels, targets, extents)
         return self._normalised(pixels), targets, targets if labels is None else labels
 
     def _normalised(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -76,22 +92,34 @@ class Preparation:
             return pixels.to(torch.float32, memory_format=torch.contiguous_format).mul_(self.byte_scale).add_(self.shift)
         return pixels.mul(self.scale).add_(self.shift)
 
-    def _center_crop(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Crop the centre ``image_size`` of images stored larger (the folder cache keeps a margin
-        for random crops); masks are cropped with them."""
+    def _center_crop(self, images: torch.Tensor, targets: torch.Tensor, extents: torch.Tensor | None = None,
+                     size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crop the centre ``size`` (default ``image_size``) of images stored larger (the folder
+        cache keeps whole photos), of each image's extent when given (rounded as torchvision's
+        CenterCrop); masks and coordinates are moved with them."""
+        size = size or self.size
         height, width = images.shape[-2:]
-        if (height, width) == self.size:
+        if (height, width) == size and extents is None:
             return images, targets
-        if height < self.size[0] or width < self.size[1]:
+        if height < size[0] or width < size[1]:
             raise ConfigError(f"Training images are {height}x{width} after the transforms, smaller than the data "
-                              f"set's image_size {self.size[0]}x{self.size[1]}: give random_resized_crop (or the "
-                              f"transform that shrinks them) image_size=[{self.size[0]}, {self.size[1]}].")
-        top, left = (height - self.size[0]) // 2, (width - self.size[1]) // 2
-        window = (..., slice(top, top + self.size[0]), slice(left, left + self.size[1]))
+                              f"set's image_size {size[0]}x{size[1]}: give random_resized_crop (or the "
+                              f"transform that shrinks them) image_size=[{size[0]}, {size[1]}].")
+        if extents is None:
+            top, left = (height - size[0]) // 2, (width - size[1]) // 2
+        else:  # per image; torch.round halves to even, as Python's round in torchvision's CenterCrop
+            top, left = (((extents[:, axis] - size[axis]) / 2).round().clamp(min=0).long() for axis in (0, 1))
         if targets.dim() == 3 and tuple(targets.shape[-2:]) == (height, width):  # masks
-            return images[window], targets[window]
+            return _window(images, top, left, size), _window(targets.unsqueeze(1), top, left, size).squeeze(1)
         if self.task.targets_have_coordinates:
             shift = torch.eye(3, device=images.device).repeat(len(images), 1, 1)
             shift[:, 0, 2], shift[:, 1, 2] = -left, -top
-            targets = self.task.move_targets(targets, shift, self.size, self.info)
-        return images[window], targets
+            targets = self.task.move_targets(targets, shift, size, self.info)
+        return _window(images, top, left, size), targets
+
+
+def _window(batch: torch.Tensor, top, left, size: tuple[int, int]) -> torch.Tensor:
+    """The ``size`` window at (top, left) of every image: numbers, or a tensor of one per image."""
+    if isinstance(top, int):
+        return batch[..., top:top + size[0], left:left + size[1]]
+    return crop_windows(batch, top, left, size)

@@ -25,21 +25,27 @@ IGNORE_INDEX = 255  # the mask value that losses and metrics leave out; transfor
 class TensorImages(Dataset):
     """uint8 images (N, C, H, W) with class ids (N,), multi-hot rows (N, K) or masks (N, H, W).
 
-    Images may be stored larger than the data set's ``image_size`` (the folder cache keeps a
-    margin for random crops): batches are centre-cropped after the transforms. A memory-mapped
-    ``images`` tensor (a cache larger than memory) stays on the host and batches are copied over.
+    Images may be stored larger than the data set's ``image_size`` (the folder cache keeps whole
+    photos): batches are centre-cropped after the transforms. Images of different sizes are stored
+    at the top-left of one canvas with ``extents`` (N, 2), each one's (height, width): items and
+    batches then carry them third, and random crops draw within them. A memory-mapped ``images``
+    tensor (a cache larger than memory) stays on the host and batches are copied over.
 
     ``mean``, ``std``, ``crop_padding`` and ``flip`` are the 0.1 form, deprecated: see
     :mod:`cvcore.deprecations`. ``suggested_transforms`` is what the last two ask for.
     """
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, mean=None, std=None, *, mapped: bool = False,
-                 crop_padding: int = 0, flip: bool = False) -> None:
+                 crop_padding: int = 0, flip: bool = False, extents: torch.Tensor | None = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if len(targets) != len(images):
             raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        if extents is not None and (tuple(extents.shape) != (len(images), 2) or (extents < 1).any()
+                                    or (extents > torch.tensor(images.shape[-2:])).any()):
+            raise ValueError(f"extents must be (N, 2) sizes within the images' {tuple(images.shape[-2:])}")
         self.images, self.targets, self.mapped = images, targets, mapped
+        self.extents = None if extents is None else extents.long()
         if mean is not None or std is not None:
             deprecations.TENSOR_IMAGES_NORMALISATION.warn()
         if crop_padding or flip:
@@ -50,8 +56,9 @@ class TensorImages(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[index], self.targets[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        item = self.images[index], self.targets[index]
+        return item if self.extents is None else (*item, self.extents[index])
 
     def on_device(self, device: torch.device) -> DeviceBatches:
         return DeviceBatches(self, device)
@@ -83,18 +90,19 @@ class DeviceBatches:
                   f"it stays in host memory and each batch is copied over", file=sys.stderr)
         home = torch.device("cpu") if on_host else device
         self.images, self.targets = data.images.to(home), data.targets.to(home)
+        self.extents = None if data.extents is None else data.extents.to(home)
 
     def __len__(self) -> int:
         return self.count
 
-    def take(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The uint8 images and the targets at ``index``, on the device."""
+    def take(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The uint8 images, the targets and (when the data has them) the extents at ``index``, on the device."""
         index = index.to(self.images.device)
-        images, targets = self.images.index_select(0, index), self.targets.index_select(0, index)
-        return images.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+        stored = (self.images, self.targets) if self.extents is None else (self.images, self.targets, self.extents)
+        return tuple(part.index_select(0, index).to(self.device, non_blocking=True) for part in stored)
 
     def batches(self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
-                rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, ...]]:
         """One epoch of batches, in the order drawn from ``generator`` when shuffling.
 
         With several processes, the generator must be the same on every process: each takes an

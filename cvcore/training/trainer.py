@@ -399,10 +399,10 @@ class Trainer:
 
     def _batches(self, loader, limit: int | None, *, train: bool):
         """(images, loss targets, metric targets) on the device, prepared and, in training, transformed."""
-        for index, (images, target) in enumerate(batches_of(loader)):
+        for index, batch in enumerate(batches_of(loader)):  # (images, targets) or (images, targets, extents)
             if limit is not None and index >= limit:
                 return
-            images, target, labels = self.prepare(images, target, train=train)
+            images, target, labels = self.prepare(*batch, train=train)
             if self.options.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             yield images, target, labels

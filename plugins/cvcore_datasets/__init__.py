@@ -13,7 +13,6 @@ import cvcore
 from cvcore import Between
 
 Pipeline = Literal["tensor", "pil"]
-Cache = Literal["auto", "memory", "mmap", "off"]
 ValFraction = Annotated[float, Between(0.001, 0.999)]  # both splits keep images
 
 # The transforms each data set suggests (with augment=true, the default): its DataSplits carry
@@ -91,13 +90,14 @@ def fashion_mnist(*, root: Path = Path("data"), download: bool = False, pipeline
 
 
 def imagefolder(*, root: Path = Path("data"), image_size: int = 224, resize: int = 256,
-                augment: bool = True, skip_unreadable: bool = False, cache: Cache = "auto"):
+                augment: bool = True, skip_unreadable: bool = False, cache: cvcore.CacheMode = "auto"):
     """A folder with train/ and val/, one sub-folder of images per class (the ants/bees layout).
 
     :param root: folder holding train/ and val/ (set by --data-dir).
     :param image_size: crop size of training and validation images.
-    :param resize: images are stored with their shorter side resized to this, centre-cropped to a
-        square; validation crops the centre image_size of it (torchvision's Resize + CenterCrop).
+    :param resize: images are stored whole with their shorter side resized to this (the longer
+        side up to 1.5 times it); training's random crops draw from all of each image, validation
+        crops its centre image_size (torchvision's Resize + CenterCrop).
     :param augment: default transforms random_resized_crop and flip (see --transform).
     :param skip_unreadable: decode every image once when the data set is built and leave out the
         ones that cannot be read (a warning counts them); otherwise an unreadable image stops
@@ -127,7 +127,7 @@ def shapes(*, count: int = 1200, size: int = 48, val_fraction: ValFraction = 0.2
 
 def segfolder(*, root: Path = Path("data"), image_size: int = 256, num_classes: int | None = None,
               class_names: list[str] | None = None, val_fraction: ValFraction = 0.2, seed: int = 0,
-              augment: bool = True, cache: Cache = "auto"):
+              augment: bool = True, cache: cvcore.CacheMode = "auto"):
     """Segmentation from root/images/* and root/masks/*.png with matching names (pixel = class id).
 
     :param root: folder holding images/ and masks/ (set by --data-dir).
@@ -162,7 +162,7 @@ def multilabel_shapes(*, count: int = 4000, size: int = 32, val_fraction: ValFra
 
 
 def multilabel_csv(*, root: Path = Path("data"), image_size: int = 224, resize: int = 256, augment: bool = True,
-                   cache: Cache = "auto"):
+                   cache: cvcore.CacheMode = "auto"):
     """Multi-label images listed in root/train.csv and root/val.csv (columns image,labels; labels space-separated).
 
     :param root: folder holding the CSV files; image paths in them are relative to it (set by --data-dir).

@@ -9,7 +9,7 @@ import torch
 
 from cvcore import DataError, DataInfo, DataSplits, TensorImages
 from cvcore_datasets.segmentation import SHAPES, draw_shapes
-from cvcore_datasets.folder_cache import stored_split
+from cvcore.cache import image_split
 from cvcore_datasets import CROP_AND_FLIP, FLIP_AND_SHIFT
 from cvcore_datasets.vision import IMAGENET_MEAN, IMAGENET_STD
 
@@ -65,7 +65,7 @@ def load_csv(root: Path, image_size: int, resize: int, augment: bool, cache: str
         if missing:
             raise DataError(f"{split}.csv in '{root}' lists {len(missing)} missing image(s), e.g. '{missing[0]}'.")
         labels = torch.tensor([[float(name in row) for name in names] for _, row in rows])
-        sets.append(stored_split(files, labels, resize, split=split, cache=cache))
+        sets.append(image_split(files, labels, resize, split=split, cache=cache))
     info = DataInfo(task="multilabel", num_classes=len(names), class_names=names, in_channels=3,
                     image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize=resize)
     return DataSplits(*sets, info, transforms=CROP_AND_FLIP if augment else ())

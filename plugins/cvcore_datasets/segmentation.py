@@ -12,7 +12,7 @@ import torch
 from cvcore import IGNORE_INDEX as IGNORE
 from cvcore import DataError, DataInfo, DataSplits, TensorImages
 from cvcore_datasets import FLIP, LARGE_CROP_AND_FLIP
-from cvcore_datasets.folder_cache import read_mask, stored_split
+from cvcore.cache import image_split, read_mask
 from cvcore.images import IMAGE_SUFFIXES
 from cvcore_datasets.vision import IMAGENET_MEAN, IMAGENET_STD, image_files_in
 
@@ -121,7 +121,7 @@ def load_segfolder(root: Path, image_size: int, num_classes: int | None, class_n
     order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = max(1, int(round(len(pairs) * val_fraction)))
     chosen = {"train": [pairs[i] for i in order[n_val:]], "val": [pairs[i] for i in order[:n_val]]}
-    train, val = (stored_split([image for image, _ in chosen[split]], [mask for _, mask in chosen[split]], image_size,
+    train, val = (image_split([image for image, _ in chosen[split]], [mask for _, mask in chosen[split]], image_size,
                                split=split, cache=cache) for split in ("train", "val"))
     info = DataInfo(task="segmentation", num_classes=num_classes, class_names=names, in_channels=3,
                     image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, ignore_index=IGNORE)

@@ -12,7 +12,7 @@ import torch
 import torchvision
 from torchvision import transforms as T
 
-from cvcore import DataError, DataInfo, DataSplits, TensorImages
+from cvcore import DataError, DataInfo, DataSplits, TensorImages, UnreadableImageError
 from cvcore_datasets import CROP_AND_FLIP, FLIP_AND_SHIFT
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -177,7 +177,7 @@ def _image_folder(folder: Path, skip_unreadable: bool) -> ClassFolders:
 
 def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool, skip_unreadable: bool,
                      cache: str) -> DataSplits:
-    from cvcore_datasets.folder_cache import stored_split
+    from cvcore.cache import image_split
 
     root = Path(root)
     missing = [split for split in ("train", "val") if not (root / split).is_dir()]
@@ -194,8 +194,12 @@ def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool, sk
         raise DataError(f"ImageFolder '{root}' has {len(train.classes)} class folder(s) ({', '.join(train.classes)}): "
                         f"classification needs at least two, one folder of images per class in train/ and val/ "
                         f"(with one class every prediction is right).")
-    splits = [stored_split([path for path, _ in listing.samples], torch.tensor(listing.targets), resize,
-                           split=split, cache=cache) for split, listing in (("train", train), ("val", val))]
+    try:
+        splits = [image_split([path for path, _ in listing.samples], torch.tensor(listing.targets), resize,
+                              split=split, cache=cache) for split, listing in (("train", train), ("val", val))]
+    except UnreadableImageError as exc:
+        raise DataError(f"{exc} Remove it, or set the data set option skip_unreadable=true "
+                        f"(--set dataset.skip_unreadable=true) to leave such files out.") from None
     info = DataInfo(num_classes=len(train.classes), class_names=train.classes, in_channels=3,
                     image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize=resize)
     return DataSplits(*splits, info, transforms=CROP_AND_FLIP if augment else ())

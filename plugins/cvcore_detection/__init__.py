@@ -18,6 +18,8 @@ from cvcore import Between
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # photos; most COCO weights
 FLIP_AND_SHIFT = ("transforms:flip", ("transforms:pad_crop", {"padding": 4}))  # what shapes_boxes suggests
+# What photo folders suggest: crops of at least half of each whole photo (scale jitter), and flips.
+CROP_AND_FLIP = (("transforms:random_resized_crop", {"scale": [0.5, 1.0]}), "transforms:flip")
 
 
 @cvcore.hookimpl
@@ -99,8 +101,8 @@ def _with_weights(model, weights: Path | None):
 @cvcore.hookimpl
 def register_datasets(register):
     register("shapes_boxes", shapes_boxes, task="detection:detection", transforms=FLIP_AND_SHIFT)
-    register("coco", coco, task="detection:detection", transforms=FLIP_AND_SHIFT)
-    register("yolo", yolo, task="detection:detection", transforms=FLIP_AND_SHIFT)
+    register("coco", coco, task="detection:detection", transforms=CROP_AND_FLIP)
+    register("yolo", yolo, task="detection:detection", transforms=CROP_AND_FLIP)
 
 
 def detection_task():
@@ -140,7 +142,7 @@ Size = Annotated[int, Between(16, 4096)]
 
 def coco(*, root: Path = Path("data"), train_annotations: str = "annotations/instances_train.json",
          train_images: str = "train", val_annotations: str = "annotations/instances_val.json",
-         val_images: str = "val", image_size: Size = 320, augment: bool = True):
+         val_images: str = "val", image_size: Size = 320, augment: bool = True, cache: cvcore.CacheMode = "auto"):
     """A COCO-format folder: instances JSON files and their image folders (crowd regions left out).
 
     :param root: the folder (--data-dir).
@@ -148,22 +150,28 @@ def coco(*, root: Path = Path("data"), train_annotations: str = "annotations/ins
     :param train_images: the folder its file_name entries are in, relative to root.
     :param val_annotations: the validation instances JSON, relative to root.
     :param val_images: the folder of its images, relative to root.
-    :param image_size: side of the centre square kept, after resizing the shorter side to it.
-    :param augment: suggest flips and shifts for training.
+    :param image_size: the shorter side images are stored at; training crops from the whole image,
+        validation and `cv predict` take the centre square.
+    :param augment: suggest random resized crops (at least half of each image) and flips for training.
+    :param cache: the folder cache (see imagefolder): auto, memory, mmap, or off.
     """
     from cvcore_detection.folders import load_coco
 
-    return load_coco(root, (train_annotations, train_images), (val_annotations, val_images), image_size, augment)
+    return load_coco(root, (train_annotations, train_images), (val_annotations, val_images), image_size, augment,
+                     cache)
 
 
-def yolo(*, root: Path = Path("data"), data: str = "data.yaml", image_size: Size = 320, augment: bool = True):
+def yolo(*, root: Path = Path("data"), data: str = "data.yaml", image_size: Size = 320, augment: bool = True,
+         cache: cvcore.CacheMode = "auto"):
     """An Ultralytics YOLO layout: a data YAML (names, train, val), images/ and labels/*.txt.
 
     :param root: the folder holding the data YAML (--data-dir).
     :param data: the data YAML's name in root (read as data only: nothing in it is executed).
-    :param image_size: side of the centre square kept, after resizing the shorter side to it.
-    :param augment: suggest flips and shifts for training.
+    :param image_size: the shorter side images are stored at; training crops from the whole image,
+        validation and `cv predict` take the centre square.
+    :param augment: suggest random resized crops (at least half of each image) and flips for training.
+    :param cache: the folder cache (see imagefolder): auto, memory, mmap, or off.
     """
     from cvcore_detection.folders import load_yolo
 
-    return load_yolo(root, data, image_size, augment)
+    return load_yolo(root, data, image_size, augment, cache)

@@ -1,10 +1,11 @@
 """Detection data in the two formats practitioners have: COCO (images and an instances JSON) and
 Ultralytics YOLO (a data YAML, images/ and labels/*.txt of normalised ``class cx cy w h``).
 
-Each image is read exactly as `cv predict` reads it (cvcore.images.read_centre: upright, 8-bit,
-its shorter side resized to the data's size and its centre square kept); boxes are moved with it
-by its Placement, clipped, and dropped when less than a pixel is left. Every malformed file or line is
-reported (the first few, and how many), before any training."""
+Images go through the folder cache (:mod:`cvcore.cache`: decoded once, whole, upright, 8-bit, the
+shorter side resized to the data's size, as `cv predict` reads them); boxes are moved into each
+stored image by its Placement, clipped, and dropped when less than a pixel is left. Validation
+takes each image's centre square, as `cv predict` does. Every malformed file or line is reported
+(the first few, and how many), before any image is decoded."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from pathlib import Path
 import torch
 
 import cvcore
-from cvcore.images import IMAGE_SUFFIXES, read_centre
-from cvcore_detection import FLIP_AND_SHIFT, IMAGENET_MEAN, IMAGENET_STD
+from cvcore.cache import image_split, stored_placements
+from cvcore.images import IMAGE_SUFFIXES
+from cvcore_detection import CROP_AND_FLIP, IMAGENET_MEAN, IMAGENET_STD
 from cvcore_detection.task import MIN_SIDE, PADDING
 
 SHOWN = 5  # problems quoted in the error; the rest are counted
@@ -38,33 +40,29 @@ class Problems:
                                    + "; ".join(self.found[:SHOWN]))
 
 
-def stored(images: list[Path], boxes: list[list[list[float]]], size: int, *,
-           fractions: bool = False) -> cvcore.TensorImages:
-    """The images as uint8 (N, 3, size, size) centre squares and their boxes (in the file's pixels,
-    or in ``fractions`` of its sides), padded to the most boxes of an image (class -1), in the
-    stored pixels."""
-    pixels, rows = [], []
-    for path, found in zip(images, boxes):
-        square, placement = read_centre(path, 3, (size, size), size)
-        pixels.append(square)
-        rows.append(_moved(found, placement, fractions))
+def stored(images: list[Path], boxes: list[list[list[float]]], size: int, *, split: str, cache: str,
+           fractions: bool = False):
+    """The images as the folder cache stores them, with their boxes (in the file's pixels, or in
+    ``fractions`` of its sides) moved into the stored pixels, padded to the most boxes of an image
+    (class -1)."""
+    rows = [_moved(found, placement, fractions) for found, placement in zip(boxes, stored_placements(images, size))]
     most = max([len(r) for r in rows] + [1])
     targets = torch.full((len(images), most, 5), float(PADDING))
     for index, kept in enumerate(rows):
         if kept:
             targets[index, :len(kept)] = torch.tensor(kept)
-    return cvcore.TensorImages(torch.stack(pixels), targets)
+    return image_split(images, targets, size, split=split, cache=cache)
 
 
 def _moved(boxes: list[list[float]], placement, fractions: bool) -> list[list[float]]:
     height, width = placement.original_size
     unit_x, unit_y = (width, height) if fractions else (1, 1)
-    side = placement.input_size[0]
+    bottom, right = placement.input_size
     kept = []
     for x0, y0, x1, y1, label in boxes:
         corners = [*placement.to_input(x0 * unit_x, y0 * unit_y), *placement.to_input(x1 * unit_x, y1 * unit_y)]
-        box = [min(max(value, 0.0), side) for value in corners]
-        if box[2] - box[0] >= MIN_SIDE and box[3] - box[1] >= MIN_SIDE:  # what the crop keeps of it
+        box = [min(max(value, 0.0), limit) for value, limit in zip(corners, (right, bottom, right, bottom))]
+        if box[2] - box[0] >= MIN_SIDE and box[3] - box[1] >= MIN_SIDE:  # what the stored image keeps of it
             kept.append([*box, float(label)])
     return kept
 
@@ -76,7 +74,8 @@ def _info(names: list[str], size: int) -> cvcore.DataInfo:
 
 # -- COCO -----------------------------------------------------------------------------------------
 
-def load_coco(root: Path, train: tuple[str, str], val: tuple[str, str], size: int, augment: bool) -> cvcore.DataSplits:
+def load_coco(root: Path, train: tuple[str, str], val: tuple[str, str], size: int, augment: bool,
+              cache: str) -> cvcore.DataSplits:
     """``train`` / ``val``: (instances JSON, image folder), relative to ``root``."""
     documents = [_read_json(Path(root) / annotations) for annotations, _ in (train, val)]
     categories = sorted({(c["id"], c["name"]) for doc in documents for c in doc.get("categories", [])})
@@ -86,8 +85,8 @@ def load_coco(root: Path, train: tuple[str, str], val: tuple[str, str], size: in
     names = [name for _, name in categories]
     if not names:
         raise cvcore.DataError(f"'{Path(root) / train[0]}' names no categories.")
-    return cvcore.DataSplits(stored(*splits[0], size), stored(*splits[1], size), _info(names, size),
-                             transforms=FLIP_AND_SHIFT if augment else ())
+    stored_splits = [stored(*split, size, split=name, cache=cache) for split, name in zip(splits, ("train", "val"))]
+    return cvcore.DataSplits(*stored_splits, _info(names, size), transforms=CROP_AND_FLIP if augment else ())
 
 
 def _read_json(path: Path) -> dict:
@@ -138,7 +137,7 @@ def _coco_split(document: dict, folder: Path, index: dict, source: Path):
 
 # -- YOLO -----------------------------------------------------------------------------------------
 
-def load_yolo(root: Path, data: str, size: int, augment: bool) -> cvcore.DataSplits:
+def load_yolo(root: Path, data: str, size: int, augment: bool, cache: str) -> cvcore.DataSplits:
     """An Ultralytics data YAML: ``names`` (a list, or a map from id), ``train`` and ``val`` image
     folders (relative to ``path``, else to the YAML's folder); labels are found by replacing the
     last ``images`` folder of each image's path with ``labels`` and its suffix with ``.txt``."""
@@ -147,9 +146,9 @@ def load_yolo(root: Path, data: str, size: int, augment: bool) -> cvcore.DataSpl
     base = Path(root) / data
     base = (base.parent / description["path"]) if description.get("path") else base.parent
     splits = [_yolo_split(base / str(description[split]), len(names)) for split in ("train", "val")]
-    return cvcore.DataSplits(stored(*splits[0], size, fractions=True), stored(*splits[1], size, fractions=True),
-                             _info(names, size),
-                             transforms=FLIP_AND_SHIFT if augment else ())
+    stored_splits = [stored(*split, size, split=name, cache=cache, fractions=True)
+                     for split, name in zip(splits, ("train", "val"))]
+    return cvcore.DataSplits(*stored_splits, _info(names, size), transforms=CROP_AND_FLIP if augment else ())
 
 
 def _read_yaml(path: Path) -> dict:

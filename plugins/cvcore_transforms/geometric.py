@@ -32,19 +32,13 @@ class PadCrop(cvcore.Transform):
     def moved(self, images, targets, generator):
         count, pad = len(images), self.padding
         shifts = torch.randint(0, 2 * pad + 1, (2, count), device=images.device, generator=generator)
-        crops = shifted_windows(F.pad(images, (pad,) * 4), shifts, images.shape[-2:])
+        crops = cvcore.crop_windows(F.pad(images, (pad,) * 4), *shifts, images.shape[-2:])
         if is_mask(targets, images):
             padded = F.pad(targets.unsqueeze(1), (pad,) * 4, value=self.ignore_index)
-            targets = shifted_windows(padded, shifts, images.shape[-2:]).squeeze(1)
+            targets = cvcore.crop_windows(padded, *shifts, images.shape[-2:]).squeeze(1)
         matrices = identities(count, images)
         matrices[:, :2, 2] = pad - shifts.T.flip(1).float()  # (x, y) move by padding minus (dx, dy)
         return crops, targets, matrices
-
-
-def shifted_windows(batch: torch.Tensor, shifts: torch.Tensor, size) -> torch.Tensor:
-    """The window of ``size`` at (shifts[0][i], shifts[1][i]) of each image: one gather over a view."""
-    windows = batch.unfold(2, size[0], 1).unfold(3, size[1], 1)  # (N, C, dy, dx, H, W)
-    return windows[torch.arange(len(batch), device=batch.device), :, shifts[0], shifts[1]]
 
 
 class Flip(cvcore.Transform):
@@ -72,15 +66,19 @@ class Flip(cvcore.Transform):
 class RandomResizedCrop(cvcore.Transform):
     """torchvision's RandomResizedCrop, drawn per image: a box of a random share of the area and
     aspect ratio (ten tries, then the largest centred box within the ratios), resized to ``size``
-    (bilinear with antialiasing; masks: nearest-exact, which keeps pixel centres aligned)."""
+    (bilinear with antialiasing; masks: nearest-exact, which keeps pixel centres aligned). Of
+    images of different sizes (whole photos), each box is drawn within its own image."""
 
-    geometric = reports_affine = True
+    geometric = reports_affine = reads_extents = True
 
     def __init__(self, size: tuple[int, int], scale: tuple[float, float], ratio: tuple[float, float]) -> None:
         self.size, self.scale, self.ratio = tuple(size), tuple(scale), tuple(ratio)
 
-    def moved(self, images, targets, generator):
-        drawn = torch.stack(self.draw(images, generator), 1)  # (top, left, height, width) per image
+    def moved(self, images, targets, generator, extents=None):
+        if extents is None:  # every image whole (filled on the device: no copy from the host)
+            extents = torch.full((len(images), 2), images.shape[-2], device=images.device, dtype=torch.long)
+            extents[:, 1] = images.shape[-1]
+        drawn = torch.stack(self.draw(extents, generator), 1)  # (top, left, height, width) per image
         crop = resized_one_by_one if images.device.type == "cpu" else resized_together
         out, masks = crop(images, targets if is_mask(targets, images) else None, drawn, self.size)
         return out, targets if masks is None else masks, self._matrices(drawn)
@@ -93,28 +91,31 @@ class RandomResizedCrop(cvcore.Transform):
         matrices[:, :2, 2] = -drawn[:, [1, 0]] * scale
         return matrices
 
-    def draw(self, images, generator, tries: int = 10):
-        """(top, left, height, width) of one box per image, as torchvision draws them."""
-        count, (height, width) = len(images), images.shape[-2:]
-        area = uniform(*self.scale, count, images, generator, tries) * height * width
-        log_ratio = uniform(math.log(self.ratio[0]), math.log(self.ratio[1]), count, images, generator, tries)
-        box_h, box_w = boxes(height, width, area, log_ratio)
-        fits = (box_w > 0) & (box_w <= width) & (box_h > 0) & (box_h <= height)
-        fallback_h, fallback_w = self._central(height, width)
-        box_h = first_true(fits, box_h, torch.full((count,), fallback_h, device=images.device, dtype=box_h.dtype))
-        box_w = first_true(fits, box_w, torch.full((count,), fallback_w, device=images.device, dtype=box_w.dtype))
+    def draw(self, extents: torch.Tensor, generator, tries: int = 10):
+        """(top, left, height, width) of one box per image within its ``extents`` (N, 2) (height,
+        width), as torchvision draws them."""
+        count = len(extents)
+        height, width = extents.float().unbind(1)
+        area = uniform(*self.scale, count, extents, generator, tries) * (height * width)[:, None]
+        log_ratio = uniform(math.log(self.ratio[0]), math.log(self.ratio[1]), count, extents, generator, tries)
+        box_h, box_w = boxes(height[:, None], width[:, None], area, log_ratio)
+        fits = (box_w > 0) & (box_w <= width[:, None]) & (box_h > 0) & (box_h <= height[:, None])
+        fallback_h, fallback_w = self._central(extents)
+        box_h, box_w = first_true(fits, box_h, fallback_h), first_true(fits, box_w, fallback_w)
         drawn = fits.any(1)  # a box that fell back to the central one is centred, as torchvision places it
-        top = torch.where(drawn, offsets(height - box_h, images, generator), ((height - box_h) / 2).floor())
-        left = torch.where(drawn, offsets(width - box_w, images, generator), ((width - box_w) / 2).floor())
+        top = torch.where(drawn, offsets(height - box_h, extents, generator), ((height - box_h) / 2).floor())
+        left = torch.where(drawn, offsets(width - box_w, extents, generator), ((width - box_w) / 2).floor())
         return top, left, box_h, box_w
 
-    def _central(self, height: int, width: int) -> tuple[float, float]:
+    def _central(self, extents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """torchvision's fallback box per image: the whole image, or its largest centred box
+        within the ratios (in float64, as torchvision's Python arithmetic)."""
+        height, width = extents.double().unbind(1)
         aspect = width / height
-        if aspect < self.ratio[0]:
-            return float(round(width / self.ratio[0])), float(width)
-        if aspect > self.ratio[1]:
-            return float(height), float(round(height * self.ratio[1]))
-        return float(height), float(width)
+        narrow, wide = aspect < self.ratio[0], aspect > self.ratio[1]
+        box_h = torch.where(narrow, (width / self.ratio[0]).round(), height)
+        box_w = torch.where(wide, (height * self.ratio[1]).round(), width)
+        return box_h.float(), box_w.float()
 
 
 def resized_together(images, masks, drawn: torch.Tensor, size: tuple[int, int]):

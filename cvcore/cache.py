@@ -1,5 +1,14 @@
-"""Folders of image files at in-memory speed: each file is decoded once into a uint8 square, and the
-squares of a folder are stored in one file that later runs read while the folder is unchanged.
+"""The folder cache: image files decoded once into uint8 arrays, kept whole, which later runs read
+at in-memory speed while the files are unchanged. Data set plugins store their splits through
+:func:`image_split` (images with their targets) or :func:`stored_images` (the images alone, with
+where each lies in its file, for targets that hold coordinates).
+
+Each image is stored as :func:`cvcore.images.stored_placement` says: its shorter side at the data
+set's ``resize`` and its longer side whole up to ``STORED_ASPECT`` times that (a 4:3 or 3:2 photo
+whole, a panorama's centre), at the top-left of a canvas as large as the largest of the split, with
+its extent (height, width) kept beside it. Training's random crops then draw from all of each photo
+(:attr:`cvcore.Transform.reads_extents`), and validation takes the centre of each, as `cv predict`
+does (:func:`cvcore.images.read_centre`).
 
 The cache lives in ``$CVCORE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/cvcore``, else
 ``~/.cache/cvcore``), under ``folders/``; deleting that folder clears it. A cache is named by the
@@ -7,9 +16,9 @@ files' paths and what changes whenever a file does (size, inode, modification an
 nanoseconds: an edit that keeps the mtime, ``cp -p`` and folders swapped by renaming all change
 it) and by the stored size, so that a changed folder is decoded again and its older cache of that
 size removed; caches of other sizes stay, within ``$CVCORE_CACHE_GB`` (default 64), the least
-recently used going first. Its description holds a checksum per block and the shape: a damaged
-cache is decoded again (a memory-mapped one is checked on a sample of blocks). A cache that fits in
-half the available memory is read into memory; a larger one is memory-mapped.
+recently used going first. Its description holds a checksum per block, the shape and each image's
+size: a damaged cache is decoded again (a memory-mapped one is checked on a sample of blocks). A
+cache that fits in half the available memory is read into memory; a larger one is memory-mapped.
 """
 
 from __future__ import annotations
@@ -26,19 +35,25 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import attrs
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from cvcore import DataError
+from cvcore.data import Placement
+from cvcore.errors import DataError
 from cvcore.files import make_directory, write_atomically
-from cvcore.images import read_image
+from cvcore import images
+from cvcore.images import read_stored, stored_extents, stored_placement, stored_window, upright_size
+from cvcore.training.tensor_data import IGNORE_INDEX, TensorImages
 
-FORMAT = 2  # bump when what is stored changes
+FORMAT = 3  # bump when what is stored changes
 BLOCK = 16 << 20  # bytes per checksum
 SAMPLED_BLOCKS = 8  # checked per read of a memory-mapped cache, besides the first and the last
 Decode = Callable[[Path, int], np.ndarray]
+
+__all__ = ["StoredImages", "cache_dir", "finish_writing", "image_split", "read_mask", "stored_images",
+           "stored_placements"]
 
 
 def cache_dir() -> Path:
@@ -47,30 +62,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cvcore"
 
 
-def _fitted(width: int, height: int, size: int) -> tuple[int, int, int, int]:
-    """(new height, new width, top, left): the shorter side resized to ``size``, then the centre
-    ``size`` x ``size`` cropped, with torchvision's Resize and CenterCrop rounding."""
-    if width <= height:
-        new_width, new_height = size, int(size * height / width)
-    else:
-        new_width, new_height = int(size * width / height), size
-    return new_height, new_width, int(round((new_height - size) / 2.0)), int(round((new_width - size) / 2.0))
-
-
-def decode_image(path: Path, size: int) -> np.ndarray:
-    """An RGB image file as a uint8 (3, size, size) array: read as `cv predict` reads it
-    (:func:`cvcore.images.read_image`: upright, 8-bit, JPEGs at least twice the size at a reduced
-    scale), resized by torch (bilinear with antialiasing, which differs from PIL's by at most one
-    level in a few pixels, at a fraction of its time)."""
-    try:
-        pixels = torch.from_numpy(np.array(read_image(path, 3, size)))
-    except DataError as exc:
-        raise DataError(f"{exc} Remove it, or set the data set option skip_unreadable=true "
-                        f"(--set dataset.skip_unreadable=true) to leave such files out.") from None
-    new_height, new_width, top, left = _fitted(pixels.shape[1], pixels.shape[0], size)
-    image = pixels.permute(2, 0, 1).unsqueeze(0)  # channels-last memory: torch's fast path for bytes
-    resized = F.interpolate(image, (new_height, new_width), mode="bilinear", antialias=True, align_corners=False)
-    return resized[0, :, top:top + size, left:left + size].numpy()
+def decode_image(path: Path, resize: int) -> np.ndarray:
+    """An RGB image file as the cache stores it: uint8 (3, height, width), read as `cv predict`
+    reads it (:func:`cvcore.images.read_stored`)."""
+    return read_stored(path, 3, resize)[0].numpy()
 
 
 def read_mask(path: Path) -> Image.Image:
@@ -85,54 +80,141 @@ def read_mask(path: Path) -> Image.Image:
         raise DataError(f"Mask '{path}' cannot be read ({exc}).") from None
 
 
-def decode_mask(path: Path, size: int) -> np.ndarray:
-    """A mask as a uint8 (size, size) array of class ids, resized with nearest neighbour (PIL's)."""
+def decode_mask(path: Path, resize: int) -> np.ndarray:
+    """A mask as the cache stores its image (:func:`cvcore.images.stored_placement`): uint8
+    (height, width) class ids, resized with nearest neighbour (PIL's)."""
     mask = read_mask(path)
-    new_height, new_width, top, left = _fitted(*mask.size, size)
-    return np.array(mask.resize((new_width, new_height), Image.NEAREST))[top:top + size, left:left + size]
+    placement = stored_placement(mask.height, mask.width, resize)
+    (full_height, full_width), (top, left) = stored_window(placement, (0, 0, mask.width, mask.height))
+    height, width = placement.input_size
+    return np.array(mask.resize((full_width, full_height), Image.NEAREST))[top:top + height, left:left + width]
+
+
+def stored_placements(files: Sequence[Path], resize: int) -> list[Placement]:
+    """Where each file's stored copy lies in its image (:func:`cvcore.images.stored_placement`),
+    from the files' headers alone: no pixel is decoded."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        sizes = list(pool.map(upright_size, files))
+    return [stored_placement(height, width, resize) for height, width in sizes]
+
+
+@attrs.frozen
+class StoredImages:
+    """A split's images as the cache holds them."""
+
+    #: uint8 (N, C, H, W): each image at the top-left, zeros beyond its extent.
+    pixels: torch.Tensor
+    #: long (N, 2): (height, width) of each stored image.
+    extents: torch.Tensor
+    #: (height, width) of each file's upright image.
+    sizes: list[tuple[int, int]]
+    resize: int
+    mapped: bool
+
+    def placements(self) -> list[Placement]:
+        """Where each stored image lies in its file's image (to move coordinates into it)."""
+        return [stored_placement(height, width, self.resize) for height, width in self.sizes]
+
+
+def stored_images(files: Sequence[Path], resize: int, *, split: str, keep: str = "auto") -> StoredImages:
+    """The image files as the cache stores them, from the cache or decoded into it.
+
+    :param split: what the files are (``train``, ``val``): one cache per folder, split and size.
+    :param keep: auto (in memory when it fits, else mapped), memory, or mmap.
+    """
+    pixels, sizes, mapped = cached(files, resize, decode_image, split=split, keep=keep)
+    return StoredImages(pixels, _extents(sizes, resize), sizes, resize, mapped)
+
+
+def _extents(sizes: list[tuple[int, int]], resize: int) -> torch.Tensor:
+    return torch.from_numpy(stored_extents(sizes, resize))
+
+
+def canvas_side(resize: int) -> int:
+    """The longest side a stored image can have: the side of a canvas that holds any of them."""
+    return int(resize * images.STORED_ASPECT)
 
 
 class DecodedFiles(torch.utils.data.Dataset):
-    """Files decoded on every access (the path without a cache), as the cache stores them."""
+    """Files decoded on every access (the path without a cache), as the cache stores them: items
+    are (canvas, extent), the canvas square and as large as any stored image can be."""
 
-    def __init__(self, files: Sequence[Path], size: int, decode: Decode) -> None:
-        self.files, self.size, self.decode = list(files), size, decode
+    def __init__(self, files: Sequence[Path], resize: int, decode: Decode, padding: int = 0) -> None:
+        self.files, self.resize, self.decode, self.padding = list(files), resize, decode, padding
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.from_numpy(self.decode(self.files[index], self.size))
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = torch.from_numpy(self.decode(self.files[index], self.resize))
+        side = canvas_side(self.resize)
+        canvas = pixels.new_full((*pixels.shape[:-2], side, side), self.padding)
+        canvas[..., :pixels.shape[-2], :pixels.shape[-1]] = pixels
+        return canvas, torch.tensor(pixels.shape[-2:])
 
 
 class Paired(torch.utils.data.Dataset):
-    """``(images[i], targets[i])``: decoded files with a tensor of labels or decoded masks."""
+    """``(image, target, extent)`` of decoded files with a tensor of targets or decoded masks."""
 
-    def __init__(self, images, targets) -> None:
+    def __init__(self, images: DecodedFiles, targets) -> None:
         self.images, self.targets = images, targets
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int):
-        return self.images[index], self.targets[index]
+        image, extent = self.images[index]
+        target = self.targets[index]
+        return image, target[0] if isinstance(self.targets, DecodedFiles) else target, extent
 
 
-def cached(files: Sequence[Path], size: int, decode: Decode, *, split: str,
-           keep: str = "auto") -> tuple[torch.Tensor, bool]:
-    """The decoded files as one uint8 tensor (N, ...) and whether it is memory-mapped.
+def image_split(files: Sequence[Path], targets, resize: int, *, split: str, cache: str):
+    """A split of image files as a data set serves it: a :class:`cvcore.TensorImages` from the cache,
+    or (``cache="off"``) the files decoded on every access. ``targets``: a tensor (one row per
+    file) or mask files (PNG class ids, each the size of its image)."""
+    masks = not isinstance(targets, torch.Tensor)
+    if cache == "off":
+        return Paired(DecodedFiles(files, resize, decode_image),
+                      DecodedFiles(targets, resize, decode_mask, IGNORE_INDEX) if masks else targets)
+    stored = stored_images(files, resize, split=split, keep=cache)
+    if masks:
+        _check_mask_sizes(targets, files, stored.sizes, resize)
+        targets, _, _ = cached(targets, resize, decode_mask, split=split, keep="mmap" if stored.mapped else "memory",
+                               sizes=stored.sizes, padding=IGNORE_INDEX)
+    return TensorImages(stored.pixels, targets, extents=stored.extents, mapped=stored.mapped)
 
-    :param split: what the files are (``train``, ``val``): one cache per folder, split and size.
-    :param keep: auto (in memory when it fits, else mapped), memory, or mmap.
+
+def _check_mask_sizes(masks: Sequence[Path], files: Sequence[Path], sizes: list[tuple[int, int]], resize: int) -> None:
+    """Every mask is stored at its image's stored size (it has the image's size, or its shape at
+    another scale), read from the headers before anything is decoded."""
+    for mask, image, size in zip(masks, files, sizes):
+        try:
+            with Image.open(mask) as picture:
+                found = picture.size[::-1]
+        except OSError as exc:
+            raise DataError(f"Mask '{mask}' cannot be read ({exc}).") from None
+        if stored_placement(*found, resize).input_size != stored_placement(*size, resize).input_size:
+            raise DataError(f"Mask '{mask}' is {found[0]}x{found[1]} (height x width) but its image '{image}' is "
+                            f"{size[0]}x{size[1]} upright: a mask gives a class id per pixel of its image.")
+
+
+def cached(files: Sequence[Path], resize: int, decode: Decode, *, split: str, keep: str = "auto",
+           sizes: list[tuple[int, int]] | None = None, padding: int = 0) -> tuple[torch.Tensor, list, bool]:
+    """The decoded files on one uint8 canvas (N, ..., H, W), the files' upright sizes, and whether
+    the canvas is memory-mapped.
+
+    :param sizes: the files' upright sizes, when known (masks: their images'); else read from the
+        headers when decoding.
+    :param padding: the value beyond each image's extent.
     """
     if not files:
         raise DataError(f"No image files to read for the {split} split.")
     files = [Path(f) for f in files]
-    data_path = _cache_path(files, size, decode, split)
+    data_path = _cache_path(files, resize, decode, split)
     meta_path = data_path.with_suffix(".json")
     finish_writing(data_path)
     _remove_leftovers(data_path.parent)
-    meta = _description(meta_path, data_path, len(files), size)
+    meta = _description(meta_path, data_path, len(files), resize)
     if meta is not None:
         shape = tuple(meta["shape"])
         mapped = _mapped(math.prod(shape), keep)
@@ -140,11 +222,13 @@ def cached(files: Sequence[Path], size: int, decode: Decode, *, split: str,
                  else np.fromfile(data_path, np.uint8).reshape(shape))
         if _intact(array, meta["blocks"], sampled=mapped):
             os.utime(meta_path)  # recently used: the budget evicts others first
-            return torch.from_numpy(array), mapped
+            return torch.from_numpy(array), [tuple(size) for size in meta["sizes"]], mapped
         print(f"note: the image cache '{data_path}' is damaged (a checksum does not match); decoding again",
               file=sys.stderr)
-    array, mapped = _write(files, size, decode, data_path, meta_path, keep)
-    return torch.from_numpy(array), mapped
+    if sizes is None:
+        sizes = [placement.original_size for placement in stored_placements(files, resize)]
+    array, mapped = _write(files, resize, decode, data_path, meta_path, keep, sizes, padding)
+    return torch.from_numpy(array), sizes, mapped
 
 
 def _mapped(nbytes: int, keep: str) -> bool:
@@ -160,7 +244,7 @@ def _cache_path(files: list[Path], size: int, decode: Decode, split: str) -> Pat
     files' paths and file status."""
     stamp = [(str(f.resolve()), *_stat(f)) for f in files]
     folder = _digest([os.path.commonpath([name for name, *_ in stamp]), split, decode.__name__, size])
-    return cache_dir() / "folders" / f"{folder}-{_digest([FORMAT, size, stamp])}.u8"
+    return cache_dir() / "folders" / f"{folder}-{_digest([FORMAT, images.STORED_ASPECT, size, stamp])}.u8"
 
 
 def _stat(path: Path) -> tuple[int, int, int, int]:
@@ -177,19 +261,21 @@ def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
 
 
-def _description(meta_path: Path, data_path: Path, count: int, size: int) -> dict | None:
+def _description(meta_path: Path, data_path: Path, count: int, resize: int) -> dict | None:
     """The cache's description, or None when there is no complete cache of these files: the
     description is written last (a cache cut short has none), names its data file (another
-    folder's cache copied over it does not match) and gives a shape that must fit the files, the
-    stored size and the data file's length."""
+    folder's cache copied over it does not match) and gives a shape and image sizes that must fit
+    the files, the stored size and the data file's length (nothing in it is trusted unchecked)."""
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        shape, blocks = meta["shape"], meta["blocks"]
-        ok = (meta["data"] == data_path.name and shape[0] == count and tuple(shape[-2:]) == (size, size)
+        shape, blocks, sizes = meta["shape"], meta["blocks"], meta["sizes"]
+        ok = (meta["data"] == data_path.name and shape[0] == count and len(sizes) == count
               and all(isinstance(n, int) and n > 0 for n in shape) and isinstance(blocks, list)
+              and all(isinstance(n, int) and n > 0 for size in sizes for n in size)
+              and (stored_extents(sizes, resize) <= shape[-2:]).all()
               and len(blocks) == max(1, math.ceil(math.prod(shape) / BLOCK)))
         return meta if ok and data_path.stat().st_size == math.prod(shape) else None
-    except (OSError, ValueError, TypeError, KeyError, IndexError):
+    except (OSError, ValueError, TypeError, KeyError, IndexError, ZeroDivisionError):
         return None
 
 
@@ -253,16 +339,17 @@ def _keep_within_budget(folder: Path, needed: int) -> None:
         data.unlink(missing_ok=True)
 
 
-def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_path: Path,
-           keep: str) -> tuple[np.ndarray, bool]:
+def _write(files: list[Path], resize: int, decode: Decode, data_path: Path, meta_path: Path, keep: str,
+           sizes: list[tuple[int, int]], padding: int) -> tuple[np.ndarray, bool]:
     """Decode every file in parallel threads (PIL and torch release the GIL while decoding and
-    resizing). A cache that fits in memory is decoded there and saved to disk by a background
-    thread while training starts; a larger one is decoded straight into its memory-mapped file,
-    whose space is reserved first (a full disk is an error, not a SIGBUS). Returns the array and
-    whether it is mapped."""
+    resizing) onto a canvas as large as the largest stored image (from ``sizes``). A cache that
+    fits in memory is decoded there and saved to disk by a background thread while training
+    starts; a larger one is decoded straight into its memory-mapped file, whose space is reserved
+    first (a full disk is an error, not a SIGBUS). Returns the array and whether it is mapped."""
     started = time.perf_counter()
-    first = decode(files[0], size)
-    shape = (len(files), *first.shape)
+    first = decode(files[0], resize)
+    extents = _extents(sizes, resize)
+    shape = (len(files), *first.shape[:-2], *extents.max(0).values.tolist())
     mapped = _mapped(math.prod(shape), keep)
     try:
         make_directory(data_path.parent)
@@ -271,15 +358,15 @@ def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_p
     _keep_within_budget(data_path.parent, math.prod(shape))
     partial = data_path.with_name(f".{data_path.name}.{os.getpid()}.partial")
     where = f"files under '{os.path.commonpath(files)}'" if len(files) > 1 else f"file '{files[0]}'"
-    print(f"note: decoding {len(files)} {where} once into a {size}x{size} cache "
+    print(f"note: decoding {len(files)} {where} once into a cache, shorter sides at {resize} "
           f"({math.prod(shape) / 1e9:.2f} GB in {data_path.parent})", file=sys.stderr)
     if mapped:
         try:
             _reserve(partial, math.prod(shape))
             array = np.memmap(partial, np.uint8, mode="r+", shape=shape)
-            _decode_into(array, files, size, decode, first)
+            _decode_into(array, files, resize, decode, extents.tolist(), padding)
             array.flush()
-            _publish(array, partial, data_path, meta_path, started)
+            _publish(array, partial, data_path, meta_path, {"sizes": sizes, "started": started})
         except BaseException as exc:
             partial.unlink(missing_ok=True)
             if isinstance(exc, OSError):  # decoding errors are DataErrors: this is the disk
@@ -287,8 +374,9 @@ def _write(files: list[Path], size: int, decode: Decode, data_path: Path, meta_p
             raise
         return np.memmap(data_path, np.uint8, mode="c", shape=shape), True  # read-only: training never writes
     array = np.empty(shape, np.uint8)
-    _decode_into(array, files, size, decode, first)
-    writer = threading.Thread(target=_save, args=(array, partial, data_path, meta_path, started),
+    _decode_into(array, files, resize, decode, extents.tolist(), padding)
+    writer = threading.Thread(target=_save, args=(array, partial, data_path, meta_path,
+                                                  {"sizes": sizes, "started": started}),
                               name="cvcore-cache-writer")  # not a daemon: the interpreter waits for it at exit
     _WRITERS[data_path] = writer
     writer.start()
@@ -320,24 +408,24 @@ def finish_writing(data_path: Path | None = None) -> None:
             writer.join()
 
 
-def _save(array: np.ndarray, partial: Path, data_path: Path, meta_path: Path, started: float) -> None:
+def _save(array: np.ndarray, partial: Path, data_path: Path, meta_path: Path, made: dict) -> None:
     """Write a decoded cache to disk and publish it. Failing (a full disk) only warns: the run has
     the images in memory, and the next run decodes them again."""
     try:
         _reserve(partial, array.nbytes)
         with open(partial, "r+b") as stream:
             stream.write(memoryview(array.reshape(-1)))
-        _publish(array, partial, data_path, meta_path, started)
+        _publish(array, partial, data_path, meta_path, made)
     except (OSError, DataError) as exc:
         partial.unlink(missing_ok=True)
         print(f"warning: the image cache was not saved, so the next run decodes the images again: "
               f"{_unwritable(data_path.parent, exc)}", file=sys.stderr)
 
 
-def _publish(array: np.ndarray, partial: Path, data_path: Path, meta_path: Path, started: float) -> None:
+def _publish(array: np.ndarray, partial: Path, data_path: Path, meta_path: Path, made: dict) -> None:
     """Make the finished file durable, rename it into place, then write its description (what
-    makes it complete: the shape and a checksum per block), then delete the caches of the folder's
-    earlier contents."""
+    makes it complete: the shape, a checksum per block and the images' sizes), then delete the
+    caches of the folder's earlier contents. ``made``: the sizes, and when decoding started."""
     descriptor = os.open(partial, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -345,7 +433,8 @@ def _publish(array: np.ndarray, partial: Path, data_path: Path, meta_path: Path,
         os.close(descriptor)
     partial.replace(data_path)
     meta = {"data": data_path.name, "shape": list(array.shape), "blocks": _checksums(array),
-            "seconds": round(time.perf_counter() - started, 2)}
+            "sizes": [list(size) for size in made["sizes"]],
+            "seconds": round(time.perf_counter() - made["started"], 2)}
     try:
         write_atomically(meta_path, json.dumps(meta).encode())
     except DataError:
@@ -360,14 +449,22 @@ def _unwritable(folder: Path, exc: OSError | DataError) -> DataError:
                      f"(--set dataset.cache=off) to decode the images in every epoch instead.")
 
 
-def _decode_into(store: np.ndarray, files: list[Path], size: int, decode: Decode, first: np.ndarray) -> None:
-    store[0] = first
+def _decode_into(store: np.ndarray, files: list[Path], resize: int, decode: Decode, extents: list[list[int]],
+                 padding: int) -> None:
+    """Each file decoded at the top-left of its place on the canvas, ``padding`` beyond its extent."""
 
     def fill(index: int) -> None:
-        store[index] = decode(files[index], size)
+        decoded = decode(files[index], resize)
+        if list(decoded.shape[-2:]) != extents[index]:  # its header said another size
+            raise DataError(f"Image '{files[index]}' decodes to {decoded.shape[-2]}x{decoded.shape[-1]} pixels but "
+                            f"its header says {extents[index][0]}x{extents[index][1]}; save it again.")
+        height, width = extents[index]
+        store[index, ..., :height, :width] = decoded
+        store[index, ..., height:, :] = padding
+        store[index, ..., :height, width:] = padding
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(pool.map(fill, range(1, len(files))))
+        list(pool.map(fill, range(len(files))))
 
 
 def _available_memory() -> int:
@@ -379,18 +476,3 @@ def _available_memory() -> int:
     except OSError:
         pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def stored_split(files: Sequence[Path], targets, size: int, *, split: str, cache: str):
-    """A split of image files as the data set serves it: a TensorImages from the cache, or (cache
-    "off") the files decoded on every access. ``targets``: a tensor of labels, or mask files."""
-    from cvcore import TensorImages
-
-    masks = not isinstance(targets, torch.Tensor)
-    if cache == "off":
-        return Paired(DecodedFiles(files, size, decode_image),
-                      DecodedFiles(targets, size, decode_mask) if masks else targets)
-    pixels, mapped = cached(files, size, decode_image, split=split, keep=cache)
-    if masks:
-        targets, _ = cached(targets, size, decode_mask, split=split, keep="mmap" if mapped else "memory")
-    return TensorImages(pixels, targets, mapped=mapped)
