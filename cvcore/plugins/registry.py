@@ -180,6 +180,7 @@ class Register:
 
     def __init__(self, kind: str, plugin: Plugin, sink: list[Component]) -> None:
         self.kind, self.plugin, self._sink = kind, plugin, sink
+        self._taken: set[str] = set()  # names and aliases this plugin registered of this kind
 
     def __call__(
         self,
@@ -200,10 +201,9 @@ class Register:
         if not callable(factory):
             raise PluginError(f"{self.kind} '{name}': factory {factory!r} is not callable")
         self._check_metadata(name, metadata)
-        taken = {n for c in self._sink if c.kind == self.kind and c.plugin == self.plugin
-                 for n in (c.name, *c.aliases)}
-        if taken.intersection((name, *aliases)):
+        if self._taken.intersection((name, *aliases)):
             raise PluginError(f"{self.kind} '{name}' is registered twice by this plugin")
+        self._taken.update((name, *aliases))
         self._sink.append(
             Component(self.kind, name, self.plugin, factory,
                       summary if summary is not None else summary_of(factory), aliases, metadata)
