@@ -10,7 +10,7 @@ from cvcore.plugins.loader import registry
 from cvcore.testing import plugin_registered
 from plugins_for_tests import duplicate_lenet, plugin
 
-BUILTINS = {"callbacks", "datasets", "detection", "losses", "models", "optim", "tasks", "transforms"}
+BUILTINS = {"callbacks", "datasets", "detection", "losses", "models", "optim", "smp", "tasks", "timm", "transforms"}
 
 
 def make_distribution(root, dist="broken-pkg", version="1.0", module_source="raise ImportError('no module named fancy_dep')"):
