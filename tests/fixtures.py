@@ -144,3 +144,17 @@ class Payload:
 
     def __reduce__(self):
         return (exec, ("import pathlib; pathlib.Path('PWNED').touch()",))
+
+
+def train_resume_export(*options: str) -> None:
+    """`cv train` with ``options`` for an epoch into run directory ``r`` of the working folder, then
+    a resume for one more, then `cv export` to ONNX, verified by onnxruntime: a model's whole life."""
+    from click.testing import CliRunner
+
+    from cvcore.commands.cli import cli
+
+    for args in (["train", *options, "--epochs", "1", "--run-dir", "r"], ["train", "--resume", "r", "--epochs", "+1"],
+                 ["export", "r", "--format", "onnx", "--output", "m.onnx"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    assert "verified" in result.output, result.output

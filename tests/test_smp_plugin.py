@@ -5,11 +5,9 @@ import sys
 
 import pytest
 import torch
-from click.testing import CliRunner
-
 import cvcore
-from cvcore.commands.cli import cli
 from cvcore.testing import check_component
+from fixtures import train_resume_export
 
 smp = pytest.importorskip("segmentation_models_pytorch")
 
@@ -53,11 +51,5 @@ def test_encoder_weights_start_the_encoder(tmp_path):
 @pytest.mark.slow
 def test_smp_unet_trains_resumes_and_exports_on_shapes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run = ["train", "--model", "smp/unet", "--set", "model.encoder=resnet18", "--dataset", "shapes",
-           "--set", "dataset.count=64", "--batch-size", "16", "--run-dir", "r"]
-    result = CliRunner().invoke(cli, [*run, "--epochs", "1"])
-    assert result.exit_code == 0, result.output
-    resumed = CliRunner().invoke(cli, ["train", "--resume", "r", "--epochs", "+1"])
-    assert resumed.exit_code == 0, resumed.output
-    exported = CliRunner().invoke(cli, ["export", "r", "--format", "onnx", "--output", "m.onnx"])
-    assert exported.exit_code == 0 and "verified" in exported.output, exported.output
+    train_resume_export("--model", "smp/unet", "--set", "model.encoder=resnet18", "--dataset", "shapes",
+                        "--set", "dataset.count=64", "--batch-size", "16")

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 import cvcore
 from cvcore.commands.cli import cli
 from cvcore.testing import check_component
+from fixtures import train_resume_export
 
 timm = pytest.importorskip("timm")
 
@@ -71,14 +72,8 @@ def test_the_datas_normalisation_becomes_the_pretrained_one():
 @pytest.mark.slow
 def test_a_timm_model_trains_resumes_and_exports_on_digits(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run = ["train", "--model", "timm/test_resnet", "--dataset", "digits", "--batch-size", "64",
-           "--set", "trainer.limit_train_batches=4", "--run-dir", "r"]
-    result = CliRunner().invoke(cli, [*run, "--epochs", "2"])
-    assert result.exit_code == 0, result.output
-    resumed = CliRunner().invoke(cli, ["train", "--resume", "r", "--epochs", "+1"])
-    assert resumed.exit_code == 0, resumed.output
-    exported = CliRunner().invoke(cli, ["export", "r", "--format", "onnx", "--output", "m.onnx"])
-    assert exported.exit_code == 0 and "verified" in exported.output, exported.output
+    train_resume_export("--model", "timm/test_resnet", "--dataset", "digits", "--batch-size", "64",
+                        "--set", "trainer.limit_train_batches=4")
     weights = CliRunner().invoke(cli, ["export", "r", "--format", "safetensors", "--output", "w.safetensors"])
     assert weights.exit_code == 0, weights.output
     started = cvcore.create("model", "timm/test_resnet", num_classes=10, in_channels=1, weights="w.safetensors")
