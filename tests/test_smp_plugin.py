@@ -49,7 +49,7 @@ def test_encoder_weights_start_the_encoder(tmp_path):
 
 
 @pytest.mark.slow
-def test_smp_unet_trains_resumes_and_exports_on_shapes(tmp_path, monkeypatch):
+def test_smp_unet_trains_at_bf16_channels_last_resumes_and_exports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     train_resume_export("--model", "smp/unet", "--set", "model.encoder=resnet18", "--dataset", "shapes",
-                        "--set", "dataset.count=64", "--batch-size", "16")
+                        "--set", "dataset.count=64", "--batch-size", "16", "--precision", "bf16-mixed", "--channels-last")

@@ -70,10 +70,10 @@ def test_the_datas_normalisation_becomes_the_pretrained_one():
 
 
 @pytest.mark.slow
-def test_a_timm_model_trains_resumes_and_exports_on_digits(tmp_path, monkeypatch):
+def test_a_timm_model_trains_at_bf16_channels_last_resumes_and_exports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     train_resume_export("--model", "timm/test_resnet", "--dataset", "digits", "--batch-size", "64",
-                        "--set", "trainer.limit_train_batches=4")
+                        "--set", "trainer.limit_train_batches=4", "--precision", "bf16-mixed", "--channels-last")
     weights = CliRunner().invoke(cli, ["export", "r", "--format", "safetensors", "--output", "w.safetensors"])
     assert weights.exit_code == 0, weights.output
     started = cvcore.create("model", "timm/test_resnet", num_classes=10, in_channels=1, weights="w.safetensors")
