@@ -56,10 +56,15 @@ def test_the_cache_holds_each_photo_whole(photo_folder):
         assert (image[:, height:] == 0).all() and (image[:, :, width:] == 0).all()
 
 
-def test_a_full_random_resized_crop_is_the_whole_photo_as_torchvisions(photo_folder):
+@pytest.mark.parametrize("together", [False, True], ids=["crop by crop (CPU)", "all crops together (other devices)"])
+def test_a_full_random_resized_crop_is_the_whole_photo_as_torchvisions(photo_folder, together, monkeypatch):
     """scale 1: each crop is (nearly) the whole photo, its pixels those of torchvision's
-    resized_crop of the same box of torchvision's Resize of the file. From the old centre-square
-    cache no crop could be wider than the square."""
+    resized_crop of the same box of torchvision's Resize of the file, on both resizing paths. From
+    the old centre-square cache no crop could be wider than the square."""
+    if together:
+        from cvcore_transforms import geometric
+
+        monkeypatch.setattr(geometric, "resized_one_by_one", geometric.resized_together)
     data, (train_files, _) = photo_folder
     crop = cvcore.create_transforms([("random_resized_crop", {"scale": [1.0, 1.0]})], data.info)
     batch = batch_of(data.train)
