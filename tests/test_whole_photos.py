@@ -166,3 +166,25 @@ def test_stored_sizes_are_torchvisions_resize_with_the_longer_side_capped():
             resized = TF.resize(torch.zeros(1, height, width), resize, antialias=False).shape[-2:]
             cap = int(resize * STORED_ASPECT)
             assert stored == [min(resized[0], cap), min(resized[1], cap)], (height, width, resize)
+
+
+def test_detection_boxes_follow_random_crops_of_whole_photos(tmp_path):
+    """coco's default transforms (random_resized_crop of at least half of each whole photo, flip):
+    every box kept after them lies on its coloured rectangle."""
+    root = write_coco(tmp_path / "coco")
+    data = cvcore.create("dataset", "coco", root=root, image_size=48)
+    transforms = cvcore.create_transforms(data.transforms, data.info)
+    mean, std = torch.tensor(data.info.mean).view(3, 1, 1), torch.tensor(data.info.std).view(3, 1, 1)
+    checked = 0
+    for seed in range(4):
+        prepare = Preparation(data.info, torch.device("cpu"), transforms, torch.Generator().manual_seed(seed))
+        images, targets, _ = prepare(*batch_of(data.train), train=True)
+        for image, rows in zip((images * std + mean) * 255, targets):
+            for x0, y0, x1, y1, label in rows[rows[:, 4] >= 0].tolist():
+                if x1 - x0 < 6 or y1 - y0 < 6:  # a sliver at the crop's edge
+                    continue
+                inside = image[:, int(y0) + 2:int(y1) - 2, int(x0) + 2:int(x1) - 2]
+                channel = 0 if label == 1 else 1  # red or green
+                assert inside[channel].mean() > 150 and inside[2].mean() < 100, (seed, x0, y0, x1, y1)
+                checked += 1
+    assert checked > 40
