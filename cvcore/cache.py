@@ -93,9 +93,13 @@ def decode_mask(path: Path, resize: int) -> np.ndarray:
 def stored_placements(files: Sequence[Path], resize: int) -> list[Placement]:
     """Where each file's stored copy lies in its image (:func:`cvcore.images.stored_placement`),
     from the files' headers alone: no pixel is decoded."""
+    return [stored_placement(height, width, resize) for height, width in _upright_sizes(files)]
+
+
+def _upright_sizes(files: Sequence[Path]) -> list[tuple[int, int]]:
+    """Each file's upright (height, width), read from the headers in parallel threads."""
     with ThreadPoolExecutor(max_workers=8) as pool:
-        sizes = list(pool.map(upright_size, files))
-    return [stored_placement(height, width, resize) for height, width in sizes]
+        return list(pool.map(upright_size, files))
 
 
 @attrs.frozen
@@ -226,7 +230,7 @@ def cached(files: Sequence[Path], resize: int, decode: Decode, *, split: str, ke
         print(f"note: the image cache '{data_path}' is damaged (a checksum does not match); decoding again",
               file=sys.stderr)
     if sizes is None:
-        sizes = [placement.original_size for placement in stored_placements(files, resize)]
+        sizes = _upright_sizes(files)
     array, mapped = _write(files, resize, decode, data_path, meta_path, keep, sizes, padding)
     return torch.from_numpy(array), sizes, mapped
 
@@ -364,7 +368,7 @@ def _write(files: list[Path], resize: int, decode: Decode, data_path: Path, meta
         try:
             _reserve(partial, math.prod(shape))
             array = np.memmap(partial, np.uint8, mode="r+", shape=shape)
-            _decode_into(array, files, resize, decode, extents.tolist(), padding)
+            _decode_into(array, files, resize, decode, extents.tolist(), padding, first)
             array.flush()
             _publish(array, partial, data_path, meta_path, {"sizes": sizes, "started": started})
         except BaseException as exc:
@@ -374,7 +378,7 @@ def _write(files: list[Path], resize: int, decode: Decode, data_path: Path, meta
             raise
         return np.memmap(data_path, np.uint8, mode="c", shape=shape), True  # read-only: training never writes
     array = np.empty(shape, np.uint8)
-    _decode_into(array, files, resize, decode, extents.tolist(), padding)
+    _decode_into(array, files, resize, decode, extents.tolist(), padding, first)
     writer = threading.Thread(target=_save, args=(array, partial, data_path, meta_path,
                                                   {"sizes": sizes, "started": started}),
                               name="cvcore-cache-writer")  # not a daemon: the interpreter waits for it at exit
@@ -450,11 +454,12 @@ def _unwritable(folder: Path, exc: OSError | DataError) -> DataError:
 
 
 def _decode_into(store: np.ndarray, files: list[Path], resize: int, decode: Decode, extents: list[list[int]],
-                 padding: int) -> None:
-    """Each file decoded at the top-left of its place on the canvas, ``padding`` beyond its extent."""
+                 padding: int, first: np.ndarray) -> None:
+    """Each file decoded at the top-left of its place on the canvas, ``padding`` beyond its extent
+    (``first``: the first file, already decoded)."""
 
     def fill(index: int) -> None:
-        decoded = decode(files[index], resize)
+        decoded = first if index == 0 else decode(files[index], resize)
         if list(decoded.shape[-2:]) != extents[index]:  # its header said another size
             raise DataError(f"Image '{files[index]}' decodes to {decoded.shape[-2]}x{decoded.shape[-1]} pixels but "
                             f"its header says {extents[index][0]}x{extents[index][1]}; save it again.")

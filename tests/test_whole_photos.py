@@ -149,8 +149,12 @@ def test_detection_boxes_scale_with_the_stored_photo(tmp_path, capsys):
         assert data.train.extents[index].tolist() == [height * 48 // min(width, height), width * 48 // min(width, height)]
     cvcore.cache.finish_writing()
     capsys.readouterr()
-    cvcore.create("dataset", "coco", root=root, image_size=48)
-    assert "decoding" not in capsys.readouterr().err
+    with pytest.MonkeyPatch.context() as patch:  # where each photo lies comes with the cache: no header is read
+        patch.setattr(cvcore.cache, "upright_size", lambda path: pytest.fail(f"read the header of {path}"))
+        again = cvcore.create("dataset", "coco", root=root, image_size=48)
+    assert "decoding" not in capsys.readouterr().err and torch.equal(again.train.targets, data.train.targets)
+    off = cvcore.create("dataset", "coco", root=root, image_size=48, cache="off")
+    assert torch.equal(off.train.targets, data.train.targets)
 
 
 def test_stored_sizes_are_torchvisions_resize_with_the_longer_side_capped():

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 import cvcore
-from cvcore.cache import image_split, stored_placements
+from cvcore.cache import image_split, stored_images, stored_placements
 from cvcore.images import IMAGE_SUFFIXES
 from cvcore_detection import CROP_AND_FLIP, IMAGENET_MEAN, IMAGENET_STD
 from cvcore_detection.task import MIN_SIDE, PADDING
@@ -44,14 +44,25 @@ def stored(images: list[Path], boxes: list[list[list[float]]], size: int, *, spl
            fractions: bool = False):
     """The images as the folder cache stores them, with their boxes (in the file's pixels, or in
     ``fractions`` of its sides) moved into the stored pixels, padded to the most boxes of an image
-    (class -1)."""
-    rows = [_moved(found, placement, fractions) for found, placement in zip(boxes, stored_placements(images, size))]
+    (class -1). Where each image lies comes with the cache (its headers are read only when it is
+    decoded), or, without one, from the headers."""
+    if cache == "off":
+        return image_split(images, _targets(boxes, stored_placements(images, size), fractions), size,
+                           split=split, cache=cache)
+    kept = stored_images(images, size, split=split, keep=cache)
+    return cvcore.TensorImages(kept.pixels, _targets(boxes, kept.placements(), fractions), extents=kept.extents,
+                               mapped=kept.mapped)
+
+
+def _targets(boxes: list[list[list[float]]], placements, fractions: bool) -> torch.Tensor:
+    """(N, most boxes, 5): each image's boxes in its stored pixels and their classes; -1 pads."""
+    rows = [_moved(found, placement, fractions) for found, placement in zip(boxes, placements)]
     most = max([len(r) for r in rows] + [1])
-    targets = torch.full((len(images), most, 5), float(PADDING))
+    targets = torch.full((len(rows), most, 5), float(PADDING))
     for index, kept in enumerate(rows):
         if kept:
             targets[index, :len(kept)] = torch.tensor(kept)
-    return image_split(images, targets, size, split=split, cache=cache)
+    return targets
 
 
 def _moved(boxes: list[list[float]], placement, fractions: bool) -> list[list[float]]:
