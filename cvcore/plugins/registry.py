@@ -242,7 +242,23 @@ class Registry:
 
     def of_kind(self, kind: str) -> list[Component]:
         check_kind(kind)
-        return [c for c in self.components if c.kind == kind]
+        return list(self._by_kind.get(kind, ()))
+
+    @functools.cached_property
+    def _by_kind(self) -> dict[str, list[Component]]:
+        grouped: dict[str, list[Component]] = {}
+        for component in self.components:
+            grouped.setdefault(component.kind, []).append(component)
+        return grouped
+
+    @functools.cached_property
+    def _by_short_name(self) -> dict[tuple[str, str], list[Component]]:
+        """(kind, name or alias) to its components: a lookup costs the same with 1,400 timm models."""
+        index: dict[tuple[str, str], list[Component]] = {}
+        for component in self.components:
+            for name in dict.fromkeys((component.name, *component.aliases)):
+                index.setdefault((component.kind, name), []).append(component)
+        return index
 
     def conflicts(self) -> set[tuple[str, str]]:
         """(kind, short name) pairs that more than one plugin registers."""
@@ -262,8 +278,9 @@ class Registry:
 
     def get(self, kind: str, name: str) -> Component:
         """The component called ``name`` (short, alias or ``PLUGIN:NAME``), or a helpful error."""
-        candidates = self.of_kind(kind)
-        matches = [c for c in candidates if c.is_named(name)]
+        check_kind(kind)
+        short = name.rpartition(":")[2]
+        matches = [c for c in self._by_short_name.get((kind, short), ()) if c.is_named(name)]
         if len(matches) == 1:
             return matches[0]
         if matches:
