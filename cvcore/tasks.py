@@ -132,6 +132,7 @@ class GuardedMetrics:
                 raise PluginError(f"{self._owner} failed in Metrics.{name}(): {one_line(exc)}. "
                                   f"Set CVCORE_DEBUG=1 for the traceback.") from exc
 
+        setattr(self, name, guarded)  # made once: update() runs every step
         return guarded
 
 

@@ -414,3 +414,34 @@ def test_training_accuracy_and_loss_weigh_every_image_once_with_batches_added_la
     assert values["train_loss"] == pytest.approx(expected_loss, rel=1e-6)
     assert values["train_acc1"] == pytest.approx(expected_acc, abs=1e-7)
     assert metrics.running() == pytest.approx((expected_loss, expected_acc), rel=1e-6)
+
+
+@pytest.mark.parametrize("batches", [3, 70])
+def test_validation_metrics_equal_scikit_learn_with_batches_added_later(batches):
+    """Validation keeps batches pending too: top-1 (ties to the first class), top-5, per-class
+    accuracy and the confusion matrix equal scikit-learn's over uneven batches, a class absent."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, top_k_accuracy_score
+    from cvcore_tasks.classification import ClassificationMetrics
+
+    generator = torch.Generator().manual_seed(1)
+    metrics = ClassificationMetrics(10, torch.device("cpu"), detailed=True)
+    sizes = [16] * (batches - 1) + [5]
+    logits = [torch.randn(size, 10, generator=generator) for size in sizes]
+    tied = [torch.randn(size, 10, generator=generator).round() for size in sizes]  # ties: top-1 only
+    targets = [torch.randint(0, 9, (size,), generator=generator) for size in sizes]  # class 9: none
+    for output, target in zip(tied, targets):
+        metrics.update(output, target, torch.rand((), generator=generator))
+    metrics.tensors()
+    truth, predicted = torch.cat(targets).numpy(), torch.cat(tied).argmax(1).numpy()
+    expected = confusion_matrix(truth, predicted, labels=range(10))
+    assert metrics.compute("val")["val_acc1"] == pytest.approx(accuracy_score(truth, predicted), abs=1e-7)
+    assert metrics.confusion_matrix() == expected.tolist()
+    assert metrics.per_class()[:9] == pytest.approx((expected.diagonal() / expected.sum(1))[:9].tolist())
+    assert metrics.per_class()[9] is None
+
+    untied = ClassificationMetrics(10, torch.device("cpu"), detailed=True)
+    for output, target in zip(logits, targets):
+        untied.update(output, target, torch.zeros(()))
+    untied.tensors()
+    top5 = top_k_accuracy_score(truth, torch.cat(logits).numpy(), k=5, labels=range(10))
+    assert untied.compute("val")["val_acc5"] == pytest.approx(top5, abs=1e-7)

@@ -47,10 +47,10 @@ class Classification(Task):
 class ClassificationMetrics(Metrics):
     """Sums of loss, top-1 (and in validation top-5 and per-class) hits; ``compute`` makes fractions.
 
-    Training tracks loss and top-1 only, and adds its batches PENDING at a time: each batch's
-    update keeps references (no tensor operation, which on a small model shows in the step), and
-    every PENDING-th adds them all in a few operations. Top-5 is reported only for more than 5
-    classes, where it can differ from 1.
+    Batches are added PENDING at a time: each batch's update keeps references to its loss,
+    logits and targets (no tensor operation, which on a small model shows in the step), and every
+    PENDING-th adds them all in a few operations. Top-5 is reported only for more than 5 classes,
+    where it can differ from 1.
     """
 
     PENDING = 32  # batches whose logits are kept before they are added (bounded memory)
@@ -67,31 +67,27 @@ class ClassificationMetrics(Metrics):
     def update(self, logits: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
         """Add a batch (``logits`` detached, as the Trainer gives them)."""
         self.seen += target.shape[0]
-        if not self.detailed:
-            self.pending.append((loss.detach(), logits, target))
-            if len(self.pending) == self.PENDING:
-                self._add_pending()
-            return
-        count = target.shape[0]
-        top_indices = logits.topk(self.k, dim=1).indices
-        top = top_indices == target.unsqueeze(1)
-        self.sums += torch.stack([loss.detach().float() * count, top[:, 0].sum().float(), top.any(dim=1).sum().float()])
-        cells = target * self.num_classes + top_indices[:, 0]
-        self.confusion += torch.bincount(cells, minlength=self.num_classes**2)
+        self.pending.append((loss.detach(), logits, target))
+        if len(self.pending) == self.PENDING:
+            self._add_pending()
 
     def _add_pending(self) -> None:
-        """Each pending batch's loss times its size, and its top-1 hits, into the sums."""
+        """Each pending batch's loss times its size, its top-1 hits (argmax: the first of tied
+        classes, as scikit-learn counts), in validation its top-k hits and confusion cells."""
         if not self.pending:
             return
         losses, logits, targets = zip(*self.pending)
         self.pending = []
-        loss_sum = torch.cat([loss.float().expand(len(target)) for loss, target in zip(losses, targets)]).sum()
-        hits = (torch.cat(logits).argmax(dim=1) == torch.cat(targets)).sum()
-        self.sums[:2] += torch.stack([loss_sum, hits.float()])
+        logits, target = torch.cat(logits), torch.cat(targets)
+        predicted = logits.argmax(dim=1)
+        hits = predicted == target
+        top_hits = (logits.topk(self.k, dim=1).indices == target.unsqueeze(1)).any(dim=1) if self.detailed else hits
+        self.sums += torch.stack([loss_sum(losses, targets), hits.sum().float(), top_hits.sum().float()])
+        if self.detailed:
+            self.confusion += torch.bincount(target * self.num_classes + predicted, minlength=self.num_classes**2)
 
     headline = "acc"
     per_class_name = "accuracy"
-
 
     def running(self) -> tuple[float, float]:
         """(mean loss, accuracy) so far on this process, for the progress bar (a host sync)."""
@@ -124,3 +120,12 @@ class ClassificationMetrics(Metrics):
 
     def confusion_matrix(self) -> list[list[int]]:
         return self.confusion.view(self.num_classes, -1).long().tolist()
+
+
+def loss_sum(losses: tuple[torch.Tensor, ...], targets: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The sum of each batch's mean loss times its size: three operations when the batches are
+    the same size (all but an epoch's last), one per batch otherwise."""
+    sizes = {len(target) for target in targets}
+    if len(sizes) == 1:
+        return torch.stack(losses).float().sum() * sizes.pop()
+    return torch.cat([loss.float().expand(len(target)) for loss, target in zip(losses, targets)]).sum()
