@@ -9,7 +9,8 @@ import cvcore
 from cvcore.training.trainer import Trainer, TrainerOptions, seed_everything
 
 
-def digits_trainer(tmp_path=None, callbacks=(), schedulers=(), model="lenet", optimizer="sgd", lr=0.05, **options):
+def digits_trainer(tmp_path=None, callbacks=(), schedulers=(), model="lenet", optimizer="sgd", lr=0.05, transforms=None,
+                   **options):
     """A small real run: digits at 16x16 (fast), built through the public API after seeding."""
     seed_everything(options.get("seed", 0))
     data = cvcore.create("dataset", "digits", image_size=16)
@@ -19,7 +20,8 @@ def digits_trainer(tmp_path=None, callbacks=(), schedulers=(), model="lenet", op
              for name, kw in schedulers]
     defaults = {"epochs": 2, "batch_size": 64, "device": "cpu", "run_dir": tmp_path}
     return Trainer(model=net, loss=cvcore.create("loss", "cross_entropy"), optimizer=opt, data=data,
-                   schedulers=built, callbacks=list(callbacks), options=TrainerOptions(**{**defaults, **options}))
+                   schedulers=built, callbacks=list(callbacks), transforms=transforms,
+                   options=TrainerOptions(**{**defaults, **options}))
 
 
 class Recorder(cvcore.Callback):
@@ -45,6 +47,43 @@ class Recorder(cvcore.Callback):
 
     def on_fit_end(self, trainer):
         self.events.append("fit_end")
+
+
+@pytest.mark.parametrize("transforms", [[], ["flip"]])
+def test_a_set_fed_as_stored_is_normalised_once_to_the_same_numbers(monkeypatch, transforms):
+    """In-memory sets whose batches go to the model untransformed (validation; training without
+    transforms) are normalised once, not every batch: the same floats, and the run's numbers the
+    same to the bit, as normalising each batch."""
+    from cvcore.training import tensor_data
+
+    generator = torch.Generator().manual_seed(0)
+
+    def split(n):
+        images = torch.randint(0, 256, (n, 3, 8, 8), generator=generator, dtype=torch.uint8)
+        return cvcore.TensorImages(images, torch.randint(0, 4, (n,), generator=generator))
+
+    info = cvcore.DataInfo(num_classes=4, class_names=list("abcd"), in_channels=3, image_size=(8, 8),
+                           mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    data = cvcore.DataSplits(split(96), split(40), info)
+
+    def run():
+        seed_everything(0)
+        net = cvcore.create("model", "mlp", num_classes=4, in_channels=3, image_size=(8, 8))
+        trainer = Trainer(model=net, loss=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                          data=data, transforms=[cvcore.create("transform", name) for name in transforms],
+                          options=TrainerOptions(epochs=2, batch_size=16, device="cpu", seed=0))
+        trainer.fit()
+        val = trainer.val_loader.device_batches.images
+        if val.dtype == torch.float32:  # what each batch would have been
+            assert torch.equal(val, trainer.prepare(data.val.images, data.val.targets, train=False)[0])
+        stored = [loader.device_batches.images.dtype for loader in (trainer.train_loader, trainer.val_loader)]
+        return stored, [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
+                        for row in trainer.history]
+
+    stored, history = run()
+    assert stored == [torch.uint8 if transforms else torch.float32, torch.float32]
+    monkeypatch.setattr(tensor_data, "HOST_COPY_BYTES", 0)  # no room for the float copy: bytes every batch
+    assert run() == ([torch.uint8, torch.uint8], history)
 
 
 def test_metrics_file_and_events(tmp_path):

@@ -53,16 +53,15 @@ class Preparation:
         """(model inputs, targets for the loss, targets for the metrics): the two differ only after
         a transform that makes soft targets, when metrics keep the labels from before it.
         ``extents``: (N, 2) (height, width) of each image at the top-left of its canvas, if they differ."""
-        images = images.to(self.device, non_blocking=True)
-        targets = targets.to(self.device, non_blocking=True)
-        if extents is not None:
-            extents = extents.to(self.device, non_blocking=True)
+        if images.device != self.device or targets.device != self.device:  # a DataLoader's batch
+            images, targets = images.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+            extents = None if extents is None else extents.to(self.device, non_blocking=True)
         if targets.dtype == torch.uint8:  # masks stored as bytes: class ids for the loss
             targets = targets.long()
         if not (train and self.transforms):
             images, targets = self._center_crop(images, targets, extents)
             if images.dtype == torch.uint8:
-                images = self._normalised(images)
+                images = self.normalised(images)
             return images, targets, targets  # float images come normalised
         pixels = images if images.dtype == torch.uint8 else images * self.std + self.mean
         labels = None
@@ -84,9 +83,9 @@ class Preparation:
                 pixels, targets = transform(pixels, targets, self.generator, **given)
             extents = None  # a transform that reads extents returns whole images
         pixels, targets = self._center_crop(pixels, targets, extents)
-        return self._normalised(pixels), targets, targets if labels is None else labels
+        return self.normalised(pixels), targets, targets if labels is None else labels
 
-    def _normalised(self, pixels: torch.Tensor) -> torch.Tensor:
+    def normalised(self, pixels: torch.Tensor) -> torch.Tensor:
         """Bytes or [0, 1] pixels, normalised into one new float tensor (x * scale + shift)."""
         if pixels.dtype == torch.uint8:  # into the standard layout, whatever strides a transform left
             return pixels.to(torch.float32, memory_format=torch.contiguous_format).mul_(self.byte_scale).add_(self.shift)
