@@ -445,3 +445,12 @@ def test_validation_metrics_equal_scikit_learn_with_batches_added_later(batches)
     untied.tensors()
     top5 = top_k_accuracy_score(truth, torch.cat(logits).numpy(), k=5, labels=range(10))
     assert untied.compute("val")["val_acc5"] == pytest.approx(top5, abs=1e-7)
+
+
+def test_top_k_ranks_tied_classes_lower_class_first_as_argmax_does():
+    from cvcore_tasks.classification import within_top
+
+    logits = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, 1.0, 5.0, 5.0]])
+    assert within_top(logits, torch.tensor([1, 3, 3]), 1).tolist() == [True, False, False]  # argmax: 1, 0, 2
+    assert within_top(logits, torch.tensor([2, 1, 3]), 2).tolist() == [True, True, True]
+    assert within_top(logits, torch.tensor([0, 2, 0]), 2).tolist() == [False, False, False]
