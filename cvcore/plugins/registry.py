@@ -56,13 +56,19 @@ def _task_names(value: Any) -> bool:
     return isinstance(value, tuple) and bool(value) and all(isinstance(v, str) for v in value)
 
 
+def _input_sizes(value: Any) -> bool:
+    return (isinstance(value, Mapping) and bool(value) and set(value) <= {"image_size", "resize"}
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value.values()))
+
+
 # kind -> register() keyword -> (check, what it must be); task names are checked against the
 # registered tasks when a run is planned, since plugins load in any order
 _METADATA = {
     "dataset": {"task": (_word, "a task name"), "loss": (_word, "a loss name"),
                 "transforms": (_suggestions, "a tuple of transform names or (name, options) pairs")},
     "scheduler": {"interval": (lambda v: v in ("step", "epoch"), "one of ('step', 'epoch')")},
-    "model": {"tasks": (_task_names, "a non-empty tuple of task names"), "output": (_word, "an output form")},
+    "model": {"tasks": (_task_names, "a non-empty tuple of task names"), "output": (_word, "an output form"),
+              "pretrained_input": (_input_sizes, "a mapping of 'image_size' and/or 'resize' to positive ints")},
     "loss": {"tasks": (_task_names, "a non-empty tuple of task names"), "soft_targets": (_flag, "True or False")},
     "task": {"default": (_flag, "True or False"), "output": (_word, "an output form"),
              "loss": (_word, "a loss name")},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def dry_run(plan: Plan, resume: Resume | None = None) -> list[str]:
     params = sum(p.numel() for p in built.model.parameters())
     trainable = sum(p.numel() for p in built.model.parameters() if p.requires_grad)
     info = built.data.info
-    return [*describe_parts(built.plan),
+    return [*plan.notes, *describe_parts(built.plan),
             f"data      {len(built.data.train)} train / {len(built.data.val)} val images, "
             f"{info.num_classes} {trainer.task.items}, {info.in_channels}x{info.image_size[0]}x"
             f"{info.image_size[1]}",
@@ -66,6 +67,9 @@ def train(config: dict[str, Any], resume: Resume | None = None,
     from cvcore.training import distributed
 
     checked = plan(config)
+    if distributed.is_main():
+        for note in checked.notes:
+            print(note, file=sys.stderr)
     claim = RunDir.claim(config, resuming=resume and resume.run_dir) if distributed.is_main() else None
     run_dir = claim.path if claim else None
     resolved = cfg.merge(checked.config, {"trainer": {"run_dir": str(run_dir)}}) if run_dir else checked.config

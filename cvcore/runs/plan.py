@@ -37,6 +37,8 @@ class Plan:
     #: False when the loss is the one suggested before the data was read (its task then unknown
     #: or the default): the data's own task may then suggest another (:func:`with_data_task_loss`).
     loss_chosen: bool = True
+    #: What planning chose for the user, to tell them once (`cv train` prints these).
+    notes: tuple[str, ...] = ()
 
     def part(self, section: str) -> Part:
         return next(p for p in self.parts if p.section == section)
@@ -64,7 +66,7 @@ def plan(config: dict[str, Any]) -> Plan:
         TrainerOptions(**trainer)  # the ranges: epochs >= 1, batch_size >= 1, ...
     except ValueError as exc:
         raise ConfigError(f"[trainer] {_range_message(exc)}") from None
-    checked = Plan(config, trainer, tuple(parts), loss_chosen)
+    checked = with_pretrained_input(Plan(config, trainer, tuple(parts), loss_chosen))
     declared = declared_task(checked)
     if declared:  # the data set says its task: components made for another are refused before its data
         for part in checked.parts:
@@ -106,6 +108,28 @@ def with_data_task_loss(plan: Plan, task: str | None) -> Plan:
     part = _part("loss", suggested, plan.part("loss").options)
     config = {**plan.config, "loss": {**plan.config["loss"], "name": suggested}}
     return attrs.evolve(plan, config=config, parts=tuple(part if p.section == "loss" else p for p in plan.parts))
+
+
+def with_pretrained_input(plan: Plan) -> Plan:
+    """``plan`` with the data set's ``image_size`` and ``resize`` (those it takes) from the input
+    the model's pretrained weights were trained at (``pretrained_input`` when registered), where it
+    starts from them (``pretrained=true``) and the user chose neither size: the weights then see
+    images prepared as in their training. The run's config records the sizes."""
+    model, dataset = plan.part("model"), plan.part("dataset")
+    wanted = model.component.metadata.get("pretrained_input")
+    if not wanted or not model.options.get("pretrained") or {"image_size", "resize"} & set(dataset.options):
+        return plan
+    declared = {option.name for option in dataset.component.options}
+    sizes = {key: value for key, value in wanted.items() if key in declared}
+    if not sizes:
+        return plan
+    options = validate(dataset.component.options, {**dataset.options, **sizes}, f"dataset '{dataset.component.name}'")
+    config = {**plan.config, "dataset": {**plan.config["dataset"], **sizes}}
+    parts = tuple(Part("dataset", dataset.component, options) if p.section == "dataset" else p for p in plan.parts)
+    chosen = ", ".join(f"{key} {value}" for key, value in sizes.items())
+    note = (f"note: data set {chosen}, the input model '{model.component.name}'s pretrained weights were trained "
+            f"at (set dataset.image_size or dataset.resize to choose)")
+    return attrs.evolve(plan, config=config, parts=parts, notes=(*plan.notes, note))
 
 
 def check_soft_targets(loss: Component, transforms: list[tuple[str, bool]]) -> None:

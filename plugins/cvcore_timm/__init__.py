@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import cvcore
-from cvcore_timm.names import TIMM_MODELS, TIMM_VERSION
+from cvcore_timm.names import TIMM_INPUTS, TIMM_MODELS, TIMM_VERSION
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -19,8 +19,11 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 @cvcore.hookimpl
 def register_models(register):
     for name in TIMM_MODELS:
+        sizes = TIMM_INPUTS.get(name, (0, 0))
+        pretrained_input = {key: size for key, size in zip(("image_size", "resize"), sizes) if size}
         register(f"timm/{name}", _timm_factory(name), output="vector",
-                 summary=f"timm {TIMM_VERSION} {name}, head sized to the data")
+                 summary=f"timm {TIMM_VERSION} {name}, head sized to the data",
+                 **({"pretrained_input": pretrained_input} if pretrained_input else {}))
 
 
 def _timm_factory(arch: str):
@@ -44,7 +47,8 @@ def _timm_factory(arch: str):
     :param mean: the data's normalisation (from the data set), turned into the one the model's
         pretrained configuration names, so pretrained weights see what they were trained on.
     :param std: the data's normalisation (from the data set).
-    :param pretrained: start from timm's default pretrained weights (downloaded once by timm).
+    :param pretrained: start from timm's default pretrained weights (downloaded once by timm); the
+        data set's image_size and resize then default to those of their evaluation transform.
     :param weights: start weights, offline: a safetensors state dict (cv export --format
         safetensors, or timm's model.safetensors) or a cvcore checkpoint; a classifier of another
         size is left as built.
