@@ -213,3 +213,20 @@ def test_two_processes_agree_on_the_epochs_a_time_budget_allows(tmp_path):
     assert f"epochs = {len(logged)}" in (tmp_path / "run" / "config.toml").read_text()
     assert f"so the run has {len(logged)} epoch(s)" in done.stdout + done.stderr
     assert [row["epoch"] for row in logged] == list(range(1, len(logged) + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [
+    ("timm", "--model", "timm/test_resnet", "--dataset", "digits", "--batch-size", "64"),
+    ("segmentation_models_pytorch", "--model", "smp/unet", "--set", "model.encoder=resnet18", "--dataset", "shapes",
+     "--set", "dataset.count=64", "--batch-size", "8"),
+], ids=["timm", "smp"])
+def test_timm_and_smp_models_train_under_torchrun(tmp_path, model):
+    """The model libraries' models under DistributedDataParallel: one epoch on two processes,
+    logged once, and the saved weights give the logged (all-reduced) validation metrics."""
+    pytest.importorskip(model[0])
+    run_dir = tmp_path / "ddp"
+    done = torchrun(tmp_path, *model[1:], "--epochs", "1", "--run-dir", str(run_dir))
+    assert done.stdout.count("epoch 1/1") == 1
+    logged, evaluated = logged_and_evaluated(run_dir)
+    assert evaluated == pytest.approx({k: v for k, v in logged.items() if k in evaluated}, abs=1e-5)
