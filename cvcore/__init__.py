@@ -21,7 +21,7 @@ from cvcore.errors import (
     UnknownNameError,
     UnreadableImageError,
 )
-from cvcore.plugins.options import Between
+from cvcore.plugins.options import Between, Named
 from cvcore.tasks import Metrics, Monitor, Task, metric_mode, task_for, task_name
 from cvcore.training.options import TrainerOptions
 from cvcore.transforms import Transform, crop_windows, move_points
@@ -35,7 +35,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "IGNORE_INDEX", "AmbiguousNameError", "Between", "CacheMode", "Callback", "ConfigError", "CvcoreDeprecationWarning",
-    "CvcoreError", "DataError", "DataInfo", "DataSplits", "Metrics", "Monitor", "OptionError", "Placement",
+    "CvcoreError", "DataError", "DataInfo", "DataSplits", "Metrics", "Monitor", "Named", "OptionError", "Placement",
     "PluginError", "Task", "TensorImages", "Trainer", "TrainerOptions", "Transform", "UnknownNameError", "UnreadableImageError",
     "__version__",
     "create", "create_transforms", "crop_windows", "get_component", "hookimpl", "list_components", "metric_mode", "move_points",

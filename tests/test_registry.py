@@ -1,5 +1,7 @@
 """The Python API: create, list_components, option descriptions and errors."""
 
+from typing import Annotated
+
 import pytest
 
 import cvcore
@@ -76,6 +78,26 @@ def test_declared_ranges_are_checked_before_the_factory_runs(options, message):
         assert types == {"share": "float between 0.0 and 1.0",
                          "pair": "tuple[float, float] (low, high) with 0.0 <= low <= high <= 10.0",
                          "count": "int at least 1 | None"}
+
+
+def test_declared_names_are_checked_before_the_factory_runs_with_the_closest():
+    def backbone(*, encoder: Annotated[str, cvcore.Named(("resnet18", "resnet50"), prefixes=("tu-",))] = "resnet18"):
+        """A model whose option names its choices.
+
+        :param encoder: a backbone.
+        """
+        from torch import nn
+
+        return nn.Linear(1, 1)
+
+    with plugin_registered(plugin(register_models=lambda register: register("backbone", backbone)), name="named"):
+        with pytest.raises(cvcore.OptionError) as error:
+            cvcore.create("model", "backbone", encoder="resnet5O")
+        assert str(error.value) == ("Option 'encoder' of model 'backbone' must be one of 2 names or tu-NAME, got "
+                                    "'resnet5O'. Did you mean 'resnet50' or 'resnet18'? Valid names: resnet18, resnet50, or tu-NAME.")
+        for taken in ("resnet50", "tu-anything"):
+            cvcore.create("model", "backbone", encoder=taken)
+        assert cvcore.get_component("model", "backbone").options[0].type_name == "str one of 2 names or tu-NAME"
 
 
 def test_options_are_described_without_building():

@@ -5,7 +5,9 @@ import sys
 
 import pytest
 import torch
+from click.testing import CliRunner
 import cvcore
+from cvcore.commands.cli import cli
 from cvcore.testing import check_component
 from fixtures import train_resume_export
 
@@ -29,11 +31,19 @@ def test_the_kit_checks_a_sample_of_smp_architectures(name):
 
 
 def test_a_misspelt_encoder_names_the_valid_ones(monkeypatch):
-    with pytest.raises(cvcore.OptionError, match="Unknown encoder 'resnt18'.*Did you mean 'resnet18'.*efficientnet-b0"):
+    with pytest.raises(cvcore.OptionError, match="'encoder' of model 'smp/unet' must be one of .* names or tu-NAME, "
+                                                 "got 'resnt18'. Did you mean 'resnet18'.*efficientnet-b0.*, or tu-NAME"):
         cvcore.create("model", "smp/unet", encoder="resnt18")
     monkeypatch.setitem(sys.modules, "segmentation_models_pytorch", None)
     with pytest.raises(cvcore.CvcoreError, match=r"pip install \"cvcore\[smp\]\""):
         cvcore.create("model", "smp/unet")
+
+
+def test_a_misspelt_encoder_is_refused_before_the_data_is_read(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--model", "smp/unet", "--dataset", "segfolder",
+                                      "--data-dir", str(tmp_path / "absent"), "--set", "model.encoder=resnt18"])
+    assert result.exit_code != 0
+    assert "got 'resnt18'. Did you mean 'resnet18'" in result.output and "absent" not in result.output
 
 
 def test_encoder_weights_start_the_encoder(tmp_path):

@@ -29,6 +29,9 @@ class Between:
     high: float | None = None
     ordered: bool = False
 
+    def hint(self, value: Any) -> str:
+        return ""
+
     def __str__(self) -> str:
         if self.ordered:
             low = f"{self.low} <= " if self.low is not None else ""
@@ -44,6 +47,27 @@ class Between:
         inside = all((self.low is None or self.low <= item) and (self.high is None or item <= self.high)
                      for item in items)
         return inside and (not self.ordered or items == sorted(items))
+
+
+@attrs.frozen
+class Named:
+    """The names a string option takes, declared in its annotation so that a misspelt one is refused
+    with the run's plan, before any data is read, naming the closest:
+    ``encoder: Annotated[str, Named(ENCODERS, prefixes=("tu-",))] = "resnet34"``. A name starting
+    with one of ``prefixes`` is taken too (an open family its owner checks when it builds)."""
+
+    names: tuple[str, ...] = attrs.field(converter=tuple)
+    prefixes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+    def __str__(self) -> str:
+        return f"one of {len(self.names)} names" + "".join(f" or {prefix}NAME" for prefix in self.prefixes)
+
+    def holds(self, value: Any) -> bool:
+        return value in self.names or (isinstance(value, str) and value.startswith(self.prefixes))
+
+    def hint(self, value: Any) -> str:
+        others = "".join(f", or {prefix}NAME" for prefix in self.prefixes)
+        return f"{did_you_mean(str(value), self.names)} Valid names: {', '.join(self.names)}{others}."
 
 
 @attrs.frozen
@@ -73,7 +97,7 @@ class Option:
             )
         for bound in _bounds(self.type):
             if converted is not None and not bound.holds(converted):
-                raise OptionError(f"Option '{self.name}' of {owner} must be {bound}, got {value!r}.")
+                raise OptionError(f"Option '{self.name}' of {owner} must be {bound}, got {value!r}.{bound.hint(value)}")
         return converted
 
     def _closest_choice(self, value: Any) -> str:
@@ -82,11 +106,12 @@ class Option:
         return did_you_mean(value, choices) if isinstance(value, str) and choices else ""
 
 
-def _bounds(tp: Any) -> list[Between]:
-    """The ranges declared in an annotation, also inside an Optional (``Annotated[float, Between(0, 1)] | None``)."""
+def _bounds(tp: Any) -> list[Between | Named]:
+    """The ranges and name lists declared in an annotation, also inside an Optional
+    (``Annotated[float, Between(0, 1)] | None``)."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Annotated:
-        return [meta for meta in tp.__metadata__ if isinstance(meta, Between)]
+        return [meta for meta in tp.__metadata__ if isinstance(meta, (Between, Named))]
     if origin in (typing.Union, types.UnionType):
         return [bound for arm in args for bound in _bounds(arm)]
     return []

@@ -9,9 +9,13 @@ factories, so `cv list` shows the models without smp installed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import cvcore
-from cvcore_smp.names import ARCHITECTURES, SMP_VERSION
+from cvcore_smp.names import ARCHITECTURES, ENCODERS, SMP_VERSION
+
+# Checked with the run's plan, before any data is read; tu-NAME: a timm model, checked by smp.
+Encoder = Annotated[str, cvcore.Named(ENCODERS, prefixes=("tu-",))]
 
 
 @cvcore.hookimpl
@@ -22,7 +26,7 @@ def register_models(register):
 
 
 def _smp_factory(arch: str):
-    def factory(*, num_classes: int = 2, in_channels: int = 3, encoder: str = "resnet34",
+    def factory(*, num_classes: int = 2, in_channels: int = 3, encoder: Encoder = "resnet34",
                 encoder_weights: Path | None = None, weights: Path | None = None):
         from cvcore_smp.build import build_smp
 
