@@ -9,7 +9,7 @@ import pluggy
 
 from cvcore.api import create, create_transforms, get_component, list_components
 from cvcore.callbacks import Callback
-from cvcore.data import CacheMode, DataInfo, DataSplits, Placement
+from cvcore.data import CacheMode, DataInfo, DataSplits, Interpolation, Placement
 from cvcore.deprecations import CvcoreDeprecationWarning
 from cvcore.errors import (
     AmbiguousNameError,
@@ -35,7 +35,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "IGNORE_INDEX", "AmbiguousNameError", "Between", "CacheMode", "Callback", "ConfigError", "CvcoreDeprecationWarning",
-    "CvcoreError", "DataError", "DataInfo", "DataSplits", "Metrics", "Monitor", "Named", "OptionError", "Placement",
+    "CvcoreError", "DataError", "DataInfo", "DataSplits", "Interpolation", "Metrics", "Monitor", "Named", "OptionError", "Placement",
     "PluginError", "Task", "TensorImages", "Trainer", "TrainerOptions", "Transform", "UnknownNameError", "UnreadableImageError",
     "__version__",
     "create", "create_transforms", "crop_windows", "get_component", "hookimpl", "list_components", "metric_mode", "move_points",

@@ -23,6 +23,7 @@ cache that fits in half the available memory is read into memory; a larger one i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -66,6 +67,22 @@ def decode_image(path: Path, resize: int) -> np.ndarray:
     """An RGB image file as the cache stores it: uint8 (3, height, width), read as `cv predict`
     reads it (:func:`cvcore.images.read_stored`)."""
     return read_stored(path, 3, resize)[0].numpy()
+
+
+@functools.cache
+def image_decoder(interpolation: str = "bilinear") -> Decode:
+    """:func:`decode_image` resizing with ``interpolation`` (one of ``cvcore.images.INTERPOLATIONS``);
+    its name, part of the cache's, tells the caches of one folder apart."""
+    if interpolation not in images.INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {images.INTERPOLATIONS}, got {interpolation!r}")
+    if interpolation == "bilinear":
+        return decode_image
+
+    def decode(path: Path, resize: int) -> np.ndarray:
+        return read_stored(path, 3, resize, interpolation)[0].numpy()
+
+    decode.__name__ = f"decode_image_{interpolation}"
+    return decode
 
 
 def read_mask(path: Path) -> Image.Image:
@@ -120,13 +137,15 @@ class StoredImages:
         return [stored_placement(height, width, self.resize) for height, width in self.sizes]
 
 
-def stored_images(files: Sequence[Path], resize: int, *, split: str, keep: str = "auto") -> StoredImages:
+def stored_images(files: Sequence[Path], resize: int, *, split: str, keep: str = "auto",
+                  interpolation: str = "bilinear") -> StoredImages:
     """The image files as the cache stores them, from the cache or decoded into it.
 
     :param split: what the files are (``train``, ``val``): one cache per folder, split and size.
     :param keep: auto (in memory when it fits, else mapped), memory, or mmap.
+    :param interpolation: how images are resized (``cvcore.images.INTERPOLATIONS``).
     """
-    pixels, sizes, mapped = cached(files, resize, decode_image, split=split, keep=keep)
+    pixels, sizes, mapped = cached(files, resize, image_decoder(interpolation), split=split, keep=keep)
     return StoredImages(pixels, _extents(sizes, resize), sizes, resize, mapped)
 
 
@@ -172,15 +191,16 @@ class Paired(torch.utils.data.Dataset):
         return image, target[0] if isinstance(self.targets, DecodedFiles) else target, extent
 
 
-def image_split(files: Sequence[Path], targets, resize: int, *, split: str, cache: str):
+def image_split(files: Sequence[Path], targets, resize: int, *, split: str, cache: str,
+                interpolation: str = "bilinear"):
     """A split of image files as a data set serves it: a :class:`cvcore.TensorImages` from the cache,
     or (``cache="off"``) the files decoded on every access. ``targets``: a tensor (one row per
-    file) or mask files (PNG class ids, each the size of its image)."""
+    file) or mask files (PNG class ids, each the size of its image, resized by nearest neighbour)."""
     masks = not isinstance(targets, torch.Tensor)
     if cache == "off":
-        return Paired(DecodedFiles(files, resize, decode_image),
+        return Paired(DecodedFiles(files, resize, image_decoder(interpolation)),
                       DecodedFiles(targets, resize, decode_mask, IGNORE_INDEX) if masks else targets)
-    stored = stored_images(files, resize, split=split, keep=cache)
+    stored = stored_images(files, resize, split=split, keep=cache, interpolation=interpolation)
     if masks:
         _check_mask_sizes(targets, files, stored.sizes, resize)
         targets, _, _ = cached(targets, resize, decode_mask, split=split, keep="mmap" if stored.mapped else "memory",

@@ -10,6 +10,8 @@ import attrs
 #: memory when it fits in half the available memory, else memory-mapped), memory, mmap, or off
 #: (decode the files in every epoch).
 CacheMode = Literal["auto", "memory", "mmap", "off"]
+# How images are resized: cvcore.images.INTERPOLATIONS as an option type.
+Interpolation = Literal["bilinear", "bicubic"]
 
 
 @attrs.frozen(kw_only=True)
@@ -30,6 +32,8 @@ class DataInfo:
     #: Validation (and ``cv predict``) resize the shorter side to this, then center-crop to
     #: ``image_size``; None: resize straight to the crop size.
     eval_resize: int | None = None
+    #: How images were resized (``cvcore.images.INTERPOLATIONS``): `cv predict` resizes alike.
+    interpolation: str = "bilinear"
 
     @class_names.validator
     def _names_match(self, attribute, value) -> None:

@@ -75,7 +75,7 @@ def metadata_of(loaded: LoadedModel) -> dict[str, str]:
     return {"cvcore_model": loaded.name, "task": task_name(info.task), "class_names": json.dumps(list(info.class_names)),
             "mean": json.dumps(list(info.mean)), "std": json.dumps(list(info.std)),
             "image_size": json.dumps(list(info.image_size)), "in_channels": str(info.in_channels),
-            "eval_resize": json.dumps(info.eval_resize)}
+            "eval_resize": json.dumps(info.eval_resize), "interpolation": json.dumps(info.interpolation)}
 
 
 def export_safetensors(loaded: LoadedModel, output: Path) -> Path:

@@ -22,6 +22,9 @@ MAX_ASPECT = 16  # with ``smallest``: longer / shorter side kept of a strip, bef
 # Longer / shorter side that the folder cache stores (and validation crops from): a 4:3 or 3:2
 # photo whole, a panorama's centre.
 STORED_ASPECT = 1.5
+# How stored images are resized (antialiased, as torchvision's Resize on tensors): what data sets
+# offer as their ``interpolation`` option, and a model's pretrained input may name.
+INTERPOLATIONS = ("bilinear", "bicubic")
 
 
 def read_image(path: Path, channels: int = 3, smallest: int | None = None):
@@ -125,16 +128,16 @@ def stored_extents(sizes, resize: int):
                        1).astype(numpy.int64)
 
 
-def read_stored(path: Path, channels: int, resize: int):
+def read_stored(path: Path, channels: int, resize: int, interpolation: str = "bilinear"):
     """The image at ``path`` as the folder cache stores it (:func:`stored_placement`), as a uint8
-    tensor (channels, height, width), and its placement. Resized by torch (bilinear with
-    antialiasing, on bytes: several times faster than PIL's resize)."""
+    tensor (channels, height, width), and its placement. Resized by torch (``interpolation``, one of
+    INTERPOLATIONS, with antialiasing, on bytes: several times faster than PIL's resize)."""
     import torch.nn.functional as F
 
     pixels, original_size, extent = _decoded(path, channels, resize)
     placement = stored_placement(*original_size, resize)
     full, (top, left) = stored_window(placement, extent)
-    resized = F.interpolate(pixels.unsqueeze(0), full, mode="bilinear", antialias=True, align_corners=False)[0]
+    resized = F.interpolate(pixels.unsqueeze(0), full, mode=interpolation, antialias=True, align_corners=False)[0]
     (height, width) = placement.input_size
     return resized[:, top:top + height, left:left + width].contiguous(), placement
 
@@ -199,13 +202,13 @@ def centred(extent: int, size: int) -> int:
     return int(round((extent - size) / 2.0))
 
 
-def read_centre(path: Path, channels: int, size: tuple[int, int], resize: int):
+def read_centre(path: Path, channels: int, size: tuple[int, int], resize: int, interpolation: str = "bilinear"):
     """The image at ``path`` as validation and `cv predict` see it: stored as the folder cache stores
     it (:func:`read_stored`), then its centre ``size`` (height, width) kept, as a uint8 tensor
     (channels, height, width); and its :class:`cvcore.Placement` in the file's image."""
     from cvcore.data import Placement
 
-    stored, placement = read_stored(path, channels, resize)
+    stored, placement = read_stored(path, channels, resize, interpolation)
     (height, width), (stored_height, stored_width) = size, stored.shape[-2:]
     if stored_height < height or stored_width < width:
         raise DataError(f"Image '{path}' is {stored_height}x{stored_width} after resizing to {resize}, smaller "

@@ -83,14 +83,14 @@ def test_invalid_registration_is_a_plugin_error():
         assert "interval must be one of ('step', 'epoch'), got 'hourly'" in registry().failures[0].error
 
 
-@pytest.mark.parametrize("sizes", [{"image_size": 0}, {"crop": 224}, {}, {"resize": True}])
+@pytest.mark.parametrize("sizes", [{"image_size": 0}, {"crop": 224}, {}, {"resize": True}, {"interpolation": "nearest"}])
 def test_a_models_pretrained_input_must_be_sizes(sizes):
     def register_models(register):
         register("sized", duplicate_lenet, pretrained_input=sizes)
 
     with plugin_registered(plugin(register_models=register_models), name="bad"):
-        assert (f"pretrained_input must be a mapping of 'image_size' and/or 'resize' to positive ints, got {sizes!r}"
-                in registry().failures[0].error)
+        assert (f"pretrained_input must be a mapping of 'image_size' and 'resize' (positive ints) and 'interpolation' "
+                f"('bilinear' or 'bicubic'), any of them, got {sizes!r}" in registry().failures[0].error)
 
 
 def test_duplicate_short_name_resolves_to_neither():

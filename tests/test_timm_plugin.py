@@ -87,30 +87,34 @@ def test_a_timm_model_trains_at_bf16_channels_last_resumes_and_exports(tmp_path,
 @pytest.mark.parametrize("name", ["resnet50", "vit_base_patch16_224", "efficientnet_b3", "xception41",
                                   "deit3_small_patch16_384"])
 def test_listed_input_sizes_are_those_of_timms_evaluation_transform(name):
-    """The listed (image_size, resize) of each model are the CenterCrop and Resize of the
-    evaluation transform timm builds for its default pretrained weights."""
+    """The listed image_size, resize and interpolation of each model are the CenterCrop and Resize
+    of the evaluation transform timm builds for its default pretrained weights."""
     from timm.data import create_transform, resolve_data_config
 
     from cvcore_timm.names import TIMM_INPUTS
 
     transform = create_transform(**resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(name).to_dict()))
     resize, crop = transform.transforms[:2]
-    assert TIMM_INPUTS[name] == (crop.size[0], resize.size)
+    assert TIMM_INPUTS[name] == {"image_size": crop.size[0], "resize": resize.size,
+                                 "interpolation": resize.interpolation.value}
 
 
 def test_a_pretrained_model_sets_the_data_sizes_the_user_left_unset(tmp_path):
-    """model.pretrained=true: the data set's image_size and resize become the weights' (a note
-    says so, config.toml records them); a size the user chose, or no pretrained weights, keep the
-    data set's own."""
+    """model.pretrained=true: the data set's image_size, resize and interpolation become the
+    weights' (a note says so, config.toml records them); a size the user chose keeps both sizes
+    the data set's own, no pretrained weights keep all three."""
     base = ["train", "--model", "timm/efficientnet_b3", "--dataset", "imagefolder", "--data-dir", str(tmp_path)]
     runner = CliRunner()
     chosen = runner.invoke(cli, [*base, "--set", "model.pretrained=true", "--print-config"])
     assert chosen.exit_code == 0, chosen.output
-    assert "image_size = 288\nresize = 329\n" in chosen.output
-    for kept in (["--set", "model.pretrained=true", "--set", "dataset.image_size=160"], []):
+    assert 'image_size = 288\nresize = 329\ninterpolation = "bicubic"\n' in chosen.output
+    for kept, interpolation in ((["--set", "model.pretrained=true", "--set", "dataset.image_size=160"], True),
+                                ([], False)):
         result = runner.invoke(cli, [*base, *kept, "--print-config"])
         assert "resize" not in result.output and "image_size = 288" not in result.output, result.output
+        assert ('interpolation = "bicubic"' in result.output) == interpolation
     refused = runner.invoke(cli, [*base, "--set", "model.pretrained=true", "--epochs", "1"])
     assert refused.exit_code != 0  # no data in tmp_path: the note comes first, before the data is read
-    assert "note: data set image_size 288, resize 329, the input model 'timm/efficientnet_b3'" in refused.output
+    assert ("note: data set image_size 288, resize 329, interpolation bicubic, the input model "
+            "'timm/efficientnet_b3'" in refused.output)
     assert "needs sub-folders train/ and val/" in refused.output

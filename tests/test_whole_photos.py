@@ -192,3 +192,26 @@ def test_detection_boxes_follow_random_crops_of_whole_photos(tmp_path):
                 assert inside[channel].mean() > 150 and inside[2].mean() < 100, (seed, x0, y0, x1, y1)
                 checked += 1
     assert checked > 40
+
+
+def test_bicubic_photos_are_torchvisions_bicubic_resize_and_predict_reads_them_alike(tmp_path):
+    """interpolation=bicubic (timm's weights mostly name it): the cache holds torchvision's bicubic
+    Resize of each photo, apart from the bilinear cache of the same folder, and `cv predict`
+    resizes alike: its input is validation's, byte for byte."""
+    from torchvision.transforms import InterpolationMode
+
+    from cvcore.commands.inference import preprocess
+
+    root = write_photos(tmp_path / "data")
+    data = cvcore.create("dataset", "imagefolder", root=root, image_size=24, resize=36, interpolation="bicubic")
+    bilinear = cvcore.create("dataset", "imagefolder", root=root, image_size=24, resize=36)
+    assert data.info.interpolation == "bicubic" and not torch.equal(data.train.images, bilinear.train.images)
+    for image, (height, width), path in zip(data.train.images, data.train.extents, sorted(root.glob("train/*/*"))):
+        expected = TF.resize(TF.pil_to_tensor(Image.open(path).convert("RGB")), 36,
+                             interpolation=InterpolationMode.BICUBIC, antialias=True)
+        assert (image[:, :height, :width].int() - expected.int()).abs().max() <= 1
+    validation, _, _ = Preparation(data.info, torch.device("cpu"))(*batch_of(data.val), train=False)
+    info = {"image_size": [24, 24], "eval_resize": 36, "interpolation": "bicubic", "in_channels": 3,
+            "mean": list(data.info.mean), "std": list(data.info.std)}
+    predicted, _ = preprocess(sorted(root.glob("val/*/*")), info)
+    assert torch.allclose(predicted, validation, atol=1e-5)

@@ -12,7 +12,7 @@ import torch
 from cvcore.errors import ConfigError, DataError, one_line
 from cvcore.export import LoadedModel, load_model
 from cvcore.data import Placement
-from cvcore.images import IMAGE_SUFFIXES, read_centre
+from cvcore.images import IMAGE_SUFFIXES, INTERPOLATIONS, read_centre
 from cvcore.runs import config as cfg
 from cvcore.tasks import task_for, task_name
 
@@ -110,7 +110,7 @@ def image_files(paths: list[Path]) -> list[Path]:
 
 def preprocess(paths: list[Path], info: dict[str, Any]) -> tuple[torch.Tensor, list[Placement]]:
     """As validation does: resize the shorter side (to ``eval_resize``, else to the training size;
-    torch's resize, as the folder cache's), center-crop to the training size, scale to [0, 1] and
+    torch's resize with the data's interpolation, as the folder cache's), center-crop to the training size, scale to [0, 1] and
     normalise. Also where each input lies in its file's image."""
     inputs, placements = zip(*(_prepared(path, info) for path in paths))
     return torch.stack(inputs), list(placements)
@@ -121,7 +121,7 @@ def _prepared(path: Path, info: dict[str, Any]) -> tuple[torch.Tensor, Placement
 
     height, width = info["image_size"]
     pixels, placement = read_centre(path, info["in_channels"], (height, width),
-                                    info.get("eval_resize") or min(height, width))
+                                    info.get("eval_resize") or min(height, width), info.get("interpolation", "bilinear"))
     return F.normalize(F.to_dtype(pixels, torch.float32, scale=True), info["mean"], info["std"]), placement
 
 
@@ -131,6 +131,7 @@ def onnx_info(props: dict[str, str], path: Path) -> dict[str, Any]:
     try:
         info = {key: json.loads(props[key]) for key in ("image_size", "mean", "std", "class_names")}
         info["eval_resize"] = json.loads(props.get("eval_resize", "null"))
+        info["interpolation"] = json.loads(props.get("interpolation", '"bilinear"'))  # files before 0.2 lack it
         info["per_image"] = json.loads(props.get("per_image", "false"))  # files of cvcore 0.1 lack it
         info.update(in_channels=int(props["in_channels"]), task=str(props["task"]))
         size, channels = info["image_size"], info["in_channels"]
@@ -140,12 +141,12 @@ def onnx_info(props: dict[str, str], path: Path) -> dict[str, Any]:
                                                 for k in ("mean", "std"))
                  and isinstance(info["class_names"], list) and all(isinstance(n, str) for n in info["class_names"])
                  and (info["eval_resize"] is None or isinstance(info["eval_resize"], int))
-                 and isinstance(info["per_image"], bool))
+                 and info["interpolation"] in INTERPOLATIONS and isinstance(info["per_image"], bool))
     except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise DataError(f"'{path}' has cvcore metadata that cannot be read ({one_line(exc)}).") from None
     if not valid:
         raise DataError(f"'{path}' has cvcore metadata with values out of range or of the wrong type "
-                        f"(image_size, mean, std, in_channels, class_names, eval_resize, per_image).")
+                        f"(image_size, mean, std, in_channels, class_names, eval_resize, interpolation, per_image).")
     return info
 
 
@@ -160,7 +161,7 @@ class Predictor:
             self.info = {"image_size": list(loaded.info.image_size), "mean": list(loaded.info.mean),
                          "std": list(loaded.info.std), "in_channels": loaded.info.in_channels,
                          "class_names": list(loaded.info.class_names), "task": task_name(loaded.info.task),
-                         "eval_resize": loaded.info.eval_resize}
+                         "eval_resize": loaded.info.eval_resize, "interpolation": loaded.info.interpolation}
             self.model, self.session = loaded.model, None
 
     def _init_onnx(self, path: Path) -> None:

@@ -56,9 +56,15 @@ def _task_names(value: Any) -> bool:
     return isinstance(value, tuple) and bool(value) and all(isinstance(v, str) for v in value)
 
 
-def _input_sizes(value: Any) -> bool:
-    return (isinstance(value, Mapping) and bool(value) and set(value) <= {"image_size", "resize"}
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value.values()))
+def _pretrained_input(value: Any) -> bool:
+    from cvcore.images import INTERPOLATIONS
+
+    def fits(key: str, v: Any) -> bool:
+        if key == "interpolation":
+            return v in INTERPOLATIONS
+        return key in ("image_size", "resize") and isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    return isinstance(value, Mapping) and bool(value) and all(fits(key, v) for key, v in value.items())
 
 
 # kind -> register() keyword -> (check, what it must be); task names are checked against the
@@ -68,7 +74,8 @@ _METADATA = {
                 "transforms": (_suggestions, "a tuple of transform names or (name, options) pairs")},
     "scheduler": {"interval": (lambda v: v in ("step", "epoch"), "one of ('step', 'epoch')")},
     "model": {"tasks": (_task_names, "a non-empty tuple of task names"), "output": (_word, "an output form"),
-              "pretrained_input": (_input_sizes, "a mapping of 'image_size' and/or 'resize' to positive ints")},
+              "pretrained_input": (_pretrained_input, "a mapping of 'image_size' and 'resize' (positive ints) "
+                                                      "and 'interpolation' ('bilinear' or 'bicubic'), any of them")},
     "loss": {"tasks": (_task_names, "a non-empty tuple of task names"), "soft_targets": (_flag, "True or False")},
     "task": {"default": (_flag, "True or False"), "output": (_word, "an output form"),
              "loss": (_word, "a loss name")},

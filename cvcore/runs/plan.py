@@ -111,25 +111,31 @@ def with_data_task_loss(plan: Plan, task: str | None) -> Plan:
 
 
 def with_pretrained_input(plan: Plan) -> Plan:
-    """``plan`` with the data set's ``image_size`` and ``resize`` (those it takes) from the input
-    the model's pretrained weights were trained at (``pretrained_input`` when registered), where it
-    starts from them (``pretrained=true``) and the user chose neither size: the weights then see
-    images prepared as in their training. The run's config records the sizes."""
+    """``plan`` with the data set's ``image_size``, ``resize`` and ``interpolation`` (those it takes)
+    from the input the model's pretrained weights were trained at (``pretrained_input`` when
+    registered), where it starts from them (``pretrained=true``): the weights then see images
+    prepared as in their training. The sizes go together, unless the user chose either; the
+    interpolation unless the user chose it. The run's config records them."""
     model, dataset = plan.part("model"), plan.part("dataset")
     wanted = model.component.metadata.get("pretrained_input")
-    if not wanted or not model.options.get("pretrained") or {"image_size", "resize"} & set(dataset.options):
+    if not wanted or not model.options.get("pretrained"):
         return plan
-    declared = {option.name for option in dataset.component.options}
-    sizes = {key: value for key, value in wanted.items() if key in declared}
+    declared, chosen = {option.name for option in dataset.component.options}, set(dataset.options)
+    sizes = {key: value for key, value in wanted.items()
+             if key in declared and key not in chosen and not (key in _SIZES and _SIZES & chosen)}
     if not sizes:
         return plan
     options = validate(dataset.component.options, {**dataset.options, **sizes}, f"dataset '{dataset.component.name}'")
     config = {**plan.config, "dataset": {**plan.config["dataset"], **sizes}}
     parts = tuple(Part("dataset", dataset.component, options) if p.section == "dataset" else p for p in plan.parts)
-    chosen = ", ".join(f"{key} {value}" for key, value in sizes.items())
-    note = (f"note: data set {chosen}, the input model '{model.component.name}'s pretrained weights were trained "
-            f"at (set dataset.image_size or dataset.resize to choose)")
+    taken = ", ".join(f"{key} {value}" for key, value in sizes.items())
+    settings = " or ".join(f"dataset.{key}" for key in sizes)
+    note = (f"note: data set {taken}, the input model '{model.component.name}'s pretrained weights were trained "
+            f"at (set {settings} to choose)")
     return attrs.evolve(plan, config=config, parts=parts, notes=(*plan.notes, note))
+
+
+_SIZES = {"image_size", "resize"}
 
 
 def check_soft_targets(loss: Component, transforms: list[tuple[str, bool]]) -> None:

@@ -90,7 +90,8 @@ def fashion_mnist(*, root: Path = Path("data"), download: bool = False, pipeline
 
 
 def imagefolder(*, root: Path = Path("data"), image_size: int = 224, resize: int = 256,
-                augment: bool = True, skip_unreadable: bool = False, cache: cvcore.CacheMode = "auto"):
+                augment: bool = True, skip_unreadable: bool = False, cache: cvcore.CacheMode = "auto",
+                interpolation: cvcore.Interpolation = "bilinear"):
     """A folder with train/ and val/, one sub-folder of images per class (the ants/bees layout).
 
     :param root: folder holding train/ and val/ (set by --data-dir).
@@ -105,10 +106,12 @@ def imagefolder(*, root: Path = Path("data"), image_size: int = 224, resize: int
     :param cache: decode each image once into a uint8 cache on disk, reused while the folder is
         unchanged: auto (read into memory when it fits, else memory-mapped), memory, mmap, or off
         (decode every image in every epoch).
+    :param interpolation: how images are resized (antialiased, as torchvision's Resize): bilinear
+        or bicubic; `cv predict` resizes alike.
     """
     from cvcore_datasets.vision import load_imagefolder
 
-    return load_imagefolder(root, image_size, resize, augment, skip_unreadable, cache)
+    return load_imagefolder(root, image_size, resize, augment, skip_unreadable, cache, interpolation)
 
 
 def shapes(*, count: int = 1200, size: int = 48, val_fraction: ValFraction = 0.2, seed: int = 0, augment: bool = True):
@@ -162,7 +165,7 @@ def multilabel_shapes(*, count: int = 4000, size: int = 32, val_fraction: ValFra
 
 
 def multilabel_csv(*, root: Path = Path("data"), image_size: int = 224, resize: int = 256, augment: bool = True,
-                   cache: cvcore.CacheMode = "auto"):
+                   cache: cvcore.CacheMode = "auto", interpolation: cvcore.Interpolation = "bilinear"):
     """Multi-label images listed in root/train.csv and root/val.csv (columns image,labels; labels space-separated).
 
     :param root: folder holding the CSV files; image paths in them are relative to it (set by --data-dir).
@@ -170,7 +173,8 @@ def multilabel_csv(*, root: Path = Path("data"), image_size: int = 224, resize: 
     :param resize: images are stored with their shorter side resized to this, centre-cropped to a square.
     :param augment: default transforms random_resized_crop and flip (see --transform).
     :param cache: decode images once into a uint8 cache (see imagefolder): auto, memory, mmap or off.
+    :param interpolation: how images are resized: bilinear or bicubic (see imagefolder).
     """
     from cvcore_datasets.multilabel import load_csv
 
-    return load_csv(root, image_size, resize, augment, cache)
+    return load_csv(root, image_size, resize, augment, cache, interpolation)

@@ -52,7 +52,8 @@ def read_rows(path: Path) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def load_csv(root: Path, image_size: int, resize: int, augment: bool, cache: str) -> DataSplits:
+def load_csv(root: Path, image_size: int, resize: int, augment: bool, cache: str,
+             interpolation: str) -> DataSplits:
     root = Path(root)
     splits = {split: read_rows(root / f"{split}.csv") for split in ("train", "val")}
     names = sorted({label for rows in splits.values() for _, labels in rows for label in labels})
@@ -65,7 +66,8 @@ def load_csv(root: Path, image_size: int, resize: int, augment: bool, cache: str
         if missing:
             raise DataError(f"{split}.csv in '{root}' lists {len(missing)} missing image(s), e.g. '{missing[0]}'.")
         labels = torch.tensor([[float(name in row) for name in names] for _, row in rows])
-        sets.append(image_split(files, labels, resize, split=split, cache=cache))
+        sets.append(image_split(files, labels, resize, split=split, cache=cache, interpolation=interpolation))
     info = DataInfo(task="multilabel", num_classes=len(names), class_names=names, in_channels=3,
-                    image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize=resize)
+                    image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize=resize,
+                    interpolation=interpolation)
     return DataSplits(*sets, info, transforms=CROP_AND_FLIP if augment else ())

@@ -176,7 +176,7 @@ def _image_folder(folder: Path, skip_unreadable: bool) -> ClassFolders:
 
 
 def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool, skip_unreadable: bool,
-                     cache: str) -> DataSplits:
+                     cache: str, interpolation: str) -> DataSplits:
     from cvcore.cache import image_split
 
     root = Path(root)
@@ -196,10 +196,12 @@ def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool, sk
                         f"(with one class every prediction is right).")
     try:
         splits = [image_split([path for path, _ in listing.samples], torch.tensor(listing.targets), resize,
-                              split=split, cache=cache) for split, listing in (("train", train), ("val", val))]
+                              split=split, cache=cache, interpolation=interpolation)
+                  for split, listing in (("train", train), ("val", val))]
     except UnreadableImageError as exc:
         raise DataError(f"{exc} Remove it, or set the data set option skip_unreadable=true "
                         f"(--set dataset.skip_unreadable=true) to leave such files out.") from None
     info = DataInfo(num_classes=len(train.classes), class_names=train.classes, in_channels=3,
-                    image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize=resize)
+                    image_size=(image_size, image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize=resize,
+                    interpolation=interpolation)
     return DataSplits(*splits, info, transforms=CROP_AND_FLIP if augment else ())

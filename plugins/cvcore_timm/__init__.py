@@ -19,11 +19,9 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 @cvcore.hookimpl
 def register_models(register):
     for name in TIMM_MODELS:
-        sizes = TIMM_INPUTS.get(name, (0, 0))
-        pretrained_input = {key: size for key, size in zip(("image_size", "resize"), sizes) if size}
+        pretrained_input = {"pretrained_input": TIMM_INPUTS[name]} if name in TIMM_INPUTS else {}
         register(f"timm/{name}", _timm_factory(name), output="vector",
-                 summary=f"timm {TIMM_VERSION} {name}, head sized to the data",
-                 **({"pretrained_input": pretrained_input} if pretrained_input else {}))
+                 summary=f"timm {TIMM_VERSION} {name}, head sized to the data", **pretrained_input)
 
 
 def _timm_factory(arch: str):
@@ -48,7 +46,7 @@ def _timm_factory(arch: str):
         pretrained configuration names, so pretrained weights see what they were trained on.
     :param std: the data's normalisation (from the data set).
     :param pretrained: start from timm's default pretrained weights (downloaded once by timm); the
-        data set's image_size and resize then default to those of their evaluation transform.
+        data set's image_size, resize and interpolation then default to their evaluation transform's.
     :param weights: start weights, offline: a safetensors state dict (cv export --format
         safetensors, or timm's model.safetensors) or a cvcore checkpoint; a classifier of another
         size is left as built.
