@@ -10,7 +10,7 @@ import attrs
 #: memory when it fits in half the available memory, else memory-mapped), memory, mmap, or off
 #: (decode the files in every epoch).
 CacheMode = Literal["auto", "memory", "mmap", "off"]
-# How images are resized: cvcore.images.INTERPOLATIONS as an option type.
+# How images are resized (antialiased, as torchvision's Resize on tensors), as an option type.
 Interpolation = Literal["bilinear", "bicubic"]
 
 

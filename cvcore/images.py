@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import typing
 import warnings
 from pathlib import Path
 
+from cvcore.data import Interpolation
 from cvcore.errors import DataError, UnreadableImageError
 
 # Extensions read as images; other files in an image folder are counted and reported, not read.
@@ -24,7 +26,7 @@ MAX_ASPECT = 16  # with ``smallest``: longer / shorter side kept of a strip, bef
 STORED_ASPECT = 1.5
 # How stored images are resized (antialiased, as torchvision's Resize on tensors): what data sets
 # offer as their ``interpolation`` option, and a model's pretrained input may name.
-INTERPOLATIONS = ("bilinear", "bicubic")
+INTERPOLATIONS: tuple[str, ...] = typing.get_args(Interpolation)
 
 
 def read_image(path: Path, channels: int = 3, smallest: int | None = None):

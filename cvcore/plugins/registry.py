@@ -22,6 +22,7 @@ from cvcore.errors import (
     did_you_mean,
     one_line,
 )
+from cvcore.images import INTERPOLATIONS
 from cvcore.plugins.options import Option, describe, summary_of, validate
 
 # kind -> (hook name, number of positional inputs the factory receives before its options)
@@ -57,8 +58,6 @@ def _task_names(value: Any) -> bool:
 
 
 def _pretrained_input(value: Any) -> bool:
-    from cvcore.images import INTERPOLATIONS
-
     def fits(key: str, v: Any) -> bool:
         if key == "interpolation":
             return v in INTERPOLATIONS
@@ -75,7 +74,8 @@ _METADATA = {
     "scheduler": {"interval": (lambda v: v in ("step", "epoch"), "one of ('step', 'epoch')")},
     "model": {"tasks": (_task_names, "a non-empty tuple of task names"), "output": (_word, "an output form"),
               "pretrained_input": (_pretrained_input, "a mapping of 'image_size' and 'resize' (positive ints) "
-                                                      "and 'interpolation' ('bilinear' or 'bicubic'), any of them")},
+                                                      f"and 'interpolation' ({' or '.join(map(repr, INTERPOLATIONS))}), "
+                                                      "any of them")},
     "loss": {"tasks": (_task_names, "a non-empty tuple of task names"), "soft_targets": (_flag, "True or False")},
     "task": {"default": (_flag, "True or False"), "output": (_word, "an output form"),
              "loss": (_word, "a loss name")},

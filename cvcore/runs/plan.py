@@ -110,6 +110,9 @@ def with_data_task_loss(plan: Plan, task: str | None) -> Plan:
     return attrs.evolve(plan, config=config, parts=tuple(part if p.section == "loss" else p for p in plan.parts))
 
 
+_SIZES = {"image_size", "resize"}  # a pretrained input's sizes: taken together or not at all
+
+
 def with_pretrained_input(plan: Plan) -> Plan:
     """``plan`` with the data set's ``image_size``, ``resize`` and ``interpolation`` (those it takes)
     from the input the model's pretrained weights were trained at (``pretrained_input`` when
@@ -133,9 +136,6 @@ def with_pretrained_input(plan: Plan) -> Plan:
     note = (f"note: data set {taken}, the input model '{model.component.name}'s pretrained weights were trained "
             f"at (set {settings} to choose)")
     return attrs.evolve(plan, config=config, parts=parts, notes=(*plan.notes, note))
-
-
-_SIZES = {"image_size", "resize"}
 
 
 def check_soft_targets(loss: Component, transforms: list[tuple[str, bool]]) -> None:

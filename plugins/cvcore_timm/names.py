@@ -2762,13 +2762,15 @@ def pretrained_input(config) -> dict:
     """image_size, resize and interpolation of a pretrained configuration as timm's evaluation
     transform uses them: resize the shorter side to floor(size / crop_pct), then take the centre
     square; no resize for the other crop modes; no sizes for a non-square input."""
+    from cvcore.images import INTERPOLATIONS
+
     _, height, width = config.input_size
     found = {}
     if height == width:
         found["image_size"] = height
         if config.crop_mode == "center":
             found["resize"] = math.floor(height / config.crop_pct)
-    if config.interpolation in ("bilinear", "bicubic"):
+    if config.interpolation in INTERPOLATIONS:
         found["interpolation"] = config.interpolation
     return found
 
