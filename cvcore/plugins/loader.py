@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,6 +122,10 @@ def _plugin_info(ep: EntryPoint) -> Plugin:
     return attrs.evolve(info, error=_other_cvcore_needed(dist.requires or ())) if dist else info
 
 
+# A Requires-Dist line on cvcore itself (not on cvcore-foo): only these are parsed.
+_CVCORE_REQUIREMENT = re.compile(r"\s*cvcore(?![\w.-])", re.IGNORECASE)
+
+
 def _other_cvcore_needed(requires) -> str | None:
     """Why a distribution's ``Requires-Dist: cvcore...`` excludes this cvcore, or None: read from its
     metadata, so a plugin written for another release is reported without being imported."""
@@ -128,7 +133,7 @@ def _other_cvcore_needed(requires) -> str | None:
 
     from cvcore import __version__
 
-    for line in requires:
+    for line in filter(_CVCORE_REQUIREMENT.match, requires):  # parsing every line would take 1 ms each
         try:
             requirement = Requirement(line)
         except InvalidRequirement:
