@@ -2,6 +2,8 @@
 decoded once and reused while the folder is unchanged, in memory or memory-mapped."""
 
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -85,6 +87,8 @@ def test_a_cache_cut_short_or_damaged_is_decoded_again(tmp_path, capsys, damage)
     root = write_image_folder(tmp_path / "data")
     first = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
     folder_cache.finish_writing()
+    # The run that made it maps the cache's file: cutting that file short would stop it (SIGBUS).
+    decoded = first.train.images.clone()
     folder = tmp_path / "cvcore-cache" / "folders"
     for path in folder.glob("*.json" if damage == "description" else "*.u8"):
         if damage == "description":
@@ -94,7 +98,7 @@ def test_a_cache_cut_short_or_damaged_is_decoded_again(tmp_path, capsys, damage)
     capsys.readouterr()
     again = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
     assert capsys.readouterr().err.count("note: decoding") == 2
-    assert torch.equal(first.train.images, again.train.images)
+    assert torch.equal(decoded, again.train.images)
 
 
 def test_cache_off_serves_the_same_pixels_decoded_every_time(tmp_path):
@@ -193,3 +197,21 @@ def test_a_cache_that_cannot_be_saved_is_warned_about_and_training_goes_on(tmp_p
     folder_cache.finish_writing()
     assert "warning: the image cache was not saved" in capsys.readouterr().err
     assert len(splits.train) == 6 and not list((tmp_path / "cvcore-cache" / "folders").iterdir())
+
+
+def test_headers_on_a_slow_disk_are_read_in_threads_in_order(tmp_path, monkeypatch):
+    sizes = [(20 + i % 7, 30 + i % 5) for i in range(200)]  # past the first probe
+    for i, (height, width) in enumerate(sizes):
+        Image.new("RGB", (width, height)).save(tmp_path / f"{i}.png")
+    files = [tmp_path / f"{i}.png" for i in range(len(sizes))]
+    threads = []
+
+    def slow(path):  # as a network disk answers
+        time.sleep(0.001)
+        threads.append(threading.current_thread())
+        return original(path)
+
+    original = folder_cache.upright_size
+    monkeypatch.setattr(folder_cache, "upright_size", slow)
+    assert folder_cache._upright_sizes(files) == sizes
+    assert threads[0] is threading.main_thread() and threads[-1] is not threading.main_thread()

@@ -143,7 +143,7 @@ def test_the_size_budget_evicts_the_least_recently_used_cache(tmp_path, monkeypa
     assert len(cache_of(tmp_path, ".u8")) < 4  # room for one size: older ones went
 
 
-def test_a_full_disk_is_one_message_and_leaves_nothing(tmp_path, monkeypatch):
+def test_a_full_disk_is_one_message_and_leaves_nothing(tmp_path, monkeypatch, capsys):
     root = write_image_folder(tmp_path / "data")
 
     def full(descriptor, offset, length):
@@ -153,6 +153,19 @@ def test_a_full_disk_is_one_message_and_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(cvcore.DataError, match="No space left on device.*cache=off"):
         load(root, cache="mmap")
     assert cache_of(tmp_path, "") == []  # no hidden partial file keeps the disk full
+    assert_serves_the_files(root, cache="memory")  # a cache that fits in memory trains on, unsaved
+    assert "the image cache was not saved" in capsys.readouterr().err and cache_of(tmp_path, "") == []
+
+
+def test_writes_into_the_images_never_reach_the_cache(tmp_path, capsys):
+    """The run that decodes the cache trains on the cache file's pages: a transform that wrote into
+    them in place must change its own copy, not what later runs read (nor damage the cache)."""
+    root = write_image_folder(tmp_path / "data")
+    made = load(root)
+    made.train.images.fill_(7)
+    capsys.readouterr()
+    assert_serves_the_files(root)
+    assert "note:" not in capsys.readouterr().err  # read from the cache, intact: not decoded again
 
 
 def test_leftovers_of_dead_writers_are_removed(tmp_path):
