@@ -19,6 +19,7 @@ size removed; caches of other sizes stay, within ``$CVCORE_CACHE_GB`` (default 6
 recently used going first. Its description holds a checksum per block, the shape and each image's
 size: a damaged cache is decoded again (a memory-mapped one is checked on a sample of blocks). A
 cache that fits in half the available memory is read into memory; a larger one is memory-mapped.
+Either is decoded straight into its file, which the run that builds it then trains from.
 """
 
 from __future__ import annotations
