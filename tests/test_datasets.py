@@ -18,6 +18,50 @@ def test_digits_is_real_and_offline():
     assert abs(normalised.mean().item()) < 1e-4 and abs(normalised.std().item() - 1) < 1e-3
 
 
+def test_digits_are_scikit_learns_read_without_importing_it():
+    """The pixels and labels of sklearn.datasets.load_digits, read from its file in a process that
+    never imports scikit-learn (a second of every default job's start), and through load_digits
+    where the file is not where this scikit-learn keeps it."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from cvcore_datasets import sklearn_digits
+
+    reference = load_digits()
+    images, labels = sklearn_digits._digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
+    check = ("import sys, cvcore; cvcore.create('dataset', 'digits'); "
+             "assert not [m for m in sys.modules if m.startswith('sklearn')]")
+    assert subprocess.run([sys.executable, "-c", check]).returncode == 0
+
+
+def test_digits_come_from_load_digits_where_the_file_moved(monkeypatch, tmp_path):
+    import importlib.machinery
+    import importlib.util
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from cvcore_datasets import sklearn_digits
+
+    elsewhere = importlib.machinery.ModuleSpec("sklearn", None, is_package=True)
+    elsewhere.submodule_search_locations = [str(tmp_path)]  # no datasets/data/digits.csv.gz there
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: elsewhere)
+    images, labels = sklearn_digits._digits()
+    assert np.array_equal(images, load_digits().images) and np.array_equal(labels, load_digits().target)
+
+
+def test_digits_without_scikit_learn_say_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(cvcore.DataError, match=r"needs scikit-learn: pip install 'cvcore\[digits\]'"):
+        cvcore.create("dataset", "digits")
+
+
 def test_cifar10_reads_python_batches_with_checksums(tmp_path, monkeypatch):
     trust_cifar_fixture(monkeypatch, write_cifar10(tmp_path))
     splits = check_component("dataset", "cifar10", root=tmp_path)
