@@ -46,6 +46,12 @@ class Plan:
     def chained(self, section: str) -> list[Part]:
         return [p for p in self.parts if p.section == section]
 
+    def with_part(self, part: Part, settings: dict[str, Any]) -> Plan:
+        """This plan with ``part`` in place of its section's one part, and ``settings`` recorded in
+        that section of the config."""
+        config = {**self.config, part.section: {**self.config[part.section], **settings}}
+        return attrs.evolve(self, config=config, parts=tuple(part if p.section == part.section else p for p in self.parts))
+
 
 def plan(config: dict[str, Any]) -> Plan:
     """Resolve every component name and validate every option against its declaration."""
@@ -105,9 +111,7 @@ def with_data_task_loss(plan: Plan, task: str | None) -> Plan:
     current = plan.part("loss").component
     if plan.loss_chosen or suggested is None or current.is_named(suggested):
         return plan
-    part = _part("loss", suggested, plan.part("loss").options)
-    config = {**plan.config, "loss": {**plan.config["loss"], "name": suggested}}
-    return attrs.evolve(plan, config=config, parts=tuple(part if p.section == "loss" else p for p in plan.parts))
+    return plan.with_part(_part("loss", suggested, plan.part("loss").options), {"name": suggested})
 
 
 _SIZES = {"image_size", "resize"}  # a pretrained input's sizes: taken together or not at all
@@ -129,13 +133,12 @@ def with_pretrained_input(plan: Plan) -> Plan:
     if not sizes:
         return plan
     options = validate(dataset.component.options, {**dataset.options, **sizes}, f"dataset '{dataset.component.name}'")
-    config = {**plan.config, "dataset": {**plan.config["dataset"], **sizes}}
-    parts = tuple(Part("dataset", dataset.component, options) if p.section == "dataset" else p for p in plan.parts)
     taken = ", ".join(f"{key} {value}" for key, value in sizes.items())
     settings = " or ".join(f"dataset.{key}" for key in sizes)
     note = (f"note: data set {taken}, the input model '{model.component.name}'s pretrained weights were trained "
             f"at (set {settings} to choose)")
-    return attrs.evolve(plan, config=config, parts=parts, notes=(*plan.notes, note))
+    chosen_for_user = plan.with_part(Part("dataset", dataset.component, options), sizes)
+    return attrs.evolve(chosen_for_user, notes=(*plan.notes, note))
 
 
 def check_soft_targets(loss: Component, transforms: list[tuple[str, bool]]) -> None:
