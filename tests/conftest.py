@@ -1,6 +1,22 @@
+import os
+
 import pytest
 
 from cvcore.plugins import loader
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker takes its share of the cores for torch's threads, and so do
+    the `cv` processes its tests start: workers each using every core would oversubscribe them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = str(max(1, cores // workers))
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
+
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 @pytest.fixture(autouse=True)
