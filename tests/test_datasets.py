@@ -51,7 +51,8 @@ def test_digits_come_from_load_digits_where_the_file_moved(monkeypatch, tmp_path
     elsewhere.submodule_search_locations = [str(tmp_path)]  # no datasets/data/digits.csv.gz there
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: elsewhere)
     images, labels = sklearn_digits._digits()
-    assert np.array_equal(images, load_digits().images) and np.array_equal(labels, load_digits().target)
+    reference = load_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
 
 
 def test_digits_without_scikit_learn_say_how_to_install_it(monkeypatch):
