@@ -13,7 +13,7 @@ from torchvision.transforms import v2
 
 import cvcore
 from cvcore_transforms import geometric
-from cvcore_transforms.policies import SPACE, pixel_matrices
+from cvcore_transforms.policies import SPACE, TrivialAugment, pixel_matrices
 
 COUNT = 4000
 
@@ -172,17 +172,18 @@ def test_trivial_augment_draws_each_operation_for_a_fair_share_of_the_images():
     assert torch.equal((level * 30).round().unique(), torch.arange(31.0)) and set(sign.unique().tolist()) == {-1.0, 1.0}
 
 
-def test_trivial_augment_gives_each_image_the_operation_and_magnitude_it_drew(monkeypatch):
-    """Every operation runs on the whole batch and each image keeps its own: image by image, the
-    output equals that one operation applied to that image alone."""
+@pytest.mark.parametrize("path", ["applied_together", "applied_by_operation"])
+def test_trivial_augment_gives_each_image_the_operation_and_magnitude_it_drew(path):
+    """Both paths (every operation on the whole batch, each image keeping its own, for GPUs; each
+    operation on the images that drew it, on the CPU): image by image, the output equals that one
+    operation applied to that image alone."""
     count = 3 * len(SPACE)
-    chosen = torch.arange(count) % len(SPACE)
+    chosen = torch.arange(count).roll(5) % len(SPACE)  # each operation's images not side by side
     level, sign = torch.rand(count), torch.where(torch.rand(count) < 0.5, -1.0, 1.0)
     policy = build("trivial_augment", ignore_index=255)
-    monkeypatch.setattr(type(policy), "draw", lambda self, images, generator: (chosen, level, sign))
     masks = torch.randint(0, 3, (count, 20, 28))
     images = photo_batch(count)
-    out, moved, matrices = policy.moved(images, masks, None)
+    out, moved, matrices = getattr(policy, path)(images, masks, chosen, level, sign)
     for i, index in enumerate(chosen.tolist()):
         name = list(SPACE)[index]
         largest, signed = SPACE[name]
@@ -256,8 +257,10 @@ def test_every_builtin_transform_runs_a_constant_number_of_operations_without_re
                                                                                              monkeypatch):
     """On a GPU each operation is a launch and each read of a tensor to the host a wait: whatever
     the batch size, a transform makes the same calls, and never reads a value back. (The CPU's own
-    resizing of random_resized_crop, crop by crop, is set aside for the path of every other device.)"""
+    resizing of random_resized_crop, crop by crop, and trivial_augment's operations applied to the
+    images that drew them are set aside for the paths of every other device.)"""
     monkeypatch.setattr(geometric, "resized_one_by_one", geometric.resized_together)
+    monkeypatch.setattr(TrivialAugment, "applied_by_operation", TrivialAugment.applied_together)
     transform = build(name, **SIZED.get(name, {}))
     calls = []
     for count in (16, 128):

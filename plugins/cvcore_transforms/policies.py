@@ -10,7 +10,7 @@ import torch
 import cvcore
 from cvcore_transforms import photometric as ph
 from cvcore_transforms.draws import chance
-from cvcore_transforms.geometric import identities, warp
+from cvcore_transforms.geometric import identities, is_mask, warp
 
 
 def _affine(kind: str, magnitude: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -63,11 +63,15 @@ class TrivialAugment(cvcore.Transform):
         self.bins, self.ignore_index = bins, ignore_index
 
     def moved(self, images, targets, generator):
+        chosen, level, sign = self.draw(images, generator)
+        apply = self.applied_by_operation if images.device.type == "cpu" else self.applied_together
+        return apply(images, targets, chosen, level, sign)
+
+    def applied_together(self, images, targets, chosen, level, sign):
         """Every operation is applied to the whole batch and each image keeps the one it drew: a
         fixed number of operations whatever the batch size, and no count read back to the host.
         The shears, translations and rotations are one resampling (identity for the others)."""
         count, (height, width) = len(images), images.shape[-2:]
-        chosen, level, sign = self.draw(images, generator)
         theta = identities(count, images)[:, :2]
         for index, (name, (largest, signed)) in enumerate(SPACE.items()):
             if name in _AFFINE:
@@ -79,6 +83,26 @@ class TrivialAugment(cvcore.Transform):
                 changed = self._apply(name, images, None, level * largest * (sign if signed else 1))[0]
                 out = torch.where((chosen == index).view(-1, 1, 1, 1), changed, out)
         return out, targets, pixel_matrices(theta, height, width)
+
+    def applied_by_operation(self, images, targets, chosen, level, sign):
+        """:meth:`applied_together` on the CPU: each operation on the images that drew it, and only
+        those. There, finding them waits for nothing, and a batch then costs one operation per
+        image instead of all fourteen (at 224 px about ten times as fast); the same pixels."""
+        masks = targets if is_mask(targets, images) else None
+        out, moved = images.clone(), None if masks is None else masks.clone()
+        theta = identities(len(images), images)[:, :2]
+        for index, (name, (largest, signed)) in enumerate(SPACE.items()):
+            picked = (chosen == index).nonzero()[:, 0]
+            if name == "identity" or not len(picked):
+                continue
+            magnitude = level[picked] * largest * (sign[picked] if signed else 1)
+            out[picked], picked_masks, picked_theta = self._apply(
+                name, images[picked], None if masks is None else masks[picked], magnitude)
+            if picked_masks is not None:
+                moved[picked] = picked_masks
+            if picked_theta is not None:
+                theta[picked] = picked_theta
+        return out, targets if masks is None else moved, pixel_matrices(theta, *images.shape[-2:])
 
     def draw(self, images, generator):
         """Per image: the index of its operation in SPACE, its level in [0, 1] and a sign (-1 or 1)."""
