@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 import cvcore
-from cvcore_transforms import geometric
+from cvcore_transforms import geometric, photometric
 from cvcore_transforms.policies import SPACE, TrivialAugment, pixel_matrices
 
 COUNT = 4000
@@ -104,6 +104,18 @@ def test_color_jitter_leaves_a_share_1_minus_p_untouched():
     out, _ = run(build("color_jitter", p=0.25), images, torch.zeros(COUNT))
     changed = (out != images).flatten(1).any(1).float().mean().item()
     assert abs(changed - 0.25) < 0.03
+
+
+def test_color_jitter_on_the_cpu_in_chunks_gives_the_pixels_of_the_whole_batch(monkeypatch):
+    """On the CPU the batch is jittered a few images at a time (chunks that stay in the cache), with
+    the factors drawn for the whole batch: the same pixels as in one piece, an uneven last chunk too."""
+    images = photo_batch(10)
+    jitter = build("color_jitter", hue=0.2, p=0.7)
+    whole, _ = run(jitter, images, torch.zeros(10))
+    monkeypatch.setattr(photometric, "CPU_CHUNK_BYTES", 3 * images[0].nbytes)
+    chunked, _ = run(jitter, images, torch.zeros(10))
+    assert not torch.equal(whole, images)
+    assert torch.allclose(chunked, whole, atol=1e-6, rtol=0)
 
 
 def test_random_erasing_draws_boxes_as_torchvision_does():
@@ -257,10 +269,11 @@ def test_every_builtin_transform_runs_a_constant_number_of_operations_without_re
                                                                                              monkeypatch):
     """On a GPU each operation is a launch and each read of a tensor to the host a wait: whatever
     the batch size, a transform makes the same calls, and never reads a value back. (The CPU's own
-    resizing of random_resized_crop, crop by crop, and trivial_augment's operations applied to the
-    images that drew them are set aside for the paths of every other device.)"""
+    resizing of random_resized_crop, crop by crop, trivial_augment's operations applied to the
+    images that drew them and color_jitter's chunks are set aside for the paths of every other device.)"""
     monkeypatch.setattr(geometric, "resized_one_by_one", geometric.resized_together)
     monkeypatch.setattr(TrivialAugment, "applied_by_operation", TrivialAugment.applied_together)
+    monkeypatch.setattr(photometric, "CPU_CHUNK_BYTES", 2**62)
     transform = build(name, **SIZED.get(name, {}))
     calls = []
     for count in (16, 128):

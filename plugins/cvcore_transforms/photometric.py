@@ -122,6 +122,21 @@ def equalize(images):
     return torch.where((step > 0).view(count, channels, 1, 1), equalized, images)
 
 
+# On the CPU, how many bytes of images a transform works on at once: chunks that stay in the
+# cache, where whole 224 px batches do not (color_jitter about 2.5x as fast at 224 px, 2 cores).
+CPU_CHUNK_BYTES = 2**21
+
+
+def in_chunks(apply, images: torch.Tensor) -> torch.Tensor:
+    """``apply(images[rows], rows)`` of a whole batch, or on the CPU of chunks of CPU_CHUNK_BYTES,
+    joined: the same pixels for a transform whose images do not depend on one another."""
+    per_chunk = max(1, CPU_CHUNK_BYTES * len(images) // max(1, images.nbytes))
+    if images.device.type != "cpu" or per_chunk >= len(images):
+        return apply(images, slice(None))
+    return torch.cat([apply(images[start:start + per_chunk], slice(start, start + per_chunk))
+                      for start in range(0, len(images), per_chunk)])
+
+
 class ColorJitter(cvcore.Transform):
     """Brightness, contrast and saturation factors drawn uniformly from [1 - x, 1 + x] per image,
     and a hue shift from [-hue, hue] turns, applied in that order to the images chosen with ``p``
@@ -133,14 +148,19 @@ class ColorJitter(cvcore.Transform):
     def __call__(self, images, targets, generator):
         count = len(images)
         chosen = per_image(chance(self.p, count, images, generator))
-        out = images
-        for operation, spread in ((brightness, self.brightness), (contrast, self.contrast),
-                                  (saturation, self.saturation)):
-            if spread:
-                out = operation(out, uniform(max(0.0, 1 - spread), 1 + spread, count, images, generator))
+        steps = [(operation, uniform(max(0.0, 1 - spread), 1 + spread, count, images, generator))
+                 for operation, spread in ((brightness, self.brightness), (contrast, self.contrast),
+                                           (saturation, self.saturation)) if spread]
         if self.hue:
-            out = hue(out, uniform(-self.hue, self.hue, count, images, generator))
-        return torch.where(chosen, out, images), targets
+            steps.append((hue, uniform(-self.hue, self.hue, count, images, generator)))
+
+        def jittered(part, rows):
+            out = part
+            for operation, factor in steps:
+                out = operation(out, factor[rows])
+            return torch.where(chosen[rows], out, part)
+
+        return in_chunks(jittered, images), targets
 
 
 class RandomErasing(cvcore.Transform):
