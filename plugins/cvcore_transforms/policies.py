@@ -45,6 +45,13 @@ _AFFINE = ("shear_x", "shear_y", "translate_x", "translate_y", "rotate")
 _BLENDS = {"brightness": ph.brightness, "color": ph.saturation, "contrast": ph.contrast, "sharpness": ph.sharpness}
 
 
+def magnitude(name: str, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """Operation ``name``'s strength at each drawn ``level`` in [0, 1], with its ``sign`` where
+    the space draws one."""
+    largest, signed = SPACE[name]
+    return level * largest * (sign if signed else 1)
+
+
 def pixel_matrices(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(N, 3, 3) maps from input to output pixel coordinates of grid_sample's ``theta`` (N, 2, 3),
     which maps output to input in [-1, 1] coordinates (align_corners=False)."""
@@ -73,14 +80,14 @@ class TrivialAugment(cvcore.Transform):
         The shears, translations and rotations are one resampling (identity for the others)."""
         count, (height, width) = len(images), images.shape[-2:]
         theta = identities(count, images)[:, :2]
-        for index, (name, (largest, signed)) in enumerate(SPACE.items()):
+        for index, name in enumerate(SPACE):
             if name in _AFFINE:
-                drawn = _affine(name, level * largest * (sign if signed else 1), height, width)
+                drawn = _affine(name, magnitude(name, level, sign), height, width)
                 theta = torch.where((chosen == index).view(-1, 1, 1), drawn, theta)
         out, targets = warp(images, targets, theta, self.ignore_index)
-        for index, (name, (largest, signed)) in enumerate(SPACE.items()):
+        for index, name in enumerate(SPACE):
             if name not in _AFFINE and name != "identity":
-                changed = self._apply(name, images, None, level * largest * (sign if signed else 1))[0]
+                changed = self._apply(name, images, None, magnitude(name, level, sign))[0]
                 out = torch.where((chosen == index).view(-1, 1, 1, 1), changed, out)
         return out, targets, pixel_matrices(theta, height, width)
 
@@ -91,13 +98,15 @@ class TrivialAugment(cvcore.Transform):
         masks = targets if is_mask(targets, images) else None
         out, moved = images.clone(), None if masks is None else masks.clone()
         theta = identities(len(images), images)[:, :2]
-        for index, (name, (largest, signed)) in enumerate(SPACE.items()):
-            picked = (chosen == index).nonzero()[:, 0]
-            if name == "identity" or not len(picked):
+        for index, name in enumerate(SPACE):
+            if name == "identity":
                 continue
-            magnitude = level[picked] * largest * (sign[picked] if signed else 1)
+            picked = (chosen == index).nonzero()[:, 0]
+            if not len(picked):  # its shape: no read on the CPU
+                continue
             out[picked], picked_masks, picked_theta = self._apply(
-                name, images[picked], None if masks is None else masks[picked], magnitude)
+                name, images[picked], None if masks is None else masks[picked],
+                magnitude(name, level[picked], sign[picked]))
             if picked_masks is not None:
                 moved[picked] = picked_masks
             if picked_theta is not None:
