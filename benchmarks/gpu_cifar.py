@@ -12,9 +12,7 @@ float32 and bf16-mixed (float16 convolutions are very slow on CPUs), and no comp
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ from pathlib import Path
 import torch
 
 import cvcore
-from data_path import training_batches, write_cifar
+from data_path import training_batches, training_rate, write_cifar
 
 GPU_BATCH, CPU_BATCH = 128, 32
 
@@ -35,20 +33,6 @@ def data_path_rate(data, device: torch.device, batches: int, batch_size: int) ->
     if device.type == "cuda":
         torch.cuda.synchronize()
     return seen / (time.perf_counter() - start)
-
-
-def training_rate(data, device: str, batches: int, batch_size: int, precision: str, channels_last: bool,
-                  compile: bool) -> float:
-    model = cvcore.create("model", "resnet18", num_classes=10)
-    optimizer = cvcore.create("optimizer", "sgd", model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    options = cvcore.TrainerOptions(epochs=2, batch_size=batch_size, device=device, precision=precision,
-                                    channels_last=channels_last, compile=compile, limit_train_batches=batches,
-                                    limit_val_batches=1)
-    trainer = cvcore.Trainer(model=model, loss=torch.nn.CrossEntropyLoss(), optimizer=optimizer, data=data,
-                             options=options)
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        trainer.fit()
-    return trainer.history[-1]["images_per_second"]
 
 
 def main() -> None:
@@ -69,7 +53,8 @@ def main() -> None:
         precisions = ["16-mixed", "bf16-mixed"] if gpu else ["32", "bf16-mixed"]
         compiles = (False, True) if gpu else (False,)
         for precision, channels_last, compile in itertools.product(precisions, (False, True), compiles):
-            rate = training_rate(data, device.type, batches, batch_size, precision, channels_last, compile)
+            rate = training_rate(data, "resnet18", device.type, batches, batch_size, precision, channels_last,
+                                 compile)
             print(f"precision {precision:<10} channels_last {channels_last!s:<5} compile {compile!s:<5} "
                   f"{rate:>9,.0f} img/s  {50000 / rate:>7.1f} s per 50,000 images", flush=True)
 

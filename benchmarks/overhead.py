@@ -7,6 +7,8 @@ the device, the way a careful hand-written loop does. Prints the median time of 
 
 A second, independent measure gives the hand-written loop the least work a loop can do: images
 normalised to float once before it, no metrics in training, the validation loss summed; one epoch.
+Beside the whole run's ratio it prints the training steps' alone (the Trainer's own timing of its
+training epoch against the loop's), to show where the difference lies.
 
     python benchmarks/overhead.py [--repeats 7] [--epochs 2]
 """
@@ -54,7 +56,7 @@ def build(model_name: str, data: cvcore.DataSplits, **model_options):
     return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), torch.nn.CrossEntropyLoss()
 
 
-def hand_written(model_name: str, data: cvcore.DataSplits, epochs: int, **model_options) -> float:
+def hand_written(model_name: str, data: cvcore.DataSplits, epochs: int, **model_options) -> tuple[float, None]:
     model, optimizer, loss_fn = build(model_name, data, **model_options)
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(0)
@@ -80,17 +82,19 @@ def hand_written(model_name: str, data: cvcore.DataSplits, epochs: int, **model_
                 val_totals += torch.stack([loss_fn(logits, target).double() * count, top5[:, 0].sum().double(),
                                            top5.any(1).sum().double(), count])
         print(f"  epoch: train {totals.tolist()} val {val_totals.tolist()}", file=DEVNULL)  # the log read-back
-    return time.perf_counter() - start
+    return time.perf_counter() - start, None
 
 
-def bare_loop(model_name: str, data: cvcore.DataSplits, epochs: int, **model_options) -> float:
-    """The independent measure's loop: pre-normalised float tensors, forward, backward, step."""
+def bare_loop(model_name: str, data: cvcore.DataSplits, epochs: int, **model_options) -> tuple[float, float]:
+    """The independent measure's loop: pre-normalised float tensors, forward, backward, step.
+    Returns the seconds of the whole loop and of its training steps."""
     model, optimizer, loss_fn = build(model_name, data, **model_options)
     images, targets = normalised(data.train.images), data.train.targets
     val_images, val_targets = normalised(data.val.images), data.val.targets
     generator = torch.Generator().manual_seed(0)
-    start = time.perf_counter()
+    start, training = time.perf_counter(), 0.0
     for _ in range(epochs):
+        epoch_start = time.perf_counter()
         model.train()
         order = torch.randperm(len(images), generator=generator)
         for first in range(0, len(images), BATCH):
@@ -99,22 +103,25 @@ def bare_loop(model_name: str, data: cvcore.DataSplits, epochs: int, **model_opt
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+        training += time.perf_counter() - epoch_start
         model.eval()
         with torch.inference_mode():
             total = sum(loss_fn(model(val_images[i:i + BATCH]), val_targets[i:i + BATCH])
                         for i in range(0, len(val_images), BATCH))
         print(f"  epoch: val loss {float(total)}", file=DEVNULL)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, training
 
 
-def with_trainer(model_name: str, data: cvcore.DataSplits, epochs: int, **model_options) -> float:
+def with_trainer(model_name: str, data: cvcore.DataSplits, epochs: int, **model_options) -> tuple[float, float]:
+    """Seconds of the whole fit, and of its training epochs as the Trainer times them."""
     model, optimizer, loss_fn = build(model_name, data, **model_options)
     start = time.perf_counter()
     trainer = Trainer(model=model, loss=loss_fn, optimizer=optimizer, data=data,
                       options=TrainerOptions(epochs=epochs, batch_size=BATCH, device="cpu", seed=0))
     with contextlib.redirect_stdout(DEVNULL):
         trainer.fit()
-    return time.perf_counter() - start
+    total = time.perf_counter() - start
+    return total, sum(len(data.train) / row["images_per_second"] for row in trainer.history)
 
 
 def compare(label: str, model_name: str, side: int, repeats: int, epochs: int, bare: bool = False,
@@ -124,11 +131,17 @@ def compare(label: str, model_name: str, side: int, repeats: int, epochs: int, b
     if importlib.util.find_spec("lightning") is not None and not bare:
         sides["Lightning"] = with_lightning
     times: dict[str, list[float]] = {name: [] for name in sides}
+    steps: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(repeats):  # interleaved, so drifts in machine load hit every side alike
         for name, run in sides.items():
-            times[name].append(run(model_name, data, epochs, **model_options))
+            total, training = run(model_name, data, epochs, **model_options)
+            times[name].append(total)
+            steps[name].append(training)
     hand = statistics.median(times["hand-written"])
     parts = [f"{name} {statistics.median(t):.3f}s ({statistics.median(t) / hand:.3f}x)" for name, t in times.items()]
+    if bare:
+        ratio = statistics.median(steps["cvcore Trainer"]) / statistics.median(steps["hand-written"])
+        parts.append(f"training steps alone {ratio:.3f}x")
     print(f"{label:<26} " + "  ".join(parts), flush=True)
     return statistics.median(times["cvcore Trainer"]) / hand
 
@@ -148,7 +161,7 @@ class Batches:
         return ((normalised(images), target) for images, target in batches)
 
 
-def with_lightning(model_name: str, data: cvcore.DataSplits, epochs: int, **model_options) -> float:
+def with_lightning(model_name: str, data: cvcore.DataSplits, epochs: int, **model_options) -> tuple[float, None]:
     """The same work under PyTorch Lightning (loss and accuracy summed on the device, no loggers)."""
     import lightning.pytorch as pl
 
@@ -182,7 +195,7 @@ def with_lightning(model_name: str, data: cvcore.DataSplits, epochs: int, **mode
         trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
         trainer.fit(Module(), Batches(data.train, True), Batches(data.val, False))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, None
 
 
 def main() -> None:
