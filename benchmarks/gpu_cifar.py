@@ -37,7 +37,7 @@ def data_path_rate(data, device: torch.device, batches: int, batch_size: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=None, help="training steps per epoch (default 100 GPU, 5 CPU)")
+    parser.add_argument("--batches", type=int, default=None, help="training steps per epoch (default 100 GPU, 3 CPU)")
     parser.add_argument("--images", type=int, default=50000)
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
