@@ -477,7 +477,8 @@ def _publish(array: np.ndarray, partial: Path, data_path: Path, meta_path: Path,
     """Make the finished file durable, rename it into place, then write its description (what
     makes it complete: the shape, a checksum per block and the images' sizes), then delete the
     caches of the folder's earlier contents. ``made``: the sizes, and when decoding started."""
-    array.flush()  # the mapping's pages to the file
+    if sys.platform != "linux":  # there, fsync writes the mapping's pages too (msync is an fsync), and
+        array.flush()  # releases the GIL, which numpy's flush (msync) holds while the disk writes
     descriptor = os.open(partial, os.O_RDONLY)
     try:
         os.fsync(descriptor)

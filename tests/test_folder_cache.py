@@ -2,6 +2,7 @@
 decoded once and reused while the folder is unchanged, in memory or memory-mapped."""
 
 import os
+import sys
 import threading
 import time
 
@@ -215,3 +216,26 @@ def test_headers_on_a_slow_disk_are_read_in_threads_in_order(tmp_path, monkeypat
     monkeypatch.setattr(folder_cache, "upright_size", slow)
     assert folder_cache._upright_sizes(files) == sizes
     assert threads[0] is threading.main_thread() and threads[-1] is not threading.main_thread()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="elsewhere the mapping is flushed before fsync")
+def test_a_cache_is_made_durable_without_holding_the_gil_while_the_disk_writes(tmp_path, monkeypatch):
+    """numpy's flush (msync) holds the GIL until the disk has the pages, stalling training for as
+    long while a cache is saved beside it; on Linux fsync writes a shared mapping's pages as msync
+    does, and releases the GIL."""
+    root = write_image_folder(tmp_path / "data")
+    synced = []
+
+    def stalls_training(self):
+        raise AssertionError("msync holds the GIL")
+
+    fsync = os.fsync
+    monkeypatch.setattr(np.memmap, "flush", stalls_training)
+    monkeypatch.setattr(os, "fsync", lambda descriptor: synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+                        or fsync(descriptor))
+    first = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    assert len(cache_files(tmp_path)) == 4  # both splits saved, each with its description
+    assert sum(path.endswith(".partial") for path in synced) == 2  # each data file fsynced before its rename
+    monkeypatch.setattr(folder_cache, "_write", stalls_training)  # read from the cache, not decoded again
+    assert torch.equal(cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36).train.images,
+                       first.train.images)
