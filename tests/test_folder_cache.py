@@ -5,6 +5,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,6 +83,30 @@ def test_the_cache_is_decoded_once_and_reused_while_the_folder_is_unchanged(tmp_
     after = cache_files(tmp_path)
     assert len(after) == 4 and len(set(after) - set(before)) == 2  # the older train cache is gone
 
+
+
+def test_a_folder_reached_by_another_path_shares_its_cache_and_a_linked_image_is_followed(
+        tmp_path, monkeypatch, capsys):
+    """The cache is named by resolved paths (each folder resolved once, a file only when it is a
+    link), so a relative path or one through a linked folder finds the same cache, and a link's
+    target changing is a change."""
+    root = write_image_folder(tmp_path / "data")
+    first = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    (tmp_path / "linked").symlink_to(root, target_is_directory=True)
+    monkeypatch.chdir(tmp_path / "linked" / "train")
+    capsys.readouterr()
+    for same in (Path("../../data"), tmp_path / "linked", Path("..")):
+        again = cvcore.create("dataset", "imagefolder", root=same, image_size=32, resize=36)
+        assert capsys.readouterr().err == "" and torch.equal(again.train.images, first.train.images)
+    outside = tmp_path / "outside.jpg"
+    Image.fromarray(np.zeros((40, 48, 3), dtype=np.uint8)).save(outside)
+    (root / "train" / "ants" / "9.jpg").symlink_to(outside)
+    decodes = []
+    for _ in range(3):
+        cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+        decodes.append(capsys.readouterr().err.count("note: decoding"))
+        Image.fromarray(np.full((40, 48, 3), len(decodes) * 60, dtype=np.uint8)).save(outside)
+    assert decodes == [1, 1, 1]  # added, then its target rewritten twice: train decoded each time
 
 @pytest.mark.parametrize("damage", ["description", "data"])
 def test_a_cache_cut_short_or_damaged_is_decoded_again(tmp_path, capsys, damage):
