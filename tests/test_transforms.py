@@ -195,7 +195,8 @@ def test_trivial_augment_gives_each_image_the_operation_and_magnitude_it_drew(pa
     policy = build("trivial_augment", ignore_index=255)
     masks = torch.randint(0, 3, (count, 20, 28))
     images = photo_batch(count)
-    out, moved, matrices = getattr(policy, path)(images, masks, chosen, level, sign)
+    out, moved, drawn = getattr(policy, path)(images, masks, chosen, level, sign)
+    matrices = policy.maps(drawn, images)
     for i, index in enumerate(chosen.tolist()):
         name = list(SPACE)[index]
         largest, signed = SPACE[name]
@@ -285,3 +286,32 @@ def test_every_builtin_transform_runs_a_constant_number_of_operations_without_re
         calls.append(recorded.names)
     assert not HOST_READS & set(calls[1]), f"{name} reads tensors back to the host: {HOST_READS & set(calls[1])}"
     assert len(calls[0]) == len(calls[1]), f"{name}: {len(calls[0])} calls for 16 images, {len(calls[1])} for 128"
+
+
+@pytest.mark.parametrize("name", ["pad_crop", "flip", "random_resized_crop", "trivial_augment"])
+def test_a_transform_called_without_its_maps_gives_the_pixels_and_masks_of_moved(name):
+    """Classification batches call the transform (its affine maps left out); tasks whose targets
+    move call ``moved``: from the same generator both give the same images and masks."""
+    transform = build(name, **({"image_size": (16, 24)} if name == "random_resized_crop" else {}))
+    images, masks = photo_batch(40), torch.randint(0, 3, (40, 20, 28))
+    out, moved_masks = run(transform, images, masks)
+    expected, expected_masks, maps = transform.moved(images, masks, torch.Generator().manual_seed(0))
+    assert torch.equal(out, expected) and torch.equal(moved_masks, expected_masks) and maps.shape == (40, 3, 3)
+
+
+def test_classification_batches_are_prepared_without_affine_maps_and_detection_batches_with_them(monkeypatch):
+    """The maps only move coordinates; at 32 px they cost a fifth of a classification batch."""
+    from cvcore.training.preparation import Preparation
+
+    asked = []
+    flip, shift = build("flip"), build("pad_crop")
+    for transform in (flip, shift):
+        maps = type(transform).maps
+        monkeypatch.setattr(type(transform), "maps", lambda self, *args, maps=maps: asked.append(self) or maps(self, *args))
+    for task, targets in (("classification", torch.zeros(8, dtype=torch.long)),
+                          ("detection", torch.zeros(8, 1, 5))):
+        info = cvcore.DataInfo(num_classes=2, class_names=["a", "b"], in_channels=3, image_size=(20, 28),
+                               mean=(0.5,) * 3, std=(0.5,) * 3, task=task)
+        Preparation(info, torch.device("cpu"), [flip, shift], torch.Generator())(
+            torch.zeros(8, 3, 20, 28, dtype=torch.uint8), targets, train=True)
+        assert asked == ([] if task == "classification" else [flip, shift]), task

@@ -26,11 +26,13 @@ class Preparation:
 
     def __init__(self, info, device: torch.device, transforms: Sequence[Transform] = (),
                  generator: torch.Generator | None = None) -> None:
-        from cvcore.tasks import task_for
+        from cvcore.tasks import Task, task_for
 
         self.size, self.device, self.info = tuple(info.image_size), device, info
         self.transforms, self.generator = list(transforms), generator
         self.task = task_for(info.task)
+        # Transforms report their affine maps only to a task that moves its targets with them.
+        self.moves_targets = self.task.targets_have_coordinates or type(self.task).move_targets is not Task.move_targets
         if self.task.targets_have_coordinates:  # their points would silently stay where they were
             for transform in self.transforms:
                 if transform.geometric and not transform.reports_affine:
@@ -76,7 +78,7 @@ class Preparation:
             if transform.soft_targets and labels is None:
                 labels = targets
             given = {"extents": extents} if extents is not None else {}
-            if transform.reports_affine:
+            if transform.reports_affine and self.moves_targets:
                 pixels, targets, matrices = transform.moved(pixels, targets, self.generator, **given)
                 targets = self.task.move_targets(targets, matrices, tuple(pixels.shape[-2:]), self.info)
             else:

@@ -21,69 +21,98 @@ def identities(count: int, like: torch.Tensor) -> torch.Tensor:
     return torch.eye(3, device=like.device).repeat(count, 1, 1)
 
 
-class PadCrop(cvcore.Transform):
+class MapsWhenAsked(cvcore.Transform):
+    """A transform that reports its affine maps, computed from what it drew only when they are
+    asked for (:meth:`moved`): a classifier's batches go without them (``__call__``), which at
+    32 px were a fifth of a batch's time. Subclasses give :meth:`applied` and :meth:`maps`."""
+
+    reports_affine = True
+
+    def __call__(self, images, targets, generator, **given):
+        return self.applied(images, targets, generator, **given)[:2]
+
+    def moved(self, images, targets, generator, **given):
+        out, targets, drawn = self.applied(images, targets, generator, **given)
+        return out, targets, self.maps(drawn, images)
+
+    def applied(self, images, targets, generator, **given):
+        """(images, targets, what was drawn per image, from which :meth:`maps` follow)."""
+        raise NotImplementedError
+
+    def maps(self, drawn, images: torch.Tensor) -> torch.Tensor:
+        """The (N, 3, 3) maps of :meth:`cvcore.Transform.moved`, from ``drawn`` for the input ``images``."""
+        raise NotImplementedError
+
+
+class PadCrop(MapsWhenAsked):
     """Pad every side, then crop back to the original size at a random offset per image."""
 
-    geometric = reports_affine = True
+    geometric = True
 
     def __init__(self, padding: int, ignore_index: int) -> None:
         self.padding, self.ignore_index = padding, ignore_index
 
-    def moved(self, images, targets, generator):
+    def applied(self, images, targets, generator):
         count, pad = len(images), self.padding
         shifts = torch.randint(0, 2 * pad + 1, (2, count), device=images.device, generator=generator)
         crops = cvcore.crop_windows(F.pad(images, (pad,) * 4), *shifts, images.shape[-2:])
         if is_mask(targets, images):
             padded = F.pad(targets.unsqueeze(1), (pad,) * 4, value=self.ignore_index)
             targets = cvcore.crop_windows(padded, *shifts, images.shape[-2:]).squeeze(1)
-        matrices = identities(count, images)
-        matrices[:, :2, 2] = pad - shifts.T.flip(1).float()  # (x, y) move by padding minus (dx, dy)
-        return crops, targets, matrices
+        return crops, targets, shifts
+
+    def maps(self, shifts, images):
+        matrices = identities(len(images), images)
+        matrices[:, :2, 2] = self.padding - shifts.T.flip(1).float()  # (x, y) move by padding minus (dx, dy)
+        return matrices
 
 
-class Flip(cvcore.Transform):
+class Flip(MapsWhenAsked):
     """Mirror each image with probability ``p``, left-right (or upside down)."""
 
-    geometric = reports_affine = True
+    geometric = True
 
     def __init__(self, p: float, vertical: bool) -> None:
         self.p, self.vertical = p, vertical
 
-    def moved(self, images, targets, generator):
+    def applied(self, images, targets, generator):
         flipped = chance(self.p, len(images), images, generator)
         # Each image is read from the batch or its mirror: one index_select, faster than a where.
         pick = torch.arange(len(images), device=images.device) + flipped * len(images)
         axis = -2 if self.vertical else -1
         if is_mask(targets, images):
             targets = torch.cat([targets, targets.flip(axis)]).index_select(0, pick)
+        return torch.cat([images, images.flip(axis)]).index_select(0, pick), targets, flipped
+
+    def maps(self, flipped, images):
         matrices = identities(len(images), images)
         row = 1 if self.vertical else 0  # x' = W - x (or y' = H - y) for the mirrored images
         matrices[:, row, row] = 1 - 2 * flipped.float()
-        matrices[:, row, 2] = flipped.float() * images.shape[axis]
-        return torch.cat([images, images.flip(axis)]).index_select(0, pick), targets, matrices
+        matrices[:, row, 2] = flipped.float() * images.shape[-2 if self.vertical else -1]
+        return matrices
 
 
-class RandomResizedCrop(cvcore.Transform):
+class RandomResizedCrop(MapsWhenAsked):
     """torchvision's RandomResizedCrop, drawn per image: a box of a random share of the area and
     aspect ratio (ten tries, then the largest centred box within the ratios), resized to ``size``
     (bilinear with antialiasing; masks: nearest-exact, which keeps pixel centres aligned). Of
     images of different sizes (whole photos), each box is drawn within its own image."""
 
-    geometric = reports_affine = reads_extents = True
+    geometric = reads_extents = True
 
     def __init__(self, size: tuple[int, int], scale: tuple[float, float], ratio: tuple[float, float]) -> None:
         self.size, self.scale, self.ratio = tuple(size), tuple(scale), tuple(ratio)
 
-    def moved(self, images, targets, generator, extents=None):
+    def applied(self, images, targets, generator, extents=None):
         if extents is None:  # every image whole (filled on the device: no copy from the host)
             extents = torch.full((len(images), 2), images.shape[-2], device=images.device, dtype=torch.long)
             extents[:, 1] = images.shape[-1]
         drawn = torch.stack(self.draw(extents, generator), 1)  # (top, left, height, width) per image
         crop = resized_one_by_one if images.device.type == "cpu" else resized_together
         out, masks = crop(images, targets if is_mask(targets, images) else None, drawn, self.size)
-        return out, targets if masks is None else masks, self._matrices(drawn)
+        return out, targets if masks is None else masks, drawn
 
-    def _matrices(self, drawn: torch.Tensor) -> torch.Tensor:
+    def maps(self, drawn, images):
         """x' = (x - left) * W' / width, y' = (y - top) * H' / height, per image."""
         matrices = identities(len(drawn), drawn)
         scale = torch.tensor(self.size[::-1], device=drawn.device) / drawn[:, [3, 2]]  # (x, y) scales

@@ -7,10 +7,9 @@ import math
 
 import torch
 
-import cvcore
 from cvcore_transforms import photometric as ph
 from cvcore_transforms.draws import chance
-from cvcore_transforms.geometric import identities, is_mask, warp
+from cvcore_transforms.geometric import MapsWhenAsked, identities, is_mask, warp
 
 
 def _affine(kind: str, magnitude: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -61,15 +60,14 @@ def pixel_matrices(theta: torch.Tensor, height: int, width: int) -> torch.Tensor
     return torch.linalg.inv(torch.linalg.inv(to_unit) @ sampled @ to_unit).float()
 
 
-class TrivialAugment(cvcore.Transform):
-    """One of ``SPACE``'s operations per image, at a magnitude drawn from ``bins`` levels."""
-
-    reports_affine = True  # its shears, translations and rotations (identity for the others)
+class TrivialAugment(MapsWhenAsked):
+    """One of ``SPACE``'s operations per image, at a magnitude drawn from ``bins`` levels; its
+    maps are those of its shears, translations and rotations (identity for the others)."""
 
     def __init__(self, bins: int, ignore_index: int) -> None:
         self.bins, self.ignore_index = bins, ignore_index
 
-    def moved(self, images, targets, generator):
+    def applied(self, images, targets, generator):
         chosen, level, sign = self.draw(images, generator)
         apply = self.applied_by_operation if images.device.type == "cpu" else self.applied_together
         return apply(images, targets, chosen, level, sign)
@@ -89,7 +87,7 @@ class TrivialAugment(cvcore.Transform):
             if name not in _AFFINE and name != "identity":
                 changed = self._apply(name, images, None, magnitude(name, level, sign))[0]
                 out = torch.where((chosen == index).view(-1, 1, 1, 1), changed, out)
-        return out, targets, pixel_matrices(theta, height, width)
+        return out, targets, theta
 
     def applied_by_operation(self, images, targets, chosen, level, sign):
         """:meth:`applied_together` on the CPU: each operation on the images that drew it, and only
@@ -111,7 +109,10 @@ class TrivialAugment(cvcore.Transform):
                 moved[picked] = picked_masks
             if picked_theta is not None:
                 theta[picked] = picked_theta
-        return out, targets if masks is None else moved, pixel_matrices(theta, *images.shape[-2:])
+        return out, targets if masks is None else moved, theta
+
+    def maps(self, theta, images):
+        return pixel_matrices(theta, *images.shape[-2:])
 
     def draw(self, images, generator):
         """Per image: the index of its operation in SPACE, its level in [0, 1] and a sign (-1 or 1)."""
