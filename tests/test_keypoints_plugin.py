@@ -74,6 +74,19 @@ def test_the_centre_crop_and_the_transforms_move_points_on_the_way_to_the_model(
         assert inside.sum() > 60 and ((found - targets).norm(dim=-1)[inside] < 0.75).all()
 
 
+
+def test_points_move_for_a_task_that_moves_targets_without_saying_they_are_coordinates(monkeypatch):
+    """Transforms compute their maps only for tasks that move targets: one that overrides
+    move_targets but leaves targets_have_coordinates False still has its points moved."""
+    monkeypatch.setattr(keypoint_plugin.Keypoints, "targets_have_coordinates", False)
+    data = cvcore.create("dataset", "kp_dots", count=64)
+    transforms = cvcore.create_transforms([("flip", {"p": 0.5}), ("pad_crop", {"padding": 3})], data.info)
+    images, targets, _ = Preparation(data.info, torch.device("cpu"), transforms, torch.Generator().manual_seed(1))(
+        data.train.images, data.train.targets, train=True)
+    inside = ((targets > 3) & (targets < 29)).all(-1)
+    assert not torch.equal(targets, data.train.targets) and inside.sum() > 60
+    assert ((centroids(images) - targets).norm(dim=-1)[inside] < 0.75).all()
+
 def test_a_geometric_transform_that_does_not_report_is_refused_for_coordinates():
     class Silent(cvcore.Transform):
         geometric = True
