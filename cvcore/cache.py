@@ -304,6 +304,7 @@ def _stamps(files: list[Path]) -> list[tuple[str, int, int, int, int]]:
 
 
 def _status(path: Path, how: Callable[[Path], os.stat_result]) -> os.stat_result:
+    """``how(path)`` (os.stat or os.lstat); a DataError naming the file where it cannot be read."""
     try:
         return how(path)
     except OSError as exc:

@@ -84,7 +84,6 @@ def test_the_cache_is_decoded_once_and_reused_while_the_folder_is_unchanged(tmp_
     assert len(after) == 4 and len(set(after) - set(before)) == 2  # the older train cache is gone
 
 
-
 def test_a_folder_reached_by_another_path_shares_its_cache_and_a_linked_image_is_followed(
         tmp_path, monkeypatch, capsys):
     """The cache is named by resolved paths (each folder resolved once, a file only when it is a
@@ -107,6 +106,7 @@ def test_a_folder_reached_by_another_path_shares_its_cache_and_a_linked_image_is
         decodes.append(capsys.readouterr().err.count("note: decoding"))
         Image.fromarray(np.full((40, 48, 3), len(decodes) * 60, dtype=np.uint8)).save(outside)
     assert decodes == [1, 1, 1]  # added, then its target rewritten twice: train decoded each time
+
 
 @pytest.mark.parametrize("damage", ["description", "data"])
 def test_a_cache_cut_short_or_damaged_is_decoded_again(tmp_path, capsys, damage):
