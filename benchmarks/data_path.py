@@ -9,7 +9,8 @@
    folder and decoding every file into the cache, then the epoch), its later epochs (from the
    cache), and the same transforms with the cache off (every file decoded in every epoch, 2 workers).
 3. The data path's share of a training step: torchvision's resnet18 at 224 trained on that folder.
-4. Decoders: a photo into the cache's form with PIL (draft mode) and with torchvision's decode_jpeg.
+4. Decoders: a photo into the cache's form with PIL (draft mode) and with torchvision's decode_jpeg,
+   and with simplejpeg and OpenCV where installed (not dependencies), each checked for cvcore's pixels.
 
 Writes a CIFAR-format fixture (python pickles, checksums of the fixture trusted for this run only)
 and a folder of JPEGs in a temporary directory: no download.
@@ -167,29 +168,57 @@ def step_share(data: cvcore.DataSplits, data_rate: float, device: torch.device, 
 
 def decoders(root: Path, repeats: int) -> None:
     """Decoding a photo into the cache's form (decode, resize to 256): PIL (draft mode) against
-    torchvision's libjpeg-turbo, which cvcore uses for JPEGs that draft mode would not reduce. One
-    thread: the cache decodes files in parallel, one per core."""
+    torchvision's libjpeg-turbo, which cvcore uses for JPEGs that draft mode would not reduce, and
+    the well-kept decoders that are installed. One thread: the cache decodes files in parallel,
+    one per core. Each is put in torchvision's place in cvcore's reader, so the rest is the same."""
     import cvcore.images
 
     files = sorted((root / "train").rglob("*.jpg"))[:128]
     torchvision_decoder = cvcore.images._torchvision_jpeg_decoder
-    rates: dict[str, list[float]] = {"PIL": [], "torchvision": []}
+    candidates = {"PIL (draft mode)": lambda: None, "torchvision decode_jpeg": torchvision_decoder,
+                  **optional_decoders()}
+    rates: dict[str, list[float]] = {name: [] for name in candidates}
+    pixels: dict[str, list[torch.Tensor]] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for _ in range(repeats):
-            for name in rates:
-                cvcore.images._torchvision_jpeg_decoder = (lambda: None) if name == "PIL" else torchvision_decoder
+            for name, decoder in candidates.items():
+                cvcore.images._torchvision_jpeg_decoder = decoder
                 start = time.perf_counter()
-                for path in files:
-                    cvcore.images.read_stored(path, 3, 256)
+                pixels[name] = [cvcore.images.read_stored(path, 3, 256)[0] for path in files]
                 rates[name].append(len(files) / (time.perf_counter() - start))
     finally:
         cvcore.images._torchvision_jpeg_decoder = torchvision_decoder
         torch.set_num_threads(threads)
-    theirs, ours = max(rates["PIL"]), max(rates["torchvision"])
-    print(f"JPEG decoding    PIL (draft mode) + resize {theirs:>7,.0f} img/s   torchvision decode_jpeg + resize "
-          f"{ours:>7,.0f} img/s ({ours / theirs:.2f}x), one thread", flush=True)
+    pil = max(rates["PIL (draft mode)"])
+    for name, found in rates.items():
+        same = all(torch.equal(a, b) for a, b in zip(pixels[name], pixels["torchvision decode_jpeg"]))
+        print(f"JPEG decoding    {name:<24} + resize {max(found):>7,.0f} img/s ({max(found) / pil:.2f}x PIL), "
+              f"{'the same pixels' if same else 'OTHER PIXELS'} as cvcore's, one thread", flush=True)
+
+
+def optional_decoders() -> dict:
+    """simplejpeg and OpenCV (both libjpeg-turbo), where installed, as cvcore's reader calls a decoder."""
+    found = {}
+    with contextlib.suppress(ImportError):
+        import simplejpeg
+
+        def decode_simplejpeg(path, channels):
+            return torch.from_numpy(simplejpeg.decode_jpeg(Path(path).read_bytes(), colorspace="RGB")).permute(2, 0, 1)
+
+        found["simplejpeg"] = lambda: decode_simplejpeg
+    with contextlib.suppress(ImportError):
+        import cv2
+
+        cv2.setNumThreads(1)
+
+        def decode_opencv(path, channels):
+            bgr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+            return torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
+
+        found["OpenCV"] = lambda: decode_opencv
+    return found
 
 
 def main() -> None:
