@@ -75,11 +75,16 @@ class Flip(MapsWhenAsked):
     def __init__(self, p: float, vertical: bool) -> None:
         self.p, self.vertical = p, vertical
 
+    @property
+    def axis(self) -> int:
+        """The dimension of a batch that the mirror reverses."""
+        return -2 if self.vertical else -1
+
     def applied(self, images, targets, generator):
         flipped = chance(self.p, len(images), images, generator)
         # Each image is read from the batch or its mirror: one index_select, faster than a where.
         pick = torch.arange(len(images), device=images.device) + flipped * len(images)
-        axis = -2 if self.vertical else -1
+        axis = self.axis
         if is_mask(targets, images):
             targets = torch.cat([targets, targets.flip(axis)]).index_select(0, pick)
         return torch.cat([images, images.flip(axis)]).index_select(0, pick), targets, flipped
@@ -88,7 +93,7 @@ class Flip(MapsWhenAsked):
         matrices = identities(len(images), images)
         row = 1 if self.vertical else 0  # x' = W - x (or y' = H - y) for the mirrored images
         matrices[:, row, row] = 1 - 2 * flipped.float()
-        matrices[:, row, 2] = flipped.float() * images.shape[-2 if self.vertical else -1]
+        matrices[:, row, 2] = flipped.float() * images.shape[self.axis]
         return matrices
 
 
