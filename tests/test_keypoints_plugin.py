@@ -74,7 +74,6 @@ def test_the_centre_crop_and_the_transforms_move_points_on_the_way_to_the_model(
         assert inside.sum() > 60 and ((found - targets).norm(dim=-1)[inside] < 0.75).all()
 
 
-
 def test_points_move_for_a_task_that_moves_targets_without_saying_they_are_coordinates(monkeypatch):
     """Transforms compute their maps only for tasks that move targets: one that overrides
     move_targets but leaves targets_have_coordinates False still has its points moved."""
@@ -86,6 +85,7 @@ def test_points_move_for_a_task_that_moves_targets_without_saying_they_are_coord
     inside = ((targets > 3) & (targets < 29)).all(-1)
     assert not torch.equal(targets, data.train.targets) and inside.sum() > 60
     assert ((centroids(images) - targets).norm(dim=-1)[inside] < 0.75).all()
+
 
 def test_a_geometric_transform_that_does_not_report_is_refused_for_coordinates():
     class Silent(cvcore.Transform):
