@@ -126,6 +126,8 @@ def test_imagefolder_without_splits_says_what_is_missing(tmp_path):
     (tmp_path / "train").mkdir()
     with pytest.raises(cvcore.DataError, match="needs sub-folders train/ and val/.*missing: val/"):
         cvcore.create("dataset", "imagefolder", root=tmp_path)
+    with pytest.raises(cvcore.DataError, match="missing: train/, val/\\.$"):
+        cvcore.create("dataset", "imagefolder", root=tmp_path / "nowhere")
 
 
 @pytest.mark.parametrize(("name", "options"), [("shapes", {"count": 40, "size": 16}),

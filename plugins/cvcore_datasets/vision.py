@@ -184,7 +184,7 @@ def load_imagefolder(root: Path, image_size: int, resize: int, augment: bool, sk
     missing = [split for split in ("train", "val") if not (root / split).is_dir()]
     if missing:
         raise DataError(f"ImageFolder root '{root}' needs sub-folders train/ and val/ with one folder "
-                        f"of images per class; missing: {', '.join(missing)}/.")
+                        f"of images per class; missing: {', '.join(f'{split}/' for split in missing)}.")
     if resize < image_size:
         raise DataError(f"resize ({resize}) must be at least image_size ({image_size}): images are stored at "
                         f"resize and cropped to image_size.")
