@@ -24,7 +24,7 @@ from cvcore.errors import (
 from cvcore.plugins.options import Between, Named
 from cvcore.tasks import Metrics, Monitor, Task, metric_mode, task_for, task_name
 from cvcore.training.options import TrainerOptions
-from cvcore.transforms import Transform, crop_windows, move_points
+from cvcore.transforms import Transform, crop_windows, move_points, take_images
 
 hookimpl = pluggy.HookimplMarker("cvcore")
 
@@ -39,7 +39,7 @@ __all__ = [
     "PluginError", "Task", "TensorImages", "Trainer", "TrainerOptions", "Transform", "UnknownNameError", "UnreadableImageError",
     "__version__",
     "create", "create_transforms", "crop_windows", "get_component", "hookimpl", "list_components", "metric_mode", "move_points",
-    "task_for", "task_name",
+    "take_images", "task_for", "task_name",
 ]
 
 

@@ -8,7 +8,8 @@ set's ``resize`` and its longer side whole up to ``STORED_ASPECT`` times that (a
 whole, a panorama's centre), at the top-left of a canvas as large as the largest of the split, with
 its extent (height, width) kept beside it. Training's random crops then draw from all of each photo
 (:attr:`cvcore.Transform.reads_extents`), and validation takes the centre of each, as `cv predict`
-does (:func:`cvcore.images.read_centre`).
+does (:func:`cvcore.images.read_centre`). Images are stored channels last (each pixel's colours
+together), as libjpeg decodes them and as torch crops and resizes bytes fastest.
 
 The cache lives in ``$CVCORE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/cvcore``, else
 ``~/.cache/cvcore``), under ``folders/``; deleting that folder clears it. A cache is named by the
@@ -50,10 +51,10 @@ from cvcore import images
 from cvcore.images import read_stored, stored_extents, stored_placement, stored_window, upright_size
 from cvcore.training.tensor_data import IGNORE_INDEX, TensorImages
 
-FORMAT = 3  # bump when what is stored changes
+FORMAT = 4  # bump when what is stored changes (4: images channels last)
 BLOCK = 16 << 20  # bytes per checksum
 SAMPLED_BLOCKS = 8  # checked per read of a memory-mapped cache, besides the first and the last
-Decode = Callable[[Path, int], np.ndarray]
+Decode = Callable[[Path, int], np.ndarray]  # images (channels, height, width), masks (height, width)
 # Headers read one after another, then in threads if they took longer than this each (a header in
 # memory: 40 us; a slow or network disk: milliseconds).
 HEADER_PROBE, SLOW_HEADER_SECONDS = 64, 200e-6
@@ -68,10 +69,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cvcore"
 
 
-def decode_image(path: Path, resize: int) -> np.ndarray:
+def decode_image(path: Path, resize: int, interpolation: str = "bilinear") -> np.ndarray:
     """An RGB image file as the cache stores it: uint8 (3, height, width), read as `cv predict`
     reads it (:func:`cvcore.images.read_stored`)."""
-    return read_stored(path, 3, resize)[0].numpy()
+    return read_stored(path, 3, resize, interpolation)[0].numpy()
 
 
 @functools.cache
@@ -84,7 +85,7 @@ def image_decoder(interpolation: str = "bilinear") -> Decode:
         return decode_image
 
     def decode(path: Path, resize: int) -> np.ndarray:
-        return read_stored(path, 3, resize, interpolation)[0].numpy()
+        return decode_image(path, resize, interpolation)
 
     decode.__name__ = f"decode_image_{interpolation}"
     return decode
@@ -135,7 +136,7 @@ def _upright_sizes(files: Sequence[Path]) -> list[tuple[int, int]]:
 class StoredImages:
     """A split's images as the cache holds them."""
 
-    #: uint8 (N, C, H, W): each image at the top-left, zeros beyond its extent.
+    #: uint8 (N, C, H, W), channels last in memory: each image at the top-left, zeros beyond its extent.
     pixels: torch.Tensor
     #: long (N, 2): (height, width) of each stored image.
     extents: torch.Tensor
@@ -172,7 +173,8 @@ def canvas_side(resize: int) -> int:
 
 class DecodedFiles(torch.utils.data.Dataset):
     """Files decoded on every access (the path without a cache), as the cache stores them: items
-    are (canvas, extent), the canvas square and as large as any stored image can be."""
+    are (canvas, extent), the canvas square and as large as any stored image can be, channels
+    first in memory, the layout a DataLoader's collation gives batches whatever its items'."""
 
     def __init__(self, files: Sequence[Path], resize: int, decode: Decode, padding: int = 0) -> None:
         self.files, self.resize, self.decode, self.padding = list(files), resize, decode, padding
@@ -236,8 +238,8 @@ def _check_mask_sizes(masks: Sequence[Path], files: Sequence[Path], sizes: list[
 
 def cached(files: Sequence[Path], resize: int, decode: Decode, *, split: str, keep: str = "auto",
            sizes: list[tuple[int, int]] | None = None, padding: int = 0) -> tuple[torch.Tensor, list, bool]:
-    """The decoded files on one uint8 canvas (N, ..., H, W), the files' upright sizes, and whether
-    the canvas is memory-mapped.
+    """The decoded files on one uint8 canvas (N, C, H, W) (channels last in memory) or, of masks,
+    (N, H, W), the files' upright sizes, and whether the canvas is memory-mapped.
 
     :param sizes: the files' upright sizes, when known (masks: their images'); else read from the
         headers when decoding.
@@ -258,13 +260,24 @@ def cached(files: Sequence[Path], resize: int, decode: Decode, *, split: str, ke
                  else np.fromfile(data_path, np.uint8).reshape(shape))
         if _intact(array, meta["blocks"], sampled=mapped):
             os.utime(meta_path)  # recently used: the budget evicts others first
-            return torch.from_numpy(array), [tuple(size) for size in meta["sizes"]], mapped
+            return _channels_first(array), [tuple(size) for size in meta["sizes"]], mapped
         print(f"note: the image cache '{data_path}' is damaged (a checksum does not match); decoding again",
               file=sys.stderr)
     if sizes is None:
         sizes = _upright_sizes(files)
     array, mapped = _write(files, resize, decode, data_path, meta_path, keep, sizes, padding)
-    return torch.from_numpy(array), sizes, mapped
+    return _channels_first(array), sizes, mapped
+
+
+def _channels_last(decoded: np.ndarray) -> np.ndarray:
+    """A decoded image (C, H, W) as the cache stores it, (H, W, C) (a view); a mask as it is."""
+    return np.moveaxis(decoded, 0, -1) if decoded.ndim == 3 else decoded
+
+
+def _channels_first(array: np.ndarray) -> torch.Tensor:
+    """Stored (N, H, W, C) images as an (N, C, H, W) tensor of the same memory; masks as they are."""
+    pixels = torch.from_numpy(array)
+    return pixels.permute(0, 3, 1, 2) if pixels.dim() == 4 else pixels
 
 
 def _mapped(nbytes: int, keep: str) -> bool:
@@ -326,7 +339,7 @@ def _description(meta_path: Path, data_path: Path, count: int, resize: int) -> d
         ok = (meta["data"] == data_path.name and shape[0] == count and len(sizes) == count
               and all(isinstance(n, int) and n > 0 for n in shape) and isinstance(blocks, list)
               and all(isinstance(n, int) and n > 0 for size in sizes for n in size)
-              and (stored_extents(sizes, resize) <= shape[-2:]).all()
+              and (stored_extents(sizes, resize) <= shape[1:3]).all()
               and len(blocks) == max(1, math.ceil(math.prod(shape) / BLOCK)))
         return meta if ok and data_path.stat().st_size == math.prod(shape) else None
     except (OSError, ValueError, TypeError, KeyError, IndexError, ZeroDivisionError):
@@ -404,9 +417,9 @@ def _write(files: list[Path], resize: int, decode: Decode, data_path: Path, meta
     copy-on-write (a write stays in this process, never reaches the cache), and whether it counts
     as mapped (too large for memory, or asked to be)."""
     started = time.perf_counter()
-    first = decode(files[0], resize)
+    first = _channels_last(decode(files[0], resize))
     extents = _extents(sizes, resize)
-    shape = (len(files), *first.shape[:-2], *extents.max(0).values.tolist())
+    shape = (len(files), *extents.max(0).values.tolist(), *first.shape[2:])
     nbytes, fill = math.prod(shape), (files, resize, decode, extents.tolist(), padding, first)
     mapped = _mapped(nbytes, keep)
     try:
@@ -527,14 +540,14 @@ def _decode_into(store: np.ndarray, files: list[Path], resize: int, decode: Deco
     (``first``: the first file, already decoded)."""
 
     def fill(index: int) -> None:
-        decoded = first if index == 0 else decode(files[index], resize)
-        if list(decoded.shape[-2:]) != extents[index]:  # its header said another size
-            raise DataError(f"Image '{files[index]}' decodes to {decoded.shape[-2]}x{decoded.shape[-1]} pixels but "
+        decoded = first if index == 0 else _channels_last(decode(files[index], resize))
+        if list(decoded.shape[:2]) != extents[index]:  # its header said another size
+            raise DataError(f"Image '{files[index]}' decodes to {decoded.shape[0]}x{decoded.shape[1]} pixels but "
                             f"its header says {extents[index][0]}x{extents[index][1]}; save it again.")
         height, width = extents[index]
-        store[index, ..., :height, :width] = decoded
-        store[index, ..., height:, :] = padding
-        store[index, ..., :height, width:] = padding
+        store[index, :height, :width] = decoded
+        store[index, height:] = padding
+        store[index, :height, width:] = padding
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(fill, range(len(files))))

@@ -132,8 +132,9 @@ def stored_extents(sizes, resize: int):
 
 def read_stored(path: Path, channels: int, resize: int, interpolation: str = "bilinear"):
     """The image at ``path`` as the folder cache stores it (:func:`stored_placement`), as a uint8
-    tensor (channels, height, width), and its placement. Resized by torch (``interpolation``, one of
-    INTERPOLATIONS, with antialiasing, on bytes: several times faster than PIL's resize)."""
+    tensor (channels, height, width) (a window of the resized image, channels last in memory), and
+    its placement. Resized by torch (``interpolation``, one of INTERPOLATIONS, with antialiasing, on
+    bytes: several times faster than PIL's resize)."""
     import torch.nn.functional as F
 
     pixels, original_size, extent = _decoded(path, channels, resize)
@@ -141,7 +142,7 @@ def read_stored(path: Path, channels: int, resize: int, interpolation: str = "bi
     full, (top, left) = stored_window(placement, extent)
     resized = F.interpolate(pixels.unsqueeze(0), full, mode=interpolation, antialias=True, align_corners=False)[0]
     (height, width) = placement.input_size
-    return resized[:, top:top + height, left:left + width].contiguous(), placement
+    return resized[:, top:top + height, left:left + width], placement
 
 
 def _decoded(path: Path, channels: int, resize: int):
@@ -166,7 +167,7 @@ def _decoded(path: Path, channels: int, resize: int):
             return pixels, (height, width), (0.0, 0.0, float(width), float(height))
     picture, original_size, extent = read_image_and_extent(path, channels, resize)
     pixels = torch.from_numpy(numpy.array(picture)).reshape(picture.height, picture.width, channels)
-    return pixels.permute(2, 0, 1).contiguous(), original_size, extent
+    return pixels.permute(2, 0, 1), original_size, extent  # channels last in memory, as libjpeg's
 
 
 @functools.cache

@@ -225,7 +225,7 @@ def _check_task(component: Component, options: dict[str, Any]) -> Any:
 def _check_transform(component: Component, options: dict[str, Any]) -> Any:
     """On each task it serves: the task's own sample targets (class ids, rows, masks, ...) come back
     of the same shape, unchanged by a transform that moves no pixel; a geometric one also takes
-    and returns uint8 batches."""
+    and returns uint8 batches, channels last in memory too (the folder cache's)."""
     import torch
 
     from cvcore.transforms import Transform
@@ -251,9 +251,24 @@ def _check_transform(component: Component, options: dict[str, Any]) -> Any:
                     f"{label} turned targets {tuple(targets.shape)} into {tuple(moved.shape)}"
             else:
                 assert torch.equal(moved, targets), f"{label} changed the targets, though it moves no pixel"
+        if transform.geometric:
+            _check_channels_last(transform, batches[1], task.example_target(info, 4), label)
         if transform.reads_extents:
             _check_extents(transform, images, task.example_target(info, 4), label)
     return transform
+
+
+def _check_channels_last(transform, pixels, targets, label: str) -> None:
+    """A channels-last batch gets the pixels its standard-layout copy gets."""
+    import torch
+
+    expected, _ = transform(pixels.clone(), targets.clone(), torch.Generator().manual_seed(0))
+    try:
+        out, _ = transform(pixels.contiguous(memory_format=torch.channels_last), targets.clone(),
+                           torch.Generator().manual_seed(0))
+    except RuntimeError as exc:
+        raise AssertionError(f"{label} fails on a channels-last batch ({exc}): reshape rather than view") from None
+    assert torch.equal(out, expected), f"{label} gives other pixels for a channels-last batch than for the same batch"
 
 
 def _check_extents(transform, images, targets, label: str) -> None:

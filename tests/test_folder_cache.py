@@ -140,6 +140,32 @@ def test_cache_off_serves_the_same_pixels_decoded_every_time(tmp_path):
     assert not (tmp_path / "cvcore-cache").exists() or len(cache_files(tmp_path)) == 4
 
 
+@pytest.mark.parametrize("keep", ["memory", "mmap"])
+def test_the_cache_holds_each_image_as_cv_predict_reads_it_channels_last(tmp_path, keep):
+    """Stored (N, H, W, C), served as (N, C, H, W) of that memory: the pixels of cvcore's reader."""
+    from cvcore.images import read_stored
+
+    root = write_image_folder(tmp_path / "data")
+    train = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36, cache=keep).train
+    assert train.images.is_contiguous(memory_format=torch.channels_last) and not train.images.is_contiguous()
+    files = sorted((root / "train").rglob("*.*"))
+    for i, path in enumerate(files):
+        stored, _ = read_stored(path, 3, 36)
+        assert torch.equal(train.images[i, :, :stored.shape[1], :stored.shape[2]], stored), path
+
+
+def test_a_cache_of_an_earlier_format_is_not_read(tmp_path, monkeypatch, capsys):
+    """Format 3 stored (N, C, H, W): read as today's (N, H, W, C) it would scramble every image."""
+    root = write_image_folder(tmp_path / "data")
+    monkeypatch.setattr(folder_cache, "FORMAT", folder_cache.FORMAT - 1)
+    cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    monkeypatch.undo()
+    capsys.readouterr()
+    again = cvcore.create("dataset", "imagefolder", root=root, image_size=32, resize=36)
+    assert capsys.readouterr().err.count("note: decoding") == 2
+    assert again.train.images.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_a_cache_larger_than_memory_is_memory_mapped_and_trains(in_tmp, monkeypatch):
     write_image_folder(in_tmp / "data")
     monkeypatch.setattr(folder_cache, "_available_memory", lambda: 1000)  # 2 x 6 x 3 x 36 x 36 bytes do not fit

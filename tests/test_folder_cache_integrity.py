@@ -114,7 +114,7 @@ def test_a_damaged_cache_is_decoded_again(tmp_path, capsys, damage, keep):
             shutil.copyfile(theirs[0].with_suffix(".json"), path.with_suffix(".json"))
         else:
             meta = json.loads(path.with_suffix(".json").read_text())
-            meta["shape"] = [6, 3, 18, 72]
+            meta["shape"] = [6, 18, 72, 3]
             path.with_suffix(".json").write_text(json.dumps(meta))
         path.write_bytes(bytes(content))
     capsys.readouterr()

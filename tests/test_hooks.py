@@ -1,5 +1,7 @@
 """Each hook, exercised through a throwaway plugin and the public API."""
 
+import pytest
+
 import cvcore
 from cvcore.testing import check_component, plugin_registered
 from plugins_for_tests import plugin
@@ -133,6 +135,27 @@ class Invert(cvcore.Transform):
 def make_transform():
     """Invert the colours."""
     return Invert()
+
+
+class ViewedRoll(cvcore.Transform):
+    """Moves every image's pixels along by one through a flat view, as if batches had one layout."""
+
+    geometric = True
+
+    def __call__(self, images, targets, generator):
+        return images.view(len(images), -1).roll(1, 1).view(images.shape), targets
+
+
+def make_viewed_roll():
+    """Roll the pixels."""
+    return ViewedRoll()
+
+
+def test_check_component_refuses_a_geometric_transform_that_cannot_take_channels_last_bytes():
+    """The folder cache's batches reach geometric transforms channels last in memory."""
+    with _with("register_transforms", make_viewed_roll, "transform"):
+        with pytest.raises(AssertionError, match="fails on a channels-last batch.*reshape rather than view"):
+            check_component("transform", "thing")
 
 
 def test_register_transforms():

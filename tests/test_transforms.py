@@ -315,3 +315,38 @@ def test_classification_batches_are_prepared_without_affine_maps_and_detection_b
         Preparation(info, torch.device("cpu"), [flip, shift], torch.Generator())(
             torch.zeros(8, 3, 20, 28, dtype=torch.uint8), targets, train=True)
         assert asked == ([] if task == "classification" else [flip, shift]), task
+
+
+@pytest.mark.parametrize("name, pixels", [(name, pixels) for name, pixels in builtin_transforms()
+                                          if build(name, **SIZED.get(name, {})).geometric])
+@pytest.mark.parametrize("path", ["cpu", "whole batch"])
+def test_every_geometric_builtin_gives_the_same_pixels_from_a_channels_last_batch(name, pixels, path, monkeypatch):
+    """The folder cache's batches are channels last in memory, and geometric transforms receive
+    them so (the others get the standard layout): each gives them exactly the pixels it gives the
+    same batch in the standard layout, on the CPU's path and on every other device's."""
+    if path == "whole batch":
+        monkeypatch.setattr(geometric, "resized_one_by_one", geometric.resized_together)
+    transform = build(name, **SIZED.get(name, {}))
+    images = photo_batch(24)
+    images = (images * 255).round().to(torch.uint8) if pixels == torch.uint8 else images
+    targets = torch.randint(0, 10, (24,), generator=torch.Generator().manual_seed(1))
+    expected, expected_targets = run(transform, images, targets)
+    out, out_targets = run(transform, images.contiguous(memory_format=torch.channels_last), targets)
+    assert torch.equal(out, expected) and torch.equal(out_targets, expected_targets)
+
+
+@pytest.mark.parametrize("name", ["flip", "random_resized_crop"])
+def test_crops_and_flips_of_channels_last_bytes_stay_channels_last(name):
+    """The layout torch crops, resizes and gathers bytes fastest in is kept to the normalisation."""
+    images = torch.randint(0, 256, (8, 3, 30, 36), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    out, _ = run(build(name, **SIZED.get(name, {})), images, torch.zeros(8, dtype=torch.long))
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+
+
+def test_take_images_gives_index_selects_values_in_the_batchs_layout():
+    images = torch.randint(0, 256, (6, 3, 5, 7), dtype=torch.uint8)
+    index = torch.tensor([4, 0, 4, 2])
+    standard = cvcore.take_images(images, index)
+    channels_last = cvcore.take_images(images.contiguous(memory_format=torch.channels_last), index)
+    assert torch.equal(standard, images.index_select(0, index)) and standard.is_contiguous()
+    assert torch.equal(channels_last, standard) and channels_last.is_contiguous(memory_format=torch.channels_last)

@@ -73,8 +73,8 @@ class Preparation:
                 extents = None
             if not transform.geometric:
                 pixels, targets = self._center_crop(pixels, targets)
-                if pixels.dtype == torch.uint8:
-                    pixels = pixels.float().div_(255)
+                if pixels.dtype == torch.uint8:  # in the standard layout: see cvcore.Transform.geometric
+                    pixels = pixels.to(torch.float32, memory_format=torch.contiguous_format).div_(255)
             if transform.soft_targets and labels is None:
                 labels = targets
             given = {"extents": extents} if extents is not None else {}

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from cvcore import deprecations
 from cvcore.training.distributed import shard
+from cvcore.transforms import take_images
 
 IGNORE_INDEX = 255  # the mask value that losses and metrics leave out; transforms fill with it
 
@@ -92,7 +93,10 @@ class DeviceBatches:
             print(f"note: the data set ({nbytes / 1e9:.1f} GB) does not fit in half the free memory of {device}; "
                   f"it stays in host memory and each batch is copied over", file=sys.stderr)
         home = torch.device("cpu") if on_host else device
-        self.images, self.targets = data.images.to(home), data.targets.to(home)
+        # The folder cache's channels-last images suit the CPU's crop-by-crop resizing; a GPU's
+        # whole-batch resizing (matrix products over rows and columns) wants the standard layout.
+        layout = torch.contiguous_format if home.type == "cuda" else torch.preserve_format
+        self.images, self.targets = data.images.to(home, memory_format=layout), data.targets.to(home)
         self.extents = None if data.extents is None else data.extents.to(home)
 
     def __len__(self) -> int:
@@ -114,7 +118,7 @@ class DeviceBatches:
         """The images, the targets and (when the data has them) the extents at ``index``, on the device."""
         index = index.to(self.images.device)
         stored = (self.images, self.targets) if self.extents is None else (self.images, self.targets, self.extents)
-        taken = tuple(part.index_select(0, index) for part in stored)
+        taken = tuple(take_images(part, index) for part in stored)
         if self.images.device == self.device:
             return taken
         return tuple(part.to(self.device, non_blocking=True) for part in taken)

@@ -87,7 +87,7 @@ class Flip(MapsWhenAsked):
         axis = self.axis
         if is_mask(targets, images):
             targets = torch.cat([targets, targets.flip(axis)]).index_select(0, pick)
-        return torch.cat([images, images.flip(axis)]).index_select(0, pick), targets, flipped
+        return cvcore.take_images(torch.cat([images, images.flip(axis)]), pick), targets, flipped
 
     def maps(self, flipped, images):
         matrices = identities(len(images), images)
@@ -173,8 +173,10 @@ def resized_together(images, masks, drawn: torch.Tensor, size: tuple[int, int]):
 def resized_one_by_one(images, masks, drawn: torch.Tensor, size: tuple[int, int]):
     """:func:`resized_together` on the CPU, crop by crop with torch's own resizing: there an operation
     costs no launch and reading the boxes waits for nothing, and torch's kernels (bytes included)
-    are several times faster than the dense products."""
-    out = images.new_empty((len(images), images.shape[1], *size))
+    are several times faster than the dense products. Channels-last images (the folder cache's)
+    stay so: torch resizes bytes in that layout about 1.7 times as fast."""
+    layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    out = torch.empty((len(images), images.shape[1], *size), dtype=images.dtype, memory_format=layout)
     moved = None if masks is None else masks.new_empty((len(images), *size))
     for i, (y, x, h, w) in enumerate(drawn.int().tolist()):
         out[i] = F.interpolate(images[i:i + 1, :, y:y + h, x:x + w], size, mode="bilinear", antialias=True,
