@@ -350,3 +350,12 @@ def test_take_images_gives_index_selects_values_in_the_batchs_layout():
     channels_last = cvcore.take_images(images.contiguous(memory_format=torch.channels_last), index)
     assert torch.equal(standard, images.index_select(0, index)) and standard.is_contiguous()
     assert torch.equal(channels_last, standard) and channels_last.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_random_resized_crop_on_the_cpu_answers_on_the_images_device_whatever_the_default_device():
+    """A script that sets torch's default device (to a GPU, say) still gets CPU batches cropped on the CPU."""
+    images = torch.randint(0, 256, (4, 3, 12, 14), dtype=torch.uint8)
+    expected, _ = run(build("random_resized_crop", image_size=(8, 8)), images, torch.zeros(4, dtype=torch.long))
+    with torch.device("meta"):
+        out, _ = run(build("random_resized_crop", image_size=(8, 8)), images, torch.zeros(4, dtype=torch.long))
+    assert out.device == images.device and torch.equal(out, expected)

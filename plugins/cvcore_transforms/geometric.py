@@ -176,7 +176,8 @@ def resized_one_by_one(images, masks, drawn: torch.Tensor, size: tuple[int, int]
     are several times faster than the dense products. Channels-last images (the folder cache's)
     stay so: torch resizes bytes in that layout about 1.7 times as fast."""
     layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    out = torch.empty((len(images), images.shape[1], *size), dtype=images.dtype, memory_format=layout)
+    out = torch.empty((len(images), images.shape[1], *size), dtype=images.dtype, device=images.device,
+                      memory_format=layout)
     moved = None if masks is None else masks.new_empty((len(images), *size))
     for i, (y, x, h, w) in enumerate(drawn.int().tolist()):
         out[i] = F.interpolate(images[i:i + 1, :, y:y + h, x:x + w], size, mode="bilinear", antialias=True,
